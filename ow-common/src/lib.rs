@@ -1,0 +1,21 @@
+//! What every ow-wasm crate shares: the OpenWhisk protocol types, action code decoding, the
+//! engine seam ([`runtime::WasmRuntime`]), the guest ABI and the errors that cross crates.
+//!
+//! Without the `host` feature only [`abi`] is built, so the guest SDK can share the ABI's
+//! names while compiling for `wasm32-wasip1`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod abi;
+
+#[cfg(feature = "host")]
+pub mod capabilities;
+#[cfg(feature = "host")]
+pub mod code;
+#[cfg(feature = "host")]
+pub mod guest;
+#[cfg(feature = "host")]
+pub mod protocol;
+#[cfg(feature = "host")]
+pub mod runtime;

@@ -1,0 +1,226 @@
+//! The bodies of OpenWhisk's action container protocol (`POST /init`, `POST /run`) and the
+//! environment a run puts in front of the action.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// `POST /init` body: `{"value": {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InitRequest {
+    /// The action to initialise.
+    pub value: InitValue,
+}
+
+/// The `value` of an init request.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InitValue {
+    /// Informational action name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The entry to run: names a zip entry (`main` or `main.wasm`). Defaults to `main`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub main: String,
+    /// Whether `code` is base64. Decided by the controller, informational here.
+    #[serde(default)]
+    pub binary: bool,
+    /// The action code, base64 of a zip or a module.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub code: String,
+    /// Environment for every activation of this action. Values should be strings; others
+    /// are taken as their JSON text, as the Node.js runtime does.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub env: Map<String, Value>,
+    /// Annotations a Wasm-aware invoker forwards (`dir`, `net_access`).
+    #[serde(default)]
+    pub annotations: Option<Value>,
+}
+
+impl InitValue {
+    /// The init environment as strings.
+    pub fn env_strings(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .map(|(key, value)| (key.clone(), json_text(value)))
+            .collect()
+    }
+
+    /// The entry name to run, `main` when none was given.
+    pub fn main_or_default(&self) -> &str {
+        if self.main.is_empty() {
+            "main"
+        } else {
+            &self.main
+        }
+    }
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// `POST /run` body: the parameters plus the activation's context fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    /// The parameters: an object or an array; `{}` when missing or null.
+    pub value: Value,
+    /// Every other top-level field, as `__OW_<UPPERCASE NAME>` environment variables.
+    pub context: BTreeMap<String, String>,
+}
+
+/// Why a run body was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RunRequestError {
+    /// The body is not a JSON object.
+    #[error("The request body must be a JSON object with the parameters in \"value\".")]
+    NotAnObject,
+    /// `value` is neither object, array nor null.
+    #[error("The parameters in \"value\" must be a JSON object or array, not {0}.")]
+    BadValue(&'static str),
+}
+
+impl RunRequest {
+    /// Splits a parsed `/run` body into parameters and `__OW_*` context.
+    ///
+    /// String fields are taken as they are, numbers and booleans as their JSON text (a
+    /// `deadline` may arrive as a number); nulls, objects and arrays carry no context.
+    pub fn from_body(body: Value) -> Result<Self, RunRequestError> {
+        let Value::Object(mut fields) = body else {
+            return Err(RunRequestError::NotAnObject);
+        };
+        let value = match fields.remove("value") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(value @ (Value::Object(_) | Value::Array(_))) => value,
+            Some(other) => return Err(RunRequestError::BadValue(json_type_name(&other))),
+        };
+        let context = fields
+            .into_iter()
+            .filter(|(_, value)| {
+                matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_))
+            })
+            .map(|(key, value)| (format!("__OW_{}", key.to_uppercase()), json_text(&value)))
+            .collect();
+        Ok(Self { value, context })
+    }
+
+    /// The activation deadline in epoch milliseconds, when one was sent and is a number.
+    pub fn deadline_epoch_millis(&self) -> Option<u64> {
+        self.context.get("__OW_DEADLINE")?.trim().parse().ok()
+    }
+}
+
+/// A string as it is, anything else as its JSON text.
+fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The JSON type of a value, for error sentences.
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The sentences of the official runtimes and the OpenWhisk platform, used verbatim.
+pub mod sentences {
+    /// `/init` without code.
+    pub const MISSING_CODE: &str = "Missing main/no code to execute.";
+    /// A second `/init`.
+    pub const ALREADY_INITIALIZED: &str = "Cannot initialize the action more than once.";
+    /// `/run` before `/init`.
+    pub const NOT_INITIALIZED: &str = "System not initialized.";
+    /// A result that is neither object nor array.
+    pub const NOT_A_DICTIONARY: &str = "The action did not return a dictionary or array.";
+    /// No usable result.
+    pub const NO_VALID_RESPONSE: &str =
+        "The action did not produce a valid response and exited unexpectedly.";
+    /// The line that closes every activation's logs on each stream.
+    pub const LOG_SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";
+
+    /// The timeout sentence for a limit of `limit_ms` milliseconds.
+    pub fn time_limit_exceeded(limit_ms: u64) -> String {
+        format!("The action exceeded its time limits of {limit_ms} milliseconds.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn run_fields_become_ow_environment() {
+        let request = RunRequest::from_body(json!({
+            "value": {"param1": 2},
+            "namespace": "guest",
+            "action_name": "/guest/add",
+            "activation_id": "abc",
+            "deadline": 1700000060000u64,
+            "api_key": "uuid:key",
+            "ignored": {"nested": true}
+        }))
+        .unwrap();
+        assert_eq!(request.value, json!({"param1": 2}));
+        assert_eq!(request.context["__OW_NAMESPACE"], "guest");
+        assert_eq!(request.context["__OW_ACTION_NAME"], "/guest/add");
+        assert_eq!(request.context["__OW_ACTIVATION_ID"], "abc");
+        assert_eq!(request.context["__OW_API_KEY"], "uuid:key");
+        assert_eq!(request.deadline_epoch_millis(), Some(1_700_000_060_000));
+        assert!(!request.context.contains_key("__OW_IGNORED"));
+        assert!(!request.context.contains_key("__OW_VALUE"));
+    }
+
+    #[test]
+    fn missing_or_null_value_means_empty_parameters() {
+        assert_eq!(RunRequest::from_body(json!({})).unwrap().value, json!({}));
+        assert_eq!(
+            RunRequest::from_body(json!({"value": null})).unwrap().value,
+            json!({})
+        );
+        assert_eq!(
+            RunRequest::from_body(json!({"value": [1, 2]}))
+                .unwrap()
+                .value,
+            json!([1, 2])
+        );
+    }
+
+    #[test]
+    fn malformed_run_bodies_are_refused() {
+        assert_eq!(
+            RunRequest::from_body(json!([1])),
+            Err(RunRequestError::NotAnObject)
+        );
+        assert_eq!(
+            RunRequest::from_body(json!({"value": "x"})),
+            Err(RunRequestError::BadValue("a string"))
+        );
+    }
+
+    #[test]
+    fn init_defaults_fill_missing_and_null_fields() {
+        let request: InitRequest =
+            serde_json::from_value(json!({"value": {"code": "AA==", "env": null, "main": null}}))
+                .unwrap();
+        assert_eq!(request.value.main_or_default(), "main");
+        assert!(request.value.env_strings().is_empty());
+        let request: InitRequest =
+            serde_json::from_value(json!({"value": {"env": {"A": "x", "N": 3}}})).unwrap();
+        let env = request.value.env_strings();
+        assert_eq!((env["A"].as_str(), env["N"].as_str()), ("x", "3"));
+        let request: InitRequest = serde_json::from_value(json!({"value": {}})).unwrap();
+        assert!(request.value.code.is_empty());
+    }
+}

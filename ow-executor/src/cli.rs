@@ -1,0 +1,139 @@
+//! Command-line arguments of `ow-executor`. Every flag can also come from an `OW_*`
+//! environment variable; everything is validated before a socket is bound.
+
+use crate::engines::{EngineKind, EngineOptions};
+use clap::{Args, Parser, Subcommand};
+use ow_common::runtime::Limits;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// WebAssembly actions for OpenWhisk.
+#[derive(Debug, Parser)]
+#[command(name = "ow-executor", version, about)]
+pub struct Cli {
+    /// What to serve.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Write the executor's own diagnostics to this file (level from OW_LOG, default info).
+    /// Without it, diagnostics go to stderr only when OW_LOG is set.
+    #[arg(long, global = true, env = "OW_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// The serving modes.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One action container speaking OpenWhisk's action protocol (/init, /run), as the
+    /// `wasm:0.1` action image. Prints nothing but the action's logs.
+    Runtime(RuntimeArgs),
+}
+
+/// Arguments of `ow-executor runtime`.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "OW_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Limits of every activation.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Which engine runs the actions and what it trusts.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// The Wasm engine.
+    #[arg(long, value_enum, default_value_t, env = "OW_ENGINE")]
+    pub engine: EngineKind,
+
+    /// Accept precompiled engine artifacts. They are native code: only trust them when every
+    /// action comes from a source you trust. Portable .wasm is always accepted.
+    #[arg(long, env = "OW_TRUST_PRECOMPILED")]
+    pub trust_precompiled: bool,
+}
+
+impl EngineArgs {
+    /// The engine options these flags describe.
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions {
+            trust_precompiled: self.trust_precompiled,
+        }
+    }
+}
+
+/// OpenWhisk's per-action limits, with its defaults.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Time limit of an activation whose run carries no usable deadline (e.g. 60s, 500ms).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "OW_TIMEOUT")]
+    pub timeout: Duration,
+
+    /// Memory limit of an activation, in MB.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=512), env = "OW_MEMORY_LIMIT")]
+    pub memory_limit: u64,
+
+    /// Log limit of an activation (stdout and stderr together), in MB.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10), env = "OW_LOG_LIMIT")]
+    pub log_limit: u64,
+}
+
+impl LimitArgs {
+    /// The engine limits these flags describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.memory_limit * 1024 * 1024,
+            log_bytes: self.log_limit * 1024 * 1024,
+        }
+    }
+}
+
+/// Parses `500ms`, `60s`, `5m`, or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 60s or 5m"))?;
+    let duration = match unit {
+        "" | "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("a duration must be greater than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

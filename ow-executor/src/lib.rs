@@ -1,0 +1,17 @@
+//! The ow-wasm executor: OpenWhisk's action protocols served over Wasm engines.
+//!
+//! `runtime` mode ([`runtime`]) is the standard action container an unmodified OpenWhisk
+//! invoker drives: `POST /init` once, then `POST /run` many times. The HTTP plumbing
+//! ([`server`]), the one place errors become statuses ([`error`]) and the activation log
+//! channel ([`logs`]) are shared by every mode.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod engines;
+pub mod error;
+pub mod logs;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,248 @@
+//! `runtime` mode: one action container speaking OpenWhisk's action protocol.
+//!
+//! `POST /init` prepares the action once; `POST /run` runs one activation in a fresh instance,
+//! concurrently with any others. The rules (statuses, sentences, sentinels, the `__OW_*`
+//! environment) are those of the official Node.js runtime.
+
+use crate::error::{ApiError, json_response};
+use crate::logs::ActivationLogSink;
+use crate::server::read_json_body;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use ow_common::capabilities::Capabilities;
+use ow_common::code::decode_action_code;
+use ow_common::protocol::{InitRequest, RunRequest, sentences};
+use ow_common::runtime::{
+    ActionConfig, Activation, Completion, InitError, Limits, PreparedAction, WasmRuntime,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The largest `/init` body: 48 MB of code, base64-encoded, plus the JSON around it.
+pub const MAX_INIT_BODY_BYTES: usize = 48 * 1024 * 1024 * 4 / 3 + 1024 * 1024;
+/// The largest `/run` body: 1 MB of parameters plus the activation context and some margin.
+pub const MAX_RUN_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Settings of a runtime-mode container.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// The time limit used when a run carries no usable deadline (none, or already past).
+    pub timeout: Duration,
+    /// Limits applied to the action.
+    pub limits: Limits,
+    /// `__OW_API_HOST` as the executor was given it, passed to every activation.
+    pub api_host: Option<String>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            timeout: ow_common::runtime::DEFAULT_TIMEOUT,
+            limits: Limits::default(),
+            api_host: None,
+        }
+    }
+}
+
+/// Where the container is in its life.
+enum Phase {
+    /// Waiting for `/init`.
+    Uninitialized,
+    /// An `/init` is preparing the action.
+    Initializing,
+    /// Ready to run.
+    Ready(Arc<Ready>),
+    /// `/init` failed; the container will not run anything.
+    Failed,
+}
+
+/// A prepared action and the environment its init gave it.
+struct Ready {
+    action: Arc<dyn PreparedAction>,
+    env: BTreeMap<String, String>,
+}
+
+/// One action container.
+pub struct Container {
+    engine: Arc<dyn WasmRuntime>,
+    settings: RuntimeSettings,
+    logs: Arc<dyn ActivationLogSink>,
+    phase: Mutex<Phase>,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("engine", &self.engine.name())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Container {
+    /// A fresh, uninitialised container.
+    pub fn new(
+        engine: Arc<dyn WasmRuntime>,
+        settings: RuntimeSettings,
+        logs: Arc<dyn ActivationLogSink>,
+    ) -> Self {
+        Self {
+            engine,
+            settings,
+            logs,
+            phase: Mutex::new(Phase::Uninitialized),
+        }
+    }
+
+    /// Handles the body of `/init`.
+    pub async fn init(&self, request: InitRequest) -> Result<(), ApiError> {
+        if request.value.code.trim().is_empty() {
+            return Err(ApiError::forbidden(sentences::MISSING_CODE));
+        }
+        {
+            let mut phase = self.phase.lock().expect("phase lock");
+            if !matches!(*phase, Phase::Uninitialized) {
+                self.logs.stderr_line(&format!(
+                    "Internal system error: {}",
+                    sentences::ALREADY_INITIALIZED
+                ));
+                return Err(ApiError::forbidden(sentences::ALREADY_INITIALIZED));
+            }
+            *phase = Phase::Initializing;
+        }
+        let prepared = self.prepare(&request).await;
+        let mut phase = self.phase.lock().expect("phase lock");
+        match prepared {
+            Ok(ready) => {
+                *phase = Phase::Ready(Arc::new(ready));
+                Ok(())
+            }
+            Err(error) => {
+                *phase = Phase::Failed;
+                drop(phase);
+                tracing::info!(action = request.value.name.as_deref(), %error, "init failed");
+                // The invoker waits for a sentinel on each stream after a failed init.
+                self.logs.activation(&Default::default());
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn prepare(&self, request: &InitRequest) -> Result<Ready, InitError> {
+        let value = &request.value;
+        let code = decode_action_code(&value.code, value.main_or_default())?;
+        let capabilities = Capabilities::from_annotations(value.annotations.as_ref())
+            .map_err(InitError::Capability)?;
+        let config = ActionConfig {
+            capabilities,
+            limits: self.settings.limits,
+        };
+        let started = Instant::now();
+        let action = self.engine.prepare(code, config).await?;
+        tracing::info!(
+            action = value.name.as_deref(),
+            prepare_us = started.elapsed().as_micros() as u64,
+            "action initialized"
+        );
+        Ok(Ready {
+            action,
+            env: value.env_strings(),
+        })
+    }
+
+    /// Handles the body of `/run`: one activation. The logs are written before returning.
+    pub async fn run(&self, request: RunRequest) -> Result<serde_json::Value, ApiError> {
+        let ready = match &*self.phase.lock().expect("phase lock") {
+            Phase::Ready(ready) => ready.clone(),
+            Phase::Uninitialized => return Err(ApiError::forbidden(sentences::NOT_INITIALIZED)),
+            Phase::Initializing => {
+                return Err(ApiError::forbidden("System not ready, status is starting."));
+            }
+            Phase::Failed => {
+                return Err(ApiError::forbidden("System not ready, status is stopped."));
+            }
+        };
+        let (deadline, time_limit) = self.deadline(&request);
+        let mut env = ready.env.clone();
+        if let Some(api_host) = &self.settings.api_host {
+            env.insert("__OW_API_HOST".to_owned(), api_host.clone());
+        }
+        env.extend(request.context);
+        let activation_id = env.get("__OW_ACTIVATION_ID").cloned().unwrap_or_default();
+        let activation = Activation {
+            params: request.value,
+            env: env.into_iter().collect(),
+            deadline,
+            time_limit,
+        };
+        let started = Instant::now();
+        let Completion { outcome, logs } = ready.action.run(activation).await;
+        self.logs.activation(&logs);
+        tracing::info!(
+            activation_id,
+            run_us = started.elapsed().as_micros() as u64,
+            ok = outcome.is_ok(),
+            "activation finished"
+        );
+        Ok(outcome?)
+    }
+
+    /// The activation's deadline and time limit: from the run's `deadline` when it is in the
+    /// future, else (none sent, or clock skew) the configured timeout from now.
+    fn deadline(&self, request: &RunRequest) -> (Instant, Duration) {
+        let now = Instant::now();
+        let now_epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        match request.deadline_epoch_millis() {
+            Some(deadline_ms) if deadline_ms > now_epoch_ms => {
+                let remaining = Duration::from_millis(deadline_ms - now_epoch_ms);
+                (now + remaining, remaining)
+            }
+            _ => (now + self.settings.timeout, self.settings.timeout),
+        }
+    }
+}
+
+/// The routes of `runtime` mode.
+pub fn router(container: Arc<Container>) -> Router {
+    Router::new()
+        .route("/init", post(init_handler))
+        .route("/run", post(run_handler))
+        .with_state(container)
+}
+
+async fn init_handler(State(container): State<Arc<Container>>, request: Request<Body>) -> Response {
+    let outcome = async {
+        let body = read_json_body(request.into_body(), MAX_INIT_BODY_BYTES).await?;
+        let request: InitRequest = serde_json::from_value(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"
+            ))
+        })?;
+        container.init(request).await
+    };
+    match outcome.await {
+        Ok(()) => json_response(StatusCode::OK, &json!({ "ok": true })),
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    }
+}
+
+async fn run_handler(State(container): State<Arc<Container>>, request: Request<Body>) -> Response {
+    let outcome = async {
+        let body = read_json_body(request.into_body(), MAX_RUN_BODY_BYTES).await?;
+        let request =
+            RunRequest::from_body(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        container.run(request).await
+    };
+    match outcome.await {
+        Ok(result) => json_response(StatusCode::OK, &result),
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    }
+}

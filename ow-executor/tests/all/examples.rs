@@ -1,0 +1,167 @@
+//! Every example action of `ow-wasm-action`, invoked through `ow-executor runtime`. The
+//! `foreach_action!` check makes a new example without a test here fail to compile.
+
+use crate::harness::{Executor, init_body, sentinels, zip};
+use ow_wasm_action_artifacts as artifacts;
+use serde_json::{Value, json};
+
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use self::$name as _;
+    };
+}
+artifacts::foreach_action!(assert_test_exists);
+
+/// Initialises a fresh runtime with `module` and runs it once with `params`.
+fn invoke(module: &str, params: Value) -> (u16, Value, Executor) {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(module);
+    let answer = executor.run(params);
+    (answer.status, answer.body, executor)
+}
+
+#[test]
+fn add() {
+    let (status, body, _) = invoke(artifacts::ADD, json!({"param1": 2, "param2": 2}));
+    assert_eq!((status, body), (200, json!({"result": 4})));
+    let (status, body, _) = invoke(artifacts::ADD, json!({"param1": 2}));
+    assert_eq!(
+        (status, body),
+        (200, json!({"error": "param2 must be an integer"}))
+    );
+}
+
+#[test]
+fn echo() {
+    let params = json!({"a": [1, {"b": null}], "c": "d"});
+    let (status, body, _) = invoke(artifacts::ECHO, params.clone());
+    assert_eq!((status, body), (200, params));
+}
+
+#[test]
+fn hash() {
+    let (status, body, _) = invoke(artifacts::HASH, json!({"iterations": 10}));
+    assert_eq!(status, 200);
+    let mut buffer = [0u8; 4096];
+    for _ in 0..10 {
+        let digest = blake3::hash(&buffer);
+        buffer[..32].copy_from_slice(digest.as_bytes());
+    }
+    assert_eq!(
+        body,
+        json!({"iterations": 10, "hash": blake3::hash(&buffer).to_hex().as_str()})
+    );
+}
+
+#[test]
+fn prime() {
+    let (status, body, _) = invoke(artifacts::PRIME, json!({"n": 1000}));
+    assert_eq!((status, body), (200, json!({"n": 1000, "prime": 7919})));
+    let (_, body, _) = invoke(artifacts::PRIME, json!({"n": 0}));
+    assert_eq!(body, json!({"error": "n must be a positive integer"}));
+}
+
+#[test]
+fn clock() {
+    let before = crate::harness::epoch_millis_from_now(std::time::Duration::ZERO);
+    let (status, body, _) = invoke(artifacts::CLOCK, json!({}));
+    let after = crate::harness::epoch_millis_from_now(std::time::Duration::ZERO);
+    assert_eq!(status, 200);
+    let millis = body["epoch_millis"].as_u64().unwrap();
+    assert!(
+        (before..=after).contains(&millis),
+        "{before} <= {millis} <= {after}"
+    );
+}
+
+#[test]
+fn random() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::RANDOM);
+    let draws: std::collections::HashSet<u64> = (0..4)
+        .map(|_| executor.run(json!({})).body["random"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        draws.len(),
+        4,
+        "each activation draws fresh randomness: {draws:?}"
+    );
+}
+
+#[test]
+fn error() {
+    let (status, body, _) = invoke(artifacts::ERROR, json!({}));
+    assert_eq!(
+        (status, body),
+        (200, json!({"error": "this action always fails"}))
+    );
+}
+
+#[test]
+fn log() {
+    let (status, body, executor) = invoke(artifacts::LOG, json!({"lines": 3, "message": "hi"}));
+    assert_eq!((status, body), (200, json!({"lines": 3})));
+    let (stdout, stderr) = executor.logs_after(1);
+    assert!(
+        stdout.starts_with("stdout 0: hi\nstdout 1: hi\nstdout 2: hi\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.starts_with("stderr 0: hi\nstderr 1: hi\nstderr 2: hi\n"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sleep() {
+    let (status, body, _) = invoke(artifacts::SLEEP, json!({"ms": 50}));
+    assert_eq!((status, body), (200, json!({"slept_ms": 50})));
+}
+
+#[test]
+fn filesys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("existing.txt"), "x").unwrap();
+    let executor = Executor::runtime(&[]);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::FILESYS)));
+    body["value"]["annotations"] = json!({"dir": dir.path()});
+    assert_eq!(executor.post("/init", &body).status, 200);
+    let answer = executor.run(json!({"file": "note.txt", "content": "written by wasm"}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            200,
+            json!({"content": "written by wasm", "entries": ["existing.txt", "note.txt"]})
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("note.txt")).unwrap(),
+        "written by wasm"
+    );
+
+    // Without the annotation there is no filesystem at all.
+    let (status, body, _) = invoke(artifacts::FILESYS, json!({}));
+    assert_eq!(status, 200);
+    let error = body["error"].as_str().unwrap();
+    assert!(error.starts_with("cannot write /data/hello.txt"), "{error}");
+}
+
+#[test]
+fn stdio_add() {
+    let (status, body, executor) = invoke(artifacts::STDIO_ADD, json!({"param1": 2, "param2": 3}));
+    assert_eq!((status, body), (200, json!({"result": 5})));
+    let (stdout, stderr) = executor.logs_after(1);
+    let sentinel = ow_common::protocol::sentences::LOG_SENTINEL;
+    // The result line is the answer, not a log line.
+    assert_eq!(stdout, format!("adding 2 and 3\n{sentinel}\n"));
+    assert_eq!(stderr, format!("a line on stderr\n{sentinel}\n"));
+    assert_eq!(sentinels(&stdout), 1);
+}
+
+#[test]
+fn env() {
+    let (status, body, _) = invoke(artifacts::ENV, json!({}));
+    assert_eq!(status, 200);
+    assert!(body.is_object());
+}

@@ -1,0 +1,223 @@
+//! Starts `ow-executor` as a child process, finds its address in its log file, talks HTTP to
+//! it and collects what it printed on stdout and stderr.
+
+use base64::Engine as _;
+use ow_common::protocol::sentences::LOG_SENTINEL;
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running executor, killed when dropped.
+pub struct Executor {
+    child: Child,
+    pub base_url: String,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    _dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub content_length: Option<usize>,
+}
+
+impl Executor {
+    /// `ow-executor runtime` with extra arguments.
+    pub fn runtime(args: &[&str]) -> Self {
+        Self::start(&["runtime"], args, &[])
+    }
+
+    /// `ow-executor runtime` with extra arguments and environment.
+    pub fn runtime_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start(&["runtime"], args, env)
+    }
+
+    fn start(mode: &[&str], args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_file = dir.path().join("executor.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ow-executor"));
+        command
+            .args(mode)
+            .args(["--listen", "127.0.0.1:0", "--log-file"])
+            .arg(&log_file)
+            .args(args)
+            .env_remove("OW_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("ow-executor starts");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let address = wait_for_address(&log_file, &mut child);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Self {
+            child,
+            base_url: format!("http://{address}"),
+            stdout,
+            stderr,
+            _dir: dir,
+            agent,
+        }
+    }
+
+    /// POSTs raw bytes to `path`, with or without a JSON content type.
+    pub fn post_raw(&self, path: &str, body: &[u8], json_content_type: bool) -> Answer {
+        let mut request = self.agent.post(format!("{}{path}", self.base_url));
+        if json_content_type {
+            request = request.header("Content-Type", "application/json");
+        }
+        let mut response = request.send(body).expect("the executor answers");
+        let status = response.status().as_u16();
+        let content_length = response
+            .headers()
+            .get("content-length")
+            .and_then(|value| value.to_str().ok()?.parse().ok());
+        let mut text = String::new();
+        response
+            .body_mut()
+            .as_reader()
+            .read_to_string(&mut text)
+            .expect("readable body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("the answer to {path} is not JSON ({e}): {text:?}"));
+        Answer {
+            status,
+            body,
+            content_length,
+        }
+    }
+
+    /// POSTs a JSON document.
+    pub fn post(&self, path: &str, body: &Value) -> Answer {
+        self.post_raw(path, &serde_json::to_vec(body).unwrap(), true)
+    }
+
+    /// Sends `/init` with a module (zipped) and answers.
+    pub fn init_module(&self, module: &[u8]) -> Answer {
+        self.post("/init", &init_body(&zip(module)))
+    }
+
+    /// Sends `/init` with the module at `path` and asserts it succeeded.
+    pub fn init_ok(&self, path: &str) {
+        let answer = self.init_module(&ow_wasm_action_artifacts::read(path));
+        assert_eq!(
+            (answer.status, &answer.body),
+            (200, &json!({"ok": true})),
+            "init of {path}"
+        );
+    }
+
+    /// Sends `/run` with these parameters.
+    pub fn run(&self, params: Value) -> Answer {
+        self.post("/run", &json!({ "value": params }))
+    }
+
+    /// Everything the executor printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    /// Everything the executor printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until each stream holds `count` sentinel lines (the logs are written just before
+    /// the answer, but the pipe reader threads may lag) and returns both streams.
+    pub fn logs_after(&self, count: usize) -> (String, String) {
+        let started = Instant::now();
+        loop {
+            let (stdout, stderr) = (self.stdout(), self.stderr());
+            if sentinels(&stdout) >= count && sentinels(&stderr) >= count {
+                return (stdout, stderr);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "expected {count} sentinels on each stream; stdout: {stdout:?}, stderr: {stderr:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many sentinel lines a stream holds.
+pub fn sentinels(stream: &str) -> usize {
+    stream.lines().filter(|line| *line == LOG_SENTINEL).count()
+}
+
+/// The `/init` body for base64 code.
+pub fn init_body(code: &[u8]) -> Value {
+    json!({"value": {
+        "name": "test", "main": "main", "binary": true,
+        "code": base64::engine::general_purpose::STANDARD.encode(code)
+    }})
+}
+
+/// A zip holding `module` as `action.wasm`.
+pub fn zip(module: &[u8]) -> Vec<u8> {
+    ow_common::code::zip_module("action.wasm", module).unwrap()
+}
+
+/// Epoch milliseconds `offset` from now.
+pub fn epoch_millis_from_now(offset: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (now + offset).as_millis() as u64
+}
+
+fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(read) = stream.read(&mut chunk) {
+            if read == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..read]);
+        }
+    });
+    buffer
+}
+
+fn wait_for_address(log_file: &Path, child: &mut Child) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(log) = std::fs::read_to_string(log_file) {
+            if let Some(address) = log.lines().find_map(|line| {
+                let rest = line.split("listening on ").nth(1)?;
+                Some(rest.split_whitespace().next()?.to_owned())
+            }) {
+                return address;
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ow-executor exited before listening: {status}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ow-executor did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

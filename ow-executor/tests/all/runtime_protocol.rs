@@ -1,0 +1,470 @@
+//! Every rule of the action container protocol (PROTOCOL.md §1) in `runtime` mode.
+
+use crate::harness::{Executor, epoch_millis_from_now, init_body, sentinels, zip};
+use ow_common::protocol::sentences::LOG_SENTINEL;
+use ow_wasm_action_artifacts as artifacts;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[test]
+fn init_then_run_answers_the_result_with_a_content_length() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ADD);
+    let answer = executor.run(json!({"param1": 2, "param2": 2}));
+    assert_eq!((answer.status, &answer.body), (200, &json!({"result": 4})));
+    let expected_len = serde_json::to_vec(&answer.body).unwrap().len();
+    assert_eq!(answer.content_length, Some(expected_len));
+}
+
+#[test]
+fn the_executor_prints_nothing_but_activation_logs_and_sentinels() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ADD);
+    executor.run(json!({"param1": 1, "param2": 2}));
+    let (stdout, stderr) = executor.logs_after(1);
+    assert_eq!(stdout, format!("{LOG_SENTINEL}\n"));
+    assert_eq!(stderr, format!("{LOG_SENTINEL}\n"));
+}
+
+#[test]
+fn run_before_init_is_refused() {
+    let executor = Executor::runtime(&[]);
+    let answer = executor.run(json!({}));
+    assert_eq!(
+        (answer.status, &answer.body),
+        (403, &json!({"error": "System not initialized."}))
+    );
+}
+
+#[test]
+fn a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ADD);
+    let answer = executor.init_module(&artifacts::read(artifacts::ECHO));
+    assert_eq!(
+        (answer.status, &answer.body),
+        (
+            403,
+            &json!({"error": "Cannot initialize the action more than once."})
+        )
+    );
+    // The first action is still the one that runs.
+    let answer = executor.run(json!({"param1": 1, "param2": 1}));
+    assert_eq!(answer.body, json!({"result": 2}));
+    let (stdout, stderr) = executor.logs_after(1);
+    assert!(
+        stderr.contains("Cannot initialize the action more than once."),
+        "{stderr}"
+    );
+    assert_eq!((sentinels(&stdout), sentinels(&stderr)), (1, 1));
+}
+
+#[test]
+fn init_without_code_is_refused_and_leaves_the_container_uninitialized() {
+    let executor = Executor::runtime(&[]);
+    for body in [
+        json!({"value": {"main": "main"}}),
+        json!({"value": {"code": ""}}),
+        json!({"value": {"code": null}}),
+    ] {
+        let answer = executor.post("/init", &body);
+        assert_eq!(
+            (answer.status, &answer.body),
+            (403, &json!({"error": "Missing main/no code to execute."})),
+            "{body}"
+        );
+    }
+    executor.init_ok(artifacts::ADD);
+}
+
+#[test]
+fn undecodable_code_fails_init_with_502_and_one_sentinel_per_stream() {
+    let cases: [(&[u8], &str); 3] = [
+        (b"function main() { return {}; }", "text"),
+        (
+            b"\0asm\x01\0\0\0\x01\x05garbage",
+            "not a valid WebAssembly module",
+        ),
+        (b"\0asm\x0d\0\x01\0", "WebAssembly component"),
+    ];
+    for (code, expected) in cases {
+        let executor = Executor::runtime(&[]);
+        let answer = executor.post("/init", &init_body(code));
+        assert_eq!(answer.status, 502, "{answer:?}");
+        let error = answer.body["error"].as_str().unwrap();
+        assert!(
+            error.contains(expected),
+            "{error:?} should mention {expected:?}"
+        );
+        let (stdout, stderr) = executor.logs_after(1);
+        assert_eq!(
+            (stdout.as_str(), stderr.as_str()),
+            (&*format!("{LOG_SENTINEL}\n"), &*format!("{LOG_SENTINEL}\n"))
+        );
+        // A failed container refuses to run.
+        assert_eq!(executor.run(json!({})).status, 403);
+    }
+}
+
+#[test]
+fn bad_base64_and_bad_zips_fail_init_with_a_sentence() {
+    let executor = Executor::runtime(&[]);
+    let answer = executor.post(
+        "/init",
+        &json!({"value": {"code": "%%% not base64 %%%", "binary": true}}),
+    );
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer.body["error"].as_str().unwrap().contains("base64"),
+        "{:?}",
+        answer.body
+    );
+
+    let executor = Executor::runtime(&[]);
+    let readme = ow_common::code::zip_module("README.md", b"# not a module").unwrap();
+    let answer = executor.post("/init", &init_body(&readme));
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no WebAssembly module"),
+        "{:?}",
+        answer.body
+    );
+}
+
+#[test]
+fn malformed_json_is_a_400_on_both_routes() {
+    let executor = Executor::runtime(&[]);
+    for path in ["/init", "/run"] {
+        let answer = executor.post_raw(path, b"{\"value\": ", true);
+        assert_eq!(answer.status, 400, "{path}");
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON"),
+            "{answer:?}"
+        );
+    }
+    let answer = executor.post("/run", &json!({"value": "a string"}));
+    assert_eq!(answer.status, 400);
+    // The container is still usable.
+    executor.init_ok(artifacts::ADD);
+}
+
+#[test]
+fn content_type_is_not_required() {
+    let executor = Executor::runtime(&[]);
+    let body = serde_json::to_vec(&init_body(&zip(&artifacts::read(artifacts::ADD)))).unwrap();
+    assert_eq!(executor.post_raw("/init", &body, false).status, 200);
+    let answer = executor.post_raw("/run", br#"{"value": {"param1": 3, "param2": 4}}"#, false);
+    assert_eq!((answer.status, answer.body), (200, json!({"result": 7})));
+}
+
+#[test]
+fn parameters_and_results_pass_verbatim_objects_and_arrays() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ECHO);
+    let params = json!({"nested": {"list": [1, "two", null, 3.5]}, "unicode": "ünïcødé"});
+    assert_eq!(executor.run(params.clone()).body, params);
+    let answer = executor.run(json!([1, 2, 3]));
+    assert_eq!((answer.status, answer.body), (200, json!([1, 2, 3])));
+    // Missing and null parameters both mean {}.
+    assert_eq!(executor.post("/run", &json!({})).body, json!({}));
+    assert_eq!(
+        executor.post("/run", &json!({"value": null})).body,
+        json!({})
+    );
+}
+
+#[test]
+fn an_application_error_is_still_200() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ERROR);
+    let answer = executor.run(json!({"reason": "no such user"}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (200, json!({"error": "no such user"}))
+    );
+}
+
+#[test]
+fn a_result_that_is_not_a_dictionary_is_a_502() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::wat::NOT_A_DICTIONARY);
+    let answer = executor.run(json!({}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": "The action did not return a dictionary or array."})
+        )
+    );
+    let (stdout, stderr) = executor.logs_after(1);
+    assert_eq!((sentinels(&stdout), sentinels(&stderr)), (1, 1));
+}
+
+#[test]
+fn a_trap_is_a_502_and_the_container_keeps_serving() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::wat::UNREACHABLE);
+    for _ in 0..2 {
+        let answer = executor.run(json!({}));
+        assert_eq!(answer.status, 502);
+        let error = answer.body["error"].as_str().unwrap();
+        assert!(
+            error
+                .starts_with("The action did not produce a valid response and exited unexpectedly")
+                && error.contains("unreachable"),
+            "{error}"
+        );
+    }
+    let (stdout, stderr) = executor.logs_after(2);
+    assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
+}
+
+#[test]
+fn an_exit_with_a_code_is_a_502_naming_the_code() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::wat::EXIT_CODE);
+    let answer = executor.run(json!({}));
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 3"),
+        "{:?}",
+        answer.body
+    );
+}
+
+#[test]
+fn modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong() {
+    let executor = Executor::runtime(&[]);
+    let answer = executor.init_module(&artifacts::read(artifacts::wat::UNKNOWN_IMPORT));
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("env.launch_missiles"),
+        "{:?}",
+        answer.body
+    );
+
+    let executor = Executor::runtime(&[]);
+    let answer = executor.init_module(&artifacts::read(artifacts::wat::NO_ENTRY_POINT));
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer.body["error"].as_str().unwrap().contains("__ow_main"),
+        "{:?}",
+        answer.body
+    );
+}
+
+#[test]
+fn logs_go_to_their_stream_before_the_sentinels_after_every_activation() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::LOG);
+    executor.run(json!({"lines": 2, "message": "first"}));
+    executor.run(json!({"lines": 1, "message": "second"}));
+    let (stdout, stderr) = executor.logs_after(2);
+    assert_eq!(
+        stdout,
+        format!(
+            "stdout 0: first\nstdout 1: first\n{LOG_SENTINEL}\nstdout 0: second\n{LOG_SENTINEL}\n"
+        )
+    );
+    assert_eq!(
+        stderr,
+        format!(
+            "stderr 0: first\nstderr 1: first\n{LOG_SENTINEL}\nstderr 0: second\n{LOG_SENTINEL}\n"
+        )
+    );
+}
+
+#[test]
+fn concurrent_activations_run_at_once_and_keep_their_log_blocks_whole() {
+    let executor = std::sync::Arc::new(Executor::runtime(&[]));
+    executor.init_ok(artifacts::LOG);
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let executor = executor.clone();
+            std::thread::spawn(move || {
+                let answer =
+                    executor.run(json!({"lines": 50, "message": format!("activation {i}")}));
+                assert_eq!(answer.status, 200);
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let (stdout, _) = executor.logs_after(8);
+    // Each block between sentinels comes from one activation only.
+    for block in stdout
+        .split(&format!("{LOG_SENTINEL}\n"))
+        .filter(|b| !b.is_empty())
+    {
+        let first = block.lines().next().unwrap();
+        let owner = first.split(": ").nth(1).unwrap();
+        assert!(
+            block.lines().all(|line| line.ends_with(owner)),
+            "interleaved block: {block}"
+        );
+        assert_eq!(block.lines().count(), 50);
+    }
+}
+
+#[test]
+fn sleeping_activations_overlap_instead_of_queueing() {
+    let executor = std::sync::Arc::new(Executor::runtime(&[]));
+    executor.init_ok(artifacts::SLEEP);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let executor = executor.clone();
+            std::thread::spawn(move || executor.run(json!({"ms": 1000})).status)
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 200);
+    }
+    // Served one after another they would take 8 s; overlapping, about 1 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::wat::LOOP_FOREVER);
+    let deadline = epoch_millis_from_now(Duration::from_millis(500));
+    let answer = executor.post(
+        "/run",
+        &json!({"value": {}, "deadline": deadline.to_string()}),
+    );
+    assert_eq!(answer.status, 502);
+    let error = answer.body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("The action exceeded its time limits of ")
+            && error.ends_with(" milliseconds."),
+        "{error}"
+    );
+    let limit: u64 = error.split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!((300..=500).contains(&limit), "limit {limit}");
+    // Another activation of the same container is served (and stopped) again.
+    let deadline = epoch_millis_from_now(Duration::from_millis(300));
+    let answer = executor.post("/run", &json!({"value": {}, "deadline": deadline}));
+    assert_eq!(answer.status, 502);
+    let (stdout, stderr) = executor.logs_after(2);
+    assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
+}
+
+#[test]
+fn the_deadline_also_stops_an_action_waiting_in_the_host() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::SLEEP);
+    let deadline = epoch_millis_from_now(Duration::from_millis(300));
+    let answer = executor.post(
+        "/run",
+        &json!({"value": {"ms": 30000}, "deadline": deadline}),
+    );
+    assert_eq!(answer.status, 502);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The action exceeded its time limits")
+    );
+    let answer = executor.run(json!({"ms": 1}));
+    assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 1})));
+}
+
+#[test]
+fn a_deadline_in_the_past_falls_back_to_the_configured_timeout() {
+    let executor = Executor::runtime(&["--timeout", "1s"]);
+    executor.init_ok(artifacts::ADD);
+    let answer = executor.post(
+        "/run",
+        &json!({"value": {"param1": 1, "param2": 1}, "deadline": "123"}),
+    );
+    assert_eq!((answer.status, answer.body), (200, json!({"result": 2})));
+
+    let executor = Executor::runtime(&["--timeout", "1s"]);
+    executor.init_ok(artifacts::wat::LOOP_FOREVER);
+    let answer = executor.post("/run", &json!({"value": {}, "deadline": "123"}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": "The action exceeded its time limits of 1000 milliseconds."})
+        )
+    );
+}
+
+#[test]
+fn each_activation_sees_its_own_ow_context_and_the_init_env() {
+    let executor = Executor::runtime_with_env(
+        &[],
+        &[
+            ("__OW_API_HOST", "http://openwhisk.example:3233"),
+            ("EXECUTOR_SECRET", "leaked"),
+        ],
+    );
+    let mut body = init_body(&zip(&artifacts::read(artifacts::ENV)));
+    body["value"]["env"] = json!({"GREETING": "hello", "__OW_NAMESPACE": "from-init"});
+    assert_eq!(executor.post("/init", &body).status, 200);
+    for id in ["a1", "b2"] {
+        let answer = executor.post(
+            "/run",
+            &json!({
+                "value": {}, "namespace": "guest", "action_name": "/guest/env",
+                "action_version": "0.0.1", "activation_id": id, "transaction_id": "tx",
+                "deadline": epoch_millis_from_now(Duration::from_secs(60)).to_string(),
+                "api_key": "uuid:key"
+            }),
+        );
+        let env = answer.body;
+        assert_eq!(env["__OW_ACTIVATION_ID"], id);
+        assert_eq!(
+            env["__OW_NAMESPACE"], "guest",
+            "the run's context wins over init env"
+        );
+        assert_eq!(env["__OW_ACTION_NAME"], "/guest/env");
+        assert_eq!(env["__OW_ACTION_VERSION"], "0.0.1");
+        assert_eq!(env["__OW_TRANSACTION_ID"], "tx");
+        assert_eq!(env["__OW_API_KEY"], "uuid:key");
+        assert!(
+            env["__OW_DEADLINE"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .is_ok()
+        );
+        assert_eq!(env["__OW_API_HOST"], "http://openwhisk.example:3233");
+        assert_eq!(env["GREETING"], "hello");
+        assert!(
+            env.get("EXECUTOR_SECRET").is_none(),
+            "the executor's environment leaked: {env}"
+        );
+    }
+    // Context is per activation: a run without an api_key does not see the last one's.
+    let env = executor.run(json!({})).body;
+    assert!(env.get("__OW_API_KEY").is_none(), "{env}");
+    assert!(env.get("__OW_ACTIVATION_ID").is_none(), "{env}");
+}
+
+#[test]
+fn unknown_routes_answer_json() {
+    let executor = Executor::runtime(&[]);
+    let answer = executor.post("/nope", &json!({}));
+    assert_eq!(answer.status, 404);
+    assert!(answer.body["error"].is_string());
+}

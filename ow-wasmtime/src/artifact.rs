@@ -1,0 +1,30 @@
+//! The one place precompiled native code is loaded: [`deserialize_trusted`].
+
+use ow_common::code::ModuleFormat;
+use ow_common::runtime::InitError;
+use wasmtime::{Engine, Module};
+
+/// Loads a Wasmtime artifact.
+///
+/// Only called when the operator started the executor with `--trust-precompiled`, which is
+/// their statement that action code comes from a source they trust: an artifact is native code
+/// and a crafted one can do anything the executor can.
+pub(crate) fn deserialize_trusted(engine: &Engine, bytes: &[u8]) -> Result<Module, InitError> {
+    if Engine::detect_precompiled(bytes).is_none() {
+        return Err(InitError::IncompatibleArtifact {
+            found: ModuleFormat::WasmtimeArtifact,
+            engine: crate::ENGINE_NAME,
+            reason: "it is not a Wasmtime module artifact".to_owned(),
+        });
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the operator vouched for precompiled code with `--trust-precompiled` (see
+    // above). Wasmtime itself checks that the artifact was made by this Wasmtime version with
+    // a compatible configuration and refuses it otherwise.
+    let module = unsafe { Module::deserialize(engine, bytes) };
+    module.map_err(|e| InitError::IncompatibleArtifact {
+        found: ModuleFormat::WasmtimeArtifact,
+        engine: crate::ENGINE_NAME,
+        reason: format!("{e:#}"),
+    })
+}

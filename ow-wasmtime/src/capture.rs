@@ -1,0 +1,176 @@
+//! In-memory stdout/stderr for one activation, sharing one byte budget (the action's log
+//! limit). Writes past the budget are accepted and dropped, so a flood of output neither fails
+//! the action nor grows the executor's memory; the stdio ABI's result line is tracked apart so
+//! it survives truncated logs.
+
+use ow_common::guest::ResultLine;
+use ow_common::runtime::Logs;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::async_trait;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+/// The most a single write may hand over at once.
+const WRITE_PERMIT: usize = 64 * 1024;
+
+/// Both streams of one activation.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    shared: Arc<Mutex<Captured>>,
+}
+
+#[derive(Debug)]
+struct Captured {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    remaining: usize,
+    limit: usize,
+    truncated: bool,
+    result_line: ResultLine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One stream's writing end, handed to WASI.
+#[derive(Debug, Clone)]
+pub(crate) struct CaptureStream {
+    shared: Arc<Mutex<Captured>>,
+    stream: Stream,
+}
+
+impl Capture {
+    pub(crate) fn new(log_limit: u64) -> Self {
+        let limit = usize::try_from(log_limit).unwrap_or(usize::MAX);
+        Self {
+            shared: Arc::new(Mutex::new(Captured {
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                remaining: limit,
+                limit,
+                truncated: false,
+                result_line: ResultLine::default(),
+            })),
+        }
+    }
+
+    pub(crate) fn stdout(&self) -> CaptureStream {
+        CaptureStream {
+            shared: self.shared.clone(),
+            stream: Stream::Stdout,
+        }
+    }
+
+    pub(crate) fn stderr(&self) -> CaptureStream {
+        CaptureStream {
+            shared: self.shared.clone(),
+            stream: Stream::Stderr,
+        }
+    }
+
+    /// Takes the logs; with `stdio_result`, also splits the result line off stdout.
+    pub(crate) fn finish(&self, stdio_result: bool) -> (Logs, Option<Vec<u8>>) {
+        let mut captured = self.shared.lock().expect("capture lock");
+        let mut stdout = std::mem::take(&mut captured.stdout);
+        let mut stderr = std::mem::take(&mut captured.stderr);
+        let mut result = None;
+        if stdio_result {
+            let logs_len = captured.result_line.strip_from(&stdout).len();
+            result = captured.result_line.line().map(<[u8]>::to_vec);
+            stdout.truncate(logs_len);
+        }
+        if captured.truncated {
+            if !stderr.is_empty() && !stderr.ends_with(b"\n") {
+                stderr.push(b'\n');
+            }
+            stderr.extend_from_slice(
+                format!(
+                    "Logs were truncated because the total bytes size exceeds the limit of {} bytes.\n",
+                    captured.limit
+                )
+                .as_bytes(),
+            );
+        }
+        (Logs { stdout, stderr }, result)
+    }
+}
+
+impl CaptureStream {
+    fn write_all(&self, bytes: &[u8]) {
+        let mut captured = self.shared.lock().expect("capture lock");
+        let captured = &mut *captured;
+        let kept = bytes.len().min(captured.remaining);
+        captured.remaining -= kept;
+        captured.truncated |= kept < bytes.len();
+        match self.stream {
+            Stream::Stdout => {
+                captured.stdout.extend_from_slice(&bytes[..kept]);
+                captured.result_line.push(bytes);
+            }
+            Stream::Stderr => captured.stderr.extend_from_slice(&bytes[..kept]),
+        }
+    }
+}
+
+impl IsTerminal for CaptureStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CaptureStream {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait]
+impl OutputStream for CaptureStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
+        self.write_all(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[async_trait]
+impl Pollable for CaptureStream {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for CaptureStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.write_all(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,109 @@
+//! The process-wide Wasmtime engine: its configuration and the epoch ticker that lets
+//! activations be interrupted at their deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances: the granularity of deadline checks and the longest
+/// a compute-bound activation runs before yielding its async worker to others.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// The largest linear memory any action may be granted (OpenWhisk's maximum memory limit).
+pub(crate) const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// Engine settings. The defaults suit an executor serving one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmtimeConfig {
+    /// Accept Wasmtime precompiled artifacts (`.cwasm`). They are native code: deserializing
+    /// untrusted ones is unsafe, so this is off unless the operator trusts the action source.
+    pub trust_precompiled: bool,
+    /// How many instances may exist at once (the pooling allocator's slots): the bound on
+    /// concurrent activations. Default 1000.
+    pub max_instances: u32,
+}
+
+impl Default for WasmtimeConfig {
+    fn default() -> Self {
+        Self {
+            trust_precompiled: false,
+            max_instances: 1000,
+        }
+    }
+}
+
+impl WasmtimeConfig {
+    /// Sets [`WasmtimeConfig::trust_precompiled`].
+    pub fn trust_precompiled(&mut self, trust: bool) -> &mut Self {
+        self.trust_precompiled = trust;
+        self
+    }
+
+    /// Sets [`WasmtimeConfig::max_instances`].
+    pub fn max_instances(&mut self, count: u32) -> &mut Self {
+        self.max_instances = count;
+        self
+    }
+}
+
+/// Builds the engine. Artifacts are only compatible with an engine built by the same code,
+/// which is why `ow-precompiler` calls this too.
+pub(crate) fn build_engine(config: &WasmtimeConfig) -> anyhow::Result<Engine> {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_core_instances(config.max_instances)
+        .total_memories(config.max_instances)
+        .total_tables(config.max_instances)
+        .total_stacks(config.max_instances)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    let mut wasmtime_config = Config::new();
+    wasmtime_config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+        .memory_init_cow(true);
+    Engine::new(&wasmtime_config)
+        .map_err(|e| anyhow::anyhow!("cannot build the Wasmtime engine: {e:#}"))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let thread = std::thread::Builder::new()
+            .name("ow-wasmtime-epoch".to_owned())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => break,
+                        }
+                    }
+                }
+            })
+            .expect("the OS can start the epoch ticker thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Wasmtime behind ow-wasm's [`WasmRuntime`] trait, the default engine.
+//!
+//! One [`wasmtime::Engine`] per process with epoch interruption (a ticker thread) and the
+//! pooling instance allocator. Each prepared action is an `InstancePre`; identical module bytes
+//! are compiled once (by content hash) and shared. Every activation gets a fresh `Store`, a
+//! fresh WASI preview 1 context with in-memory stdio, and its own environment.
+
+#![deny(missing_docs)]
+
+mod action;
+mod artifact;
+mod capture;
+mod engine;
+
+pub use engine::WasmtimeConfig;
+
+use action::WasmtimeAction;
+use ow_common::code::{ModuleCode, ModuleFormat};
+use ow_common::guest::GuestAbi;
+use ow_common::runtime::{ActionConfig, BoxFuture, InitError, PreparedAction, WasmRuntime};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use wasmtime::{Engine, Linker, Module};
+
+/// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
+pub const ENGINE_NAME: &str = "wasmtime";
+
+/// The Wasmtime engine: compiles, caches and links actions.
+#[derive(Clone)]
+pub struct Wasmtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    config: WasmtimeConfig,
+    linker: Linker<action::ActivationState>,
+    /// Every `(module, name)` the linker provides, to name the imports it does not.
+    provided: HashSet<(String, String)>,
+    /// Compiled modules by the BLAKE3 hash of their bytes.
+    modules: Mutex<HashMap<[u8; 32], Module>>,
+    _ticker: engine::EpochTicker,
+}
+
+impl std::fmt::Debug for Wasmtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wasmtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wasmtime {
+    /// Builds the engine, its linker and its epoch ticker.
+    pub fn new(config: WasmtimeConfig) -> anyhow::Result<Self> {
+        let engine = engine::build_engine(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(
+            &mut linker,
+            |state: &mut action::ActivationState| &mut state.wasi,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        let provided = action::provided_imports(&engine, &linker);
+        let ticker = engine::EpochTicker::start(&engine);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                config,
+                linker,
+                provided,
+                modules: Mutex::new(HashMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// How many distinct modules are compiled and cached.
+    pub fn cached_modules(&self) -> usize {
+        self.inner.modules.lock().expect("module cache lock").len()
+    }
+
+    /// Compiles (or deserializes) the code, or takes it from the cache.
+    fn module(&self, code: &ModuleCode) -> Result<Module, InitError> {
+        if let Some(module) = self
+            .inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .get(&code.hash)
+        {
+            return Ok(module.clone());
+        }
+        let module = match code.format {
+            ModuleFormat::CoreModule => Module::new(&self.inner.engine, &code.bytes)
+                .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?,
+            ModuleFormat::WasmtimeArtifact => {
+                if !self.inner.config.trust_precompiled {
+                    return Err(InitError::UntrustedArtifact { found: code.format });
+                }
+                artifact::deserialize_trusted(&self.inner.engine, &code.bytes)?
+            }
+            ModuleFormat::WasmerArtifact | ModuleFormat::WamrAot => {
+                return Err(InitError::IncompatibleArtifact {
+                    found: code.format,
+                    engine: ENGINE_NAME,
+                    reason: "it was made for another engine".to_owned(),
+                });
+            }
+            found => return Err(InitError::UnsupportedFormat { found }),
+        };
+        self.inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .entry(code.hash)
+            .or_insert(module.clone());
+        Ok(module)
+    }
+
+    fn prepare_blocking(
+        &self,
+        code: ModuleCode,
+        config: ActionConfig,
+    ) -> Result<Arc<dyn PreparedAction>, InitError> {
+        let module = self.module(&code)?;
+        let abi = GuestAbi::detect(
+            module
+                .exports()
+                .filter_map(|export| export.ty().func().is_some().then(|| export.name())),
+        )
+        .ok_or(InitError::NoEntryPoint)?;
+        let unknown: Vec<String> = module
+            .imports()
+            .filter(|import| {
+                let key = (import.module().to_owned(), import.name().to_owned());
+                !self.inner.provided.contains(&key)
+            })
+            .map(|import| format!("{}.{}", import.module(), import.name()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(InitError::UnknownImports(unknown));
+        }
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
+        if let Some(dir) = &config.capabilities.dir {
+            if !dir.is_dir() {
+                return Err(InitError::Capability(format!(
+                    "the dir annotation names {}, which is not a directory on the executor's host",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(Arc::new(WasmtimeAction::new(pre, abi, config)))
+    }
+}
+
+impl WasmRuntime for Wasmtime {
+    fn name(&self) -> &'static str {
+        ENGINE_NAME
+    }
+
+    fn prepare(
+        &self,
+        code: ModuleCode,
+        config: ActionConfig,
+    ) -> BoxFuture<'_, Result<Arc<dyn PreparedAction>, InitError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            // Compilation is CPU-bound: keep it off the async workers.
+            tokio::task::spawn_blocking(move || this.prepare_blocking(code, config))
+                .await
+                .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))?
+        })
+    }
+}
+
+/// Compiles a portable module to a Wasmtime artifact that an executor started with
+/// `--trust-precompiled` loads without compiling.
+pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let engine = engine::build_engine(&WasmtimeConfig::default())?;
+    engine
+        .precompile_module(wasm)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+}
