@@ -62,7 +62,13 @@ impl ModuleFormat {
             Self::Zip
         } else if bytes.starts_with(&[0x1f, 0x8b]) {
             Self::Gzip
-        } else if !bytes.is_empty() && std::str::from_utf8(&bytes[..bytes.len().min(512)]).is_ok() {
+        } else if !bytes.is_empty()
+            && match std::str::from_utf8(&bytes[..bytes.len().min(512)]) {
+                Ok(_) => true,
+                // A character cut by the 512-byte window is still text.
+                Err(e) => e.error_len().is_none() && bytes.len() > 512,
+            }
+        {
             Self::Text
         } else {
             Self::Unknown
@@ -256,7 +262,11 @@ fn read_zip_entry(bytes: &[u8], main: &str) -> Result<Vec<u8>, CodeError> {
             .by_index_raw(index)
             .map_err(|e| CodeError::Zip(e.to_string()))?;
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-        if entry.enclosed_name().is_none() {
+        // `enclosed_name` strips a leading root or drive (`/etc/x` becomes `etc/x`); refuse those
+        // names too, as the module documentation promises.
+        let absolute = name.starts_with(['/', '\\'])
+            || matches!(name.as_bytes(), [drive, b':', ..] if drive.is_ascii_alphabetic());
+        if absolute || entry.enclosed_name().is_none() {
             return Err(CodeError::UnsafeEntry(name));
         }
         if !entry.is_dir() {
@@ -303,7 +313,9 @@ fn read_zip_entry(bytes: &[u8], main: &str) -> Result<Vec<u8>, CodeError> {
         return Err(CodeError::EntryTooLarge { name });
     }
     // The declared size may lie: read at most one byte past the bound to find out.
-    let mut module = Vec::with_capacity(entry.size() as usize);
+    // Reserve by the declared size only up to a modest bound: a lying header must not make
+    // a tiny zip reserve hundreds of megabytes before a byte is read.
+    let mut module = Vec::with_capacity(entry.size().min(16 * 1024 * 1024) as usize);
     entry
         .take(MAX_MODULE_BYTES + 1)
         .read_to_end(&mut module)
@@ -338,4 +350,742 @@ pub fn zip_module(entry_name: &str, bytes: &[u8]) -> Result<Vec<u8>, CodeError> 
 /// Encodes bytes the way OpenWhisk transports binary code.
 pub fn encode_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    /// The smallest valid core module.
+    fn core_module() -> Vec<u8> {
+        wat::parse_str("(module)").expect("valid WAT")
+    }
+
+    /// A core module that differs from [`core_module`], to tell entries apart.
+    fn other_module() -> Vec<u8> {
+        wat::parse_str(r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#)
+            .expect("valid WAT")
+    }
+
+    fn options() -> zip::write::SimpleFileOptions {
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+    }
+
+    /// Builds a zip holding `entries`, each `(name, contents)`, in order.
+    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            writer.start_file(*name, options()).expect("start entry");
+            writer.write_all(bytes).expect("write entry");
+        }
+        writer.finish().expect("finish zip").into_inner()
+    }
+
+    fn decode(bytes: &[u8], main: &str) -> Result<ModuleCode, CodeError> {
+        decode_action_code(&encode_base64(bytes), main)
+    }
+
+    // --- Bare modules and base64 -------------------------------------------------------
+
+    #[test]
+    fn bare_core_module_decodes_with_blake3_hash() {
+        let module = core_module();
+        let code = decode(&module, "main").expect("decodes");
+        assert_eq!(code.bytes, module);
+        assert_eq!(code.format, ModuleFormat::CoreModule);
+        assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
+    }
+
+    #[test]
+    fn identical_bytes_give_identical_hash_and_different_bytes_do_not() {
+        let first = decode(&core_module(), "main").expect("decodes");
+        let second = decode(&core_module(), "main").expect("decodes");
+        let other = decode(&other_module(), "main").expect("decodes");
+        assert_eq!(first.hash, second.hash);
+        assert_eq!(first, second);
+        assert_ne!(first.hash, other.hash);
+    }
+
+    #[test]
+    fn bare_module_and_zipped_module_share_a_hash() {
+        let module = other_module();
+        let bare = decode(&module, "main").expect("decodes");
+        let zipped = decode(&zip_of(&[("action.wasm", &module)]), "main").expect("decodes");
+        assert_eq!(bare.hash, zipped.hash);
+        assert_eq!(bare.bytes, zipped.bytes);
+    }
+
+    #[test]
+    fn base64_with_line_breaks_and_no_padding_decodes() {
+        // A module of a few hundred bytes whose length is not a multiple of 3, so that its
+        // base64 spans several lines and needs padding.
+        let module = (200..)
+            .map(|len| {
+                let data = "x".repeat(len);
+                wat::parse_str(format!(
+                    r#"(module (memory 1) (data (i32.const 0) "{data}"))"#
+                ))
+                .expect("valid WAT")
+            })
+            .find(|module| module.len() % 3 != 0)
+            .expect("some length needs padding");
+        let encoded = encode_base64(&module);
+        assert!(
+            encoded.ends_with('='),
+            "the test module should need padding: {encoded}"
+        );
+        let unpadded = encoded.trim_end_matches('=');
+        // Wrap like `base64 -w 76`, with CRLF line ends and surrounding blank space.
+        let wrapped: Vec<String> = unpadded
+            .as_bytes()
+            .chunks(76)
+            .map(|line| String::from_utf8(line.to_vec()).expect("ascii"))
+            .collect();
+        assert!(
+            wrapped.len() > 1,
+            "the test module should span several lines"
+        );
+        let code = format!("\n  {}\r\n", wrapped.join("\r\n"));
+        let decoded = decode_action_code(&code, "main").expect("decodes");
+        assert_eq!(decoded.bytes, module);
+        assert_eq!(decoded.format, ModuleFormat::CoreModule);
+    }
+
+    #[test]
+    fn padded_base64_with_trailing_newline_decodes() {
+        let module = core_module();
+        let code = format!("{}\n", encode_base64(&module));
+        assert_eq!(
+            decode_action_code(&code, "main").expect("decodes").bytes,
+            module
+        );
+    }
+
+    #[test]
+    fn bare_component_is_accepted() {
+        let component = b"\0asm\x0d\0\x01\0".to_vec();
+        let code = decode(&component, "main").expect("decodes");
+        assert_eq!(code.format, ModuleFormat::Component);
+    }
+
+    #[test]
+    fn bare_wasmtime_artifact_is_accepted() {
+        let artifact = b"\x7fELF\x02\x01\x01\0rest of an artifact".to_vec();
+        let code = decode(&artifact, "main").expect("decodes");
+        assert_eq!(code.format, ModuleFormat::WasmtimeArtifact);
+        assert_eq!(code.bytes, artifact);
+    }
+
+    // --- Zip entry selection -----------------------------------------------------------
+
+    #[test]
+    fn zip_with_single_module_under_any_name_decodes() {
+        let module = other_module();
+        let zip = zip_of(&[("whatever.wasm", &module)]);
+        let code = decode(&zip, "main").expect("decodes");
+        assert_eq!(code.bytes, module);
+        assert_eq!(code.format, ModuleFormat::CoreModule);
+        assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
+    }
+
+    #[test]
+    fn zip_with_action_wasm_among_other_files_picks_it() {
+        let module = other_module();
+        let zip = zip_of(&[("README.md", b"# my action\n"), ("action.wasm", &module)]);
+        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+    }
+
+    #[test]
+    fn zip_prefers_action_wasm_over_other_modules() {
+        let module = other_module();
+        let zip = zip_of(&[("helper.wasm", &core_module()), ("action.wasm", &module)]);
+        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+    }
+
+    #[test]
+    fn zip_entry_is_chosen_by_main_without_extension() {
+        let add = other_module();
+        let zip = zip_of(&[
+            ("sub.wasm", &core_module()),
+            ("add.wasm", &add),
+            ("action.wasm", &core_module()),
+        ]);
+        assert_eq!(decode(&zip, "add").expect("decodes").bytes, add);
+    }
+
+    #[test]
+    fn zip_entry_is_chosen_by_main_exact_name() {
+        let add = other_module();
+        let zip = zip_of(&[("sub.wasm", &core_module()), ("add.wasm", &add)]);
+        assert_eq!(decode(&zip, "add.wasm").expect("decodes").bytes, add);
+    }
+
+    #[test]
+    fn zip_entry_is_chosen_by_main_with_a_path() {
+        let add = other_module();
+        let zip = zip_of(&[("build/sub.wasm", &core_module()), ("build/add.wasm", &add)]);
+        assert_eq!(decode(&zip, "build/add").expect("decodes").bytes, add);
+    }
+
+    #[test]
+    fn zip_main_naming_no_entry_falls_back_to_action_wasm() {
+        let module = other_module();
+        let zip = zip_of(&[("helper.wasm", &core_module()), ("action.wasm", &module)]);
+        assert_eq!(decode(&zip, "missing").expect("decodes").bytes, module);
+    }
+
+    #[test]
+    fn zip_with_module_in_subdirectory_as_only_module_decodes() {
+        let module = other_module();
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        writer
+            .add_directory("build/", options())
+            .expect("add directory");
+        writer
+            .start_file("build/add.wasm", options())
+            .expect("start entry");
+        writer.write_all(&module).expect("write entry");
+        writer
+            .start_file("build/notes.txt", options())
+            .expect("start entry");
+        writer.write_all(b"not a module").expect("write entry");
+        let zip = writer.finish().expect("finish").into_inner();
+        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+    }
+
+    #[test]
+    fn zip_with_stored_entry_decodes() {
+        let module = other_module();
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        writer
+            .start_file("action.wasm", stored)
+            .expect("start entry");
+        writer.write_all(&module).expect("write entry");
+        let zip = writer.finish().expect("finish").into_inner();
+        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+    }
+
+    #[test]
+    fn zip_module_round_trips_through_decode() {
+        let module = other_module();
+        let zip = zip_module("action.wasm", &module).expect("zips");
+        assert_eq!(ModuleFormat::sniff(&zip), ModuleFormat::Zip);
+        let code = decode_action_code(&encode_base64(&zip), "main").expect("decodes");
+        assert_eq!(code.bytes, module);
+        assert_eq!(code.format, ModuleFormat::CoreModule);
+        assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
+    }
+
+    #[test]
+    fn zip_module_under_another_name_round_trips() {
+        let module = core_module();
+        let zip = zip_module("main.wasm", &module).expect("zips");
+        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+    }
+
+    // --- Errors ------------------------------------------------------------------------
+
+    #[test]
+    fn empty_code_is_missing() {
+        assert_eq!(decode_action_code("", "main"), Err(CodeError::Missing));
+    }
+
+    #[test]
+    fn whitespace_code_is_missing() {
+        let err = decode_action_code(" \n\t\r\n ", "main").unwrap_err();
+        assert_eq!(err, CodeError::Missing);
+        assert_eq!(err.to_string(), "Missing main/no code to execute.");
+    }
+
+    #[test]
+    fn invalid_base64_is_a_base64_error() {
+        let err = decode_action_code("this is not base64!", "main").unwrap_err();
+        assert!(matches!(err, CodeError::Base64(_)), "{err:?}");
+        assert!(err.to_string().contains("not valid base64"), "{err}");
+    }
+
+    #[test]
+    fn base64_of_the_wrong_alphabet_is_a_base64_error() {
+        // URL-safe characters are not part of the standard alphabet OpenWhisk uses.
+        let err = decode_action_code("AGFzbQEAAAA-_", "main").unwrap_err();
+        assert!(matches!(err, CodeError::Base64(_)), "{err:?}");
+    }
+
+    #[test]
+    fn code_longer_than_the_limit_is_too_large() {
+        let code = "A".repeat(MAX_ENCODED_CODE_BYTES + 1);
+        let err = decode_action_code(&code, "main").unwrap_err();
+        assert_eq!(err, CodeError::TooLarge(MAX_ENCODED_CODE_BYTES + 1));
+        assert!(err.to_string().contains("48 MB"), "{err}");
+    }
+
+    #[test]
+    fn zip_with_two_modules_and_no_choice_is_ambiguous() {
+        let zip = zip_of(&[("add.wasm", &core_module()), ("sub.wasm", &other_module())]);
+        let err = decode(&zip, "main").unwrap_err();
+        assert_eq!(
+            err,
+            CodeError::AmbiguousModule("add.wasm, sub.wasm".to_owned())
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("add.wasm") && message.contains("sub.wasm"),
+            "{message}"
+        );
+        assert!(message.contains("main"), "{message}");
+    }
+
+    #[test]
+    fn zip_with_only_a_readme_has_no_module() {
+        let zip = zip_of(&[("README.md", b"# nothing to run\n")]);
+        let err = decode(&zip, "main").unwrap_err();
+        assert_eq!(err, CodeError::NoModule("README.md".to_owned()));
+        assert!(err.to_string().contains("no WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn empty_zip_has_no_module() {
+        let zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()))
+            .finish()
+            .expect("finish")
+            .into_inner();
+        assert_eq!(ModuleFormat::sniff(&zip), ModuleFormat::Zip);
+        assert_eq!(
+            decode(&zip, "main"),
+            Err(CodeError::NoModule("none".to_owned()))
+        );
+    }
+
+    #[test]
+    fn zip_with_only_directories_has_no_module() {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        writer
+            .add_directory("build/", options())
+            .expect("add directory");
+        let zip = writer.finish().expect("finish").into_inner();
+        assert_eq!(
+            decode(&zip, "main"),
+            Err(CodeError::NoModule("none".to_owned()))
+        );
+    }
+
+    #[test]
+    fn zip_entry_climbing_out_is_unsafe() {
+        let zip = zip_of(&[("../evil.wasm", &core_module())]);
+        let err = decode(&zip, "main").unwrap_err();
+        assert_eq!(err, CodeError::UnsafeEntry("../evil.wasm".to_owned()));
+        assert!(err.to_string().contains("outside the archive"), "{err}");
+    }
+
+    #[test]
+    fn zip_entry_with_absolute_path_is_unsafe() {
+        let zip = zip_of(&[("/abs.wasm", &core_module())]);
+        // The writer keeps the name as given.
+        assert!(zip.windows(9).any(|window| window == b"/abs.wasm"));
+        assert_eq!(
+            decode(&zip, "main"),
+            Err(CodeError::UnsafeEntry("/abs.wasm".to_owned()))
+        );
+    }
+
+    #[test]
+    fn zip_entry_with_windows_absolute_or_parent_path_is_unsafe() {
+        for name in ["\\abs.wasm", "C:/abs.wasm", "c:\\abs.wasm", "..\\evil.wasm"] {
+            let zip = zip_of(&[(name, &core_module())]);
+            assert_eq!(
+                decode(&zip, "main"),
+                Err(CodeError::UnsafeEntry(name.to_owned())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn zip_entry_with_harmless_dots_is_accepted() {
+        let module = other_module();
+        let zip = zip_of(&[("./build/../action.wasm", &module), ("notes..txt", b"x")]);
+        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+    }
+
+    #[test]
+    fn unsafe_entry_is_refused_even_when_another_entry_is_chosen() {
+        let zip = zip_of(&[("action.wasm", &core_module()), ("a/../../evil.txt", b"x")]);
+        assert_eq!(
+            decode(&zip, "main"),
+            Err(CodeError::UnsafeEntry("a/../../evil.txt".to_owned()))
+        );
+    }
+
+    #[test]
+    fn truncated_zip_is_a_zip_error() {
+        let zip = zip_of(&[
+            ("action.wasm", &other_module()),
+            ("README.md", b"# readme\n"),
+        ]);
+        let truncated = &zip[..zip.len() / 2];
+        assert!(truncated.starts_with(b"PK\x03\x04"));
+        let err = decode(truncated, "main").unwrap_err();
+        assert!(matches!(err, CodeError::Zip(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("not a readable zip archive"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zip_with_too_many_entries_is_refused() {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for index in 0..=MAX_ZIP_ENTRIES {
+            writer
+                .start_file(format!("f{index}.txt"), stored)
+                .expect("start entry");
+        }
+        let zip = writer.finish().expect("finish").into_inner();
+        assert_eq!(
+            decode(&zip, "main"),
+            Err(CodeError::TooManyEntries(MAX_ZIP_ENTRIES + 1))
+        );
+    }
+
+    #[test]
+    fn base64_text_is_not_a_module() {
+        let err = decode(b"function main() {}", "main").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodeError::NotAModule {
+                    found: ModuleFormat::Text,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("The action code is text, not a WebAssembly module"),
+            "{message}"
+        );
+        assert!(message.contains("wasm32-wasip1"), "{message}");
+    }
+
+    #[test]
+    fn gzip_is_not_a_module() {
+        let err = decode(&[0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03], "main").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodeError::NotAModule {
+                    found: ModuleFormat::Gzip,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("tar.gz"), "{err}");
+    }
+
+    #[test]
+    fn random_binary_is_not_a_module() {
+        let bytes = [0xde, 0xad, 0xbe, 0xef, 0xff, 0xfe, 0x00, 0x80, 0x13, 0x37];
+        let err = decode(&bytes, "main").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodeError::NotAModule {
+                    found: ModuleFormat::Unknown,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn wasm_magic_with_unknown_version_is_not_a_module() {
+        let err = decode(b"\0asm\x02\0\0\0", "main").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodeError::NotAModule {
+                    found: ModuleFormat::Unknown,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn zip_inside_a_zip_is_not_a_module() {
+        let inner = zip_of(&[("action.wasm", &core_module())]);
+        let outer = zip_of(&[("action.wasm", &inner)]);
+        let err = decode(&outer, "main").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodeError::NotAModule {
+                    found: ModuleFormat::Zip,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("zip inside a zip"), "{err}");
+    }
+
+    #[test]
+    fn inner_zip_named_dot_zip_is_no_module() {
+        let inner = zip_of(&[("action.wasm", &core_module())]);
+        let outer = zip_of(&[("action.zip", &inner)]);
+        assert_eq!(
+            decode(&outer, "main"),
+            Err(CodeError::NoModule("action.zip".to_owned()))
+        );
+    }
+
+    #[test]
+    fn zip_holding_text_as_action_wasm_is_not_a_module() {
+        let zip = zip_of(&[("action.wasm", b"console.log('hello')\n")]);
+        let err = decode(&zip, "main").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodeError::NotAModule {
+                    found: ModuleFormat::Text,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    /// Overwrites the uncompressed size of the (single) entry of `zip`, in both its local
+    /// header and its central directory record, with `size`.
+    fn lie_about_size(zip: &mut [u8], size: u32) {
+        assert!(zip.starts_with(b"PK\x03\x04"));
+        zip[22..26].copy_from_slice(&size.to_le_bytes());
+        // The end of central directory record is the last 22 bytes (no archive comment).
+        let eocd = zip.len() - 22;
+        assert_eq!(&zip[eocd..eocd + 4], b"PK\x05\x06");
+        let central = u32::from_le_bytes(zip[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+        assert_eq!(&zip[central..central + 4], b"PK\x01\x02");
+        zip[central + 24..central + 28].copy_from_slice(&size.to_le_bytes());
+    }
+
+    #[test]
+    fn zip_entry_larger_than_its_declared_size_is_refused() {
+        let mut zip = zip_of(&[("action.wasm", &[0u8; 4096])]);
+        lie_about_size(&mut zip, 16);
+        let err = decode(&zip, "main").unwrap_err();
+        assert!(
+            matches!(&err, CodeError::Zip(m) if m.contains("action.wasm")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn zip_bomb_is_entry_too_large() {
+        const MIB: usize = 1024 * 1024;
+        let chunk = vec![0u8; MIB];
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        writer
+            .start_file("action.wasm", options())
+            .expect("start entry");
+        let total = MAX_MODULE_BYTES as usize + MIB;
+        for _ in 0..total / MIB {
+            writer.write_all(&chunk).expect("write chunk");
+        }
+        let zip = writer.finish().expect("finish").into_inner();
+        assert!(
+            zip.len() < MIB,
+            "the bomb should compress well: {} bytes",
+            zip.len()
+        );
+        let err = decode(&zip, "main").unwrap_err();
+        assert_eq!(
+            err,
+            CodeError::EntryTooLarge {
+                name: "action.wasm".to_owned()
+            }
+        );
+        assert!(err.to_string().contains("zip bomb"), "{err}");
+    }
+
+    // --- Sniffing ----------------------------------------------------------------------
+
+    #[test]
+    fn sniff_core_module() {
+        assert_eq!(
+            ModuleFormat::sniff(&core_module()),
+            ModuleFormat::CoreModule
+        );
+        assert_eq!(
+            ModuleFormat::sniff(b"\0asm\x01\0\0\0"),
+            ModuleFormat::CoreModule
+        );
+    }
+
+    #[test]
+    fn sniff_component() {
+        assert_eq!(
+            ModuleFormat::sniff(b"\0asm\x0d\0\x01\0"),
+            ModuleFormat::Component
+        );
+    }
+
+    #[test]
+    fn sniff_short_wasm_header_is_not_a_module() {
+        // Too short to carry a version: neither a module nor valid text.
+        assert_ne!(ModuleFormat::sniff(b"\0asm\x01"), ModuleFormat::CoreModule);
+        assert_ne!(ModuleFormat::sniff(b"\0asm\x01"), ModuleFormat::Component);
+    }
+
+    #[test]
+    fn sniff_elf_is_wasmtime_artifact() {
+        assert_eq!(
+            ModuleFormat::sniff(b"\x7fELF\x02\x01\x01"),
+            ModuleFormat::WasmtimeArtifact
+        );
+    }
+
+    #[test]
+    fn sniff_wasmer_artifact() {
+        assert_eq!(
+            ModuleFormat::sniff(b"\0wasmer\x01"),
+            ModuleFormat::WasmerArtifact
+        );
+        assert_eq!(
+            ModuleFormat::sniff(b"wasmer-universal"),
+            ModuleFormat::WasmerArtifact
+        );
+    }
+
+    #[test]
+    fn sniff_wamr_aot() {
+        assert_eq!(
+            ModuleFormat::sniff(b"\0aot\x03\0\0\0"),
+            ModuleFormat::WamrAot
+        );
+    }
+
+    #[test]
+    fn sniff_zip_including_empty_zip() {
+        assert_eq!(ModuleFormat::sniff(b"PK\x03\x04rest"), ModuleFormat::Zip);
+        assert_eq!(ModuleFormat::sniff(b"PK\x05\x06rest"), ModuleFormat::Zip);
+    }
+
+    #[test]
+    fn sniff_gzip() {
+        assert_eq!(ModuleFormat::sniff(&[0x1f, 0x8b, 0x08]), ModuleFormat::Gzip);
+    }
+
+    #[test]
+    fn sniff_text_and_unknown() {
+        assert_eq!(
+            ModuleFormat::sniff(b"def main(args):\n"),
+            ModuleFormat::Text
+        );
+        assert_eq!(
+            ModuleFormat::sniff("// é ü 日本\n".as_bytes()),
+            ModuleFormat::Text
+        );
+        assert_eq!(ModuleFormat::sniff(&[]), ModuleFormat::Unknown);
+        assert_eq!(
+            ModuleFormat::sniff(&[0xff, 0xfe, 0xfd]),
+            ModuleFormat::Unknown
+        );
+    }
+
+    #[test]
+    fn sniff_long_text_only_looks_at_its_start() {
+        let mut text = "x".repeat(600).into_bytes();
+        text.extend_from_slice(&[0xff, 0xfe]);
+        assert_eq!(ModuleFormat::sniff(&text), ModuleFormat::Text);
+    }
+
+    #[test]
+    fn sniff_text_with_a_character_cut_by_the_window_is_text() {
+        // 511 ASCII bytes, then a two-byte character straddling the 512-byte window.
+        let text = format!("{}é and more text after it", "x".repeat(511));
+        assert_eq!(ModuleFormat::sniff(text.as_bytes()), ModuleFormat::Text);
+        // A three-byte character cut after one and after two bytes.
+        for pad in [510, 511] {
+            let text = format!("{}€ and more text after it", "x".repeat(pad));
+            assert_eq!(
+                ModuleFormat::sniff(text.as_bytes()),
+                ModuleFormat::Text,
+                "pad {pad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sniff_short_input_ending_in_a_cut_character_is_unknown() {
+        // The whole input is in the window, so a cut character really is invalid UTF-8.
+        let mut bytes = b"abc".to_vec();
+        bytes.push(0xc3);
+        assert_eq!(ModuleFormat::sniff(&bytes), ModuleFormat::Unknown);
+    }
+
+    #[test]
+    fn runnable_formats() {
+        for format in [
+            ModuleFormat::CoreModule,
+            ModuleFormat::Component,
+            ModuleFormat::WasmtimeArtifact,
+            ModuleFormat::WasmerArtifact,
+            ModuleFormat::WamrAot,
+        ] {
+            assert!(format.is_runnable(), "{format:?}");
+        }
+        for format in [
+            ModuleFormat::Zip,
+            ModuleFormat::Gzip,
+            ModuleFormat::Text,
+            ModuleFormat::Unknown,
+        ] {
+            assert!(!format.is_runnable(), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn format_display_names_the_format() {
+        assert_eq!(
+            ModuleFormat::CoreModule.to_string(),
+            "a WebAssembly core module"
+        );
+        assert_eq!(
+            ModuleFormat::Component.to_string(),
+            "a WebAssembly component"
+        );
+        assert_eq!(
+            ModuleFormat::WasmtimeArtifact.to_string(),
+            "a Wasmtime precompiled artifact"
+        );
+        assert_eq!(ModuleFormat::WamrAot.to_string(), "a WAMR AOT module");
+        assert_eq!(ModuleFormat::Gzip.to_string(), "a gzip file");
+        assert_eq!(ModuleFormat::Text.to_string(), "text");
+        assert_eq!(
+            ModuleFormat::Unknown.to_string(),
+            "bytes that are not a WebAssembly module"
+        );
+    }
+
+    #[test]
+    fn module_code_debug_shows_format_length_and_hex_hash() {
+        let module = core_module();
+        let debug = format!("{:?}", ModuleCode::new(module.clone()));
+        assert!(debug.contains("CoreModule"), "{debug}");
+        assert!(debug.contains(&format!("len: {}", module.len())), "{debug}");
+        assert!(
+            debug.contains(blake3::hash(&module).to_hex().as_str()),
+            "{debug}"
+        );
+    }
 }

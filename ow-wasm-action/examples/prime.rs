@@ -23,7 +23,7 @@ fn prime(params: Value) -> Result<Value> {
 fn is_prime(candidate: u64) -> bool {
     (2..)
         .take_while(|divisor| divisor * divisor <= candidate)
-        .all(|divisor| candidate % divisor != 0)
+        .all(|divisor| !candidate.is_multiple_of(divisor))
 }
 
 ow_wasm_action::pass_json!(prime);

@@ -145,13 +145,11 @@ impl Wasmtime {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
-        if let Some(dir) = &config.capabilities.dir {
-            if !dir.is_dir() {
-                return Err(InitError::Capability(format!(
-                    "the dir annotation names {}, which is not a directory on the executor's host",
-                    dir.display()
-                )));
-            }
+        if let Some(dir) = config.capabilities.dir.as_ref().filter(|dir| !dir.is_dir()) {
+            return Err(InitError::Capability(format!(
+                "the dir annotation names {}, which is not a directory on the executor's host",
+                dir.display()
+            )));
         }
         Ok(Arc::new(WasmtimeAction::new(pre, abi, config)))
     }

@@ -1,5 +1,6 @@
 //! Starts `ow-executor` as a child process, finds its address in its log file, talks HTTP to
-//! it and collects what it printed on stdout and stderr.
+//! it and collects what it printed on stdout and stderr. Shared by the integration tests and
+//! the quickstart example.
 
 use base64::Engine as _;
 use ow_common::protocol::sentences::LOG_SENTINEL;
@@ -30,19 +31,27 @@ pub struct Answer {
 
 impl Executor {
     /// `ow-executor runtime` with extra arguments.
+    #[cfg(test)]
     pub fn runtime(args: &[&str]) -> Self {
-        Self::start(&["runtime"], args, &[])
+        Self::runtime_with_env(args, &[])
     }
 
     /// `ow-executor runtime` with extra arguments and environment.
+    #[cfg(test)]
     pub fn runtime_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start(&["runtime"], args, env)
+        Self::start(
+            Path::new(env!("CARGO_BIN_EXE_ow-executor")),
+            &["runtime"],
+            args,
+            env,
+        )
     }
 
-    fn start(mode: &[&str], args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// Starts the `binary` in `mode`, listening on a free loopback port.
+    pub fn start(binary: &Path, mode: &[&str], args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log_file = dir.path().join("executor.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ow-executor"));
+        let mut command = Command::new(binary);
         command
             .args(mode)
             .args(["--listen", "127.0.0.1:0", "--log-file"])
@@ -203,13 +212,12 @@ fn collect(mut stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
 fn wait_for_address(log_file: &Path, child: &mut Child) -> String {
     let started = Instant::now();
     loop {
-        if let Ok(log) = std::fs::read_to_string(log_file) {
-            if let Some(address) = log.lines().find_map(|line| {
-                let rest = line.split("listening on ").nth(1)?;
-                Some(rest.split_whitespace().next()?.to_owned())
-            }) {
-                return address;
-            }
+        let log = std::fs::read_to_string(log_file).unwrap_or_default();
+        if let Some(address) = log.lines().find_map(|line| {
+            let rest = line.split("listening on ").nth(1)?;
+            Some(rest.split_whitespace().next()?.to_owned())
+        }) {
+            return address;
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("ow-executor exited before listening: {status}");
