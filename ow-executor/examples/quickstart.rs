@@ -1,6 +1,8 @@
-//! The README's quickstart: builds `ow-executor`, starts `ow-executor runtime` on a free port,
-//! sends `/init` with the `add` example action and `/run` with `{"param1": 2, "param2": 2}`,
-//! and prints the answer: `{"result":4}`.
+//! The README's quickstart: builds `ow-executor`, starts `ow-executor standalone` on a free
+//! port with a fresh data directory, creates the `add` example action through the OpenWhisk
+//! REST API (as `wsk action create --kind wasm:0.1 add add.zip` does), invokes it blocking
+//! with `{"param1": 2, "param2": 2}` (as `wsk action invoke --blocking --result` does) and
+//! prints the result: `{"result":4}`.
 //!
 //! Run it with `cargo run --release -p ow-executor --example quickstart`.
 
@@ -11,35 +13,76 @@
 mod harness;
 
 use anyhow::{Context, ensure};
+use base64::Engine as _;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// OpenWhisk's well-known guest credentials, which standalone accepts.
+const GUEST: &str = ow_executor::standalone::GUEST_KEY;
+
 fn main() -> anyhow::Result<()> {
     let executor_binary = build_executor()?;
-    eprintln!("starting {} runtime", executor_binary.display());
-    let executor = harness::Executor::start(&executor_binary, &["runtime"], &[], &[]);
-    eprintln!("ow-executor runtime listens on {}", executor.base_url);
-
-    eprintln!("POST /init with the add action ({})", artifacts::ADD);
-    let init = executor.init_module(&artifacts::read(artifacts::ADD));
-    ensure!(
-        init.status == 200,
-        "/init failed: {} {}",
-        init.status,
-        init.body
+    let data_dir = tempfile::tempdir()?;
+    let data = data_dir.path().to_str().context("a UTF-8 temp path")?;
+    eprintln!(
+        "starting {} standalone --data-dir {data}",
+        executor_binary.display()
+    );
+    let server = harness::Executor::start(
+        &executor_binary,
+        &["standalone"],
+        &["--data-dir", data],
+        &[],
+    );
+    eprintln!(
+        "ow-executor standalone serves the OpenWhisk API on {}",
+        server.base_url
     );
 
-    eprintln!("POST /run with {{\"param1\": 2, \"param2\": 2}}");
-    let run = executor.run(json!({"param1": 2, "param2": 2}));
-    ensure!(
-        run.status == 200,
-        "/run failed: {} {}",
-        run.status,
-        run.body
+    let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(artifacts::ADD))?;
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": base64::engine::general_purpose::STANDARD.encode(&zip)}});
+    eprintln!(
+        "PUT /api/v1/namespaces/_/actions/add (wsk action create --kind wasm:0.1 add add.zip)"
     );
-    println!("{}", run.body);
+    let created = server.request(
+        "PUT",
+        "/api/v1/namespaces/_/actions/add?overwrite=true",
+        &serde_json::to_vec(&body)?,
+        Some("application/json"),
+        Some(GUEST),
+    );
+    ensure!(
+        created.status == 200,
+        "creating the action failed: {} {}",
+        created.status,
+        created.body
+    );
+
+    eprintln!(
+        "POST /api/v1/namespaces/_/actions/add?blocking=true&result=true (wsk action invoke --blocking --result add -p param1 2 -p param2 2)"
+    );
+    let invoked = server.request(
+        "POST",
+        "/api/v1/namespaces/_/actions/add?blocking=true&result=true",
+        br#"{"param1": 2, "param2": 2}"#,
+        Some("application/json"),
+        Some(GUEST),
+    );
+    ensure!(
+        invoked.status == 200,
+        "invoking the action failed: {} {}",
+        invoked.status,
+        invoked.body
+    );
+    println!("{}", invoked.body);
+    eprintln!(
+        "\nTo drive your own server with wsk: run `ow-executor standalone`, then\n  \
+         wsk property set --apihost 'http://127.0.0.1:3233' --auth '{GUEST}'\n  \
+         wsk action create --kind wasm:0.1 add add.zip\n  \
+         wsk action invoke --blocking --result add -p param1 2 -p param2 2"
+    );
     Ok(())
 }
 

@@ -28,6 +28,65 @@ pub enum Command {
     /// One action container speaking OpenWhisk's action protocol (/init, /run), as the
     /// `wasm:0.1` action image. Prints nothing but the action's logs.
     Runtime(RuntimeArgs),
+
+    /// The OpenWhisk REST API on one machine: `wsk` and the openwhisk npm client create and
+    /// invoke actions; actions and activations are kept in an embedded database.
+    Standalone(StandaloneArgs),
+
+    /// Many action containers in one process for a Wasm-aware invoker (/start,
+    /// /{id}/init, /{id}/run, /{id}/destroy).
+    Executor(ExecutorArgs),
+}
+
+/// Arguments of `ow-executor standalone`.
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3233", env = "OW_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Where actions and activations are stored [default: $XDG_DATA_HOME/ow-wasm, else
+    /// ~/.local/share/ow-wasm].
+    #[arg(long, env = "OW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// How long a prepared action stays warm without activations (e.g. 10m, 30s).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "OW_IDLE_TIMEOUT")]
+    pub idle_timeout: Duration,
+
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl StandaloneArgs {
+    /// The data directory, defaulted from the environment.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+            (Some(data_home), _) => PathBuf::from(data_home).join("ow-wasm"),
+            (None, Some(home)) => PathBuf::from(home).join(".local/share/ow-wasm"),
+            (None, None) => PathBuf::from(".ow-wasm"),
+        }
+    }
+}
+
+/// Arguments of `ow-executor executor`.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000", env = "OW_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Limits of every activation.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Arguments of `ow-executor runtime`.

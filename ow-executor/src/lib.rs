@@ -1,7 +1,9 @@
 //! The ow-wasm executor: OpenWhisk's action protocols served over Wasm engines.
 //!
 //! `runtime` mode ([`runtime`]) is the standard action container an unmodified OpenWhisk
-//! invoker drives: `POST /init` once, then `POST /run` many times. The HTTP plumbing
+//! invoker drives: `POST /init` once, then `POST /run` many times. `standalone` mode
+//! ([`standalone`]) is the OpenWhisk REST API on one machine; `executor` mode
+//! ([`executor_mode`]) hosts many runtime containers for a Wasm-aware invoker. The HTTP plumbing
 //! ([`server`]), the one place errors become statuses ([`error`]) and the activation log
 //! channel ([`logs`]) are shared by every mode.
 
@@ -11,7 +13,9 @@
 pub mod cli;
 pub mod engines;
 pub mod error;
+pub mod executor_mode;
 pub mod logs;
 pub mod runtime;
 pub mod server;
+pub mod standalone;
 pub mod telemetry;

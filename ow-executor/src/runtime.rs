@@ -219,8 +219,17 @@ pub fn router(container: Arc<Container>) -> Router {
 }
 
 async fn init_handler(State(container): State<Arc<Container>>, request: Request<Body>) -> Response {
+    answer_init(&container, request.into_body()).await
+}
+
+async fn run_handler(State(container): State<Arc<Container>>, request: Request<Body>) -> Response {
+    answer_run(&container, request.into_body()).await
+}
+
+/// Answers an `/init` body for `container`: `{"ok": true}` or the error.
+pub async fn answer_init(container: &Container, body: Body) -> Response {
     let outcome = async {
-        let body = read_json_body(request.into_body(), MAX_INIT_BODY_BYTES).await?;
+        let body = read_json_body(body, MAX_INIT_BODY_BYTES).await?;
         let request: InitRequest = serde_json::from_value(body).map_err(|e| {
             ApiError::bad_request(format!(
                 "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"
@@ -234,9 +243,10 @@ async fn init_handler(State(container): State<Arc<Container>>, request: Request<
     }
 }
 
-async fn run_handler(State(container): State<Arc<Container>>, request: Request<Body>) -> Response {
+/// Answers a `/run` body for `container`: the result or the error.
+pub async fn answer_run(container: &Container, body: Body) -> Response {
     let outcome = async {
-        let body = read_json_body(request.into_body(), MAX_RUN_BODY_BYTES).await?;
+        let body = read_json_body(body, MAX_RUN_BODY_BYTES).await?;
         let request =
             RunRequest::from_body(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         container.run(request).await

@@ -27,6 +27,8 @@ pub struct Answer {
     pub status: u16,
     pub body: Value,
     pub content_length: Option<usize>,
+    /// The `x-openwhisk-activation-id` header.
+    pub activation_id: Option<String>,
 }
 
 impl Executor {
@@ -44,6 +46,31 @@ impl Executor {
             &["runtime"],
             args,
             env,
+        )
+    }
+
+    /// `ow-executor standalone` storing its data in `data_dir`.
+    #[cfg(test)]
+    pub fn standalone(data_dir: &Path, args: &[&str]) -> Self {
+        let data_dir = data_dir.to_str().expect("UTF-8 temp path");
+        let mut all = vec!["--data-dir", data_dir];
+        all.extend_from_slice(args);
+        Self::start(
+            Path::new(env!("CARGO_BIN_EXE_ow-executor")),
+            &["standalone"],
+            &all,
+            &[],
+        )
+    }
+
+    /// `ow-executor executor`.
+    #[cfg(test)]
+    pub fn executor_mode(args: &[&str]) -> Self {
+        Self::start(
+            Path::new(env!("CARGO_BIN_EXE_ow-executor")),
+            &["executor"],
+            args,
+            &[],
         )
     }
 
@@ -83,12 +110,36 @@ impl Executor {
 
     /// POSTs raw bytes to `path`, with or without a JSON content type.
     pub fn post_raw(&self, path: &str, body: &[u8], json_content_type: bool) -> Answer {
-        let mut request = self.agent.post(format!("{}{path}", self.base_url));
-        if json_content_type {
-            request = request.header("Content-Type", "application/json");
+        let content_type = json_content_type.then_some("application/json");
+        self.request("POST", path, body, content_type, None)
+    }
+
+    /// Any request; `auth` is `uuid:key` for basic authentication.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+        auth: Option<&str>,
+    ) -> Answer {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url));
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
         }
-        let mut response = request.send(body).expect("the executor answers");
+        if let Some(auth) = auth {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(auth);
+            request = request.header("Authorization", format!("Basic {encoded}"));
+        }
+        let request = request.body(body.to_vec()).expect("a valid request");
+        let mut response = self.agent.run(request).expect("the executor answers");
         let status = response.status().as_u16();
+        let activation_id = response
+            .headers()
+            .get("x-openwhisk-activation-id")
+            .and_then(|value| Some(value.to_str().ok()?.to_owned()));
         let content_length = response
             .headers()
             .get("content-length")
@@ -105,6 +156,7 @@ impl Executor {
             status,
             body,
             content_length,
+            activation_id,
         }
     }
 
@@ -131,6 +183,12 @@ impl Executor {
     /// Sends `/run` with these parameters.
     pub fn run(&self, params: Value) -> Answer {
         self.post("/run", &json!({ "value": params }))
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything the executor printed on stdout so far.

@@ -1,6 +1,9 @@
 //! Integration tests: the real `ow-executor` binary on `127.0.0.1:0`, driven over HTTP.
 
 mod examples;
+mod executor_mode;
 mod harness;
+mod npm_client;
 mod precompiled;
 mod runtime_protocol;
+mod standalone;

@@ -1,0 +1,166 @@
+//! `standalone` mode: the OpenWhisk REST API subset that `wsk` and the `openwhisk` npm client
+//! drive (actions, invocations, activations), on one machine, with actions and activations in
+//! an embedded SQLite database and prepared actions kept warm in memory.
+
+mod api;
+mod auth;
+mod invoke;
+pub mod pool;
+pub mod records;
+pub mod store;
+
+use crate::error::ApiError;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ow_common::runtime::WasmRuntime;
+use pool::WarmPool;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use store::Store;
+
+pub use auth::{GUEST_KEY, GUEST_NAMESPACE};
+
+/// Settings of the standalone server.
+#[derive(Debug, Clone)]
+pub struct StandaloneSettings {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// How long a prepared action stays warm without activations.
+    pub idle_timeout: Duration,
+    /// The URL actions see as `__OW_API_HOST`.
+    pub api_host: String,
+}
+
+/// The standalone controller: store, warm pool and engine.
+pub struct Standalone {
+    store: Store,
+    pool: Arc<WarmPool>,
+    settings: StandaloneSettings,
+}
+
+impl std::fmt::Debug for Standalone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standalone")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Standalone {
+    /// Opens the store and builds the pool. Call from within a tokio runtime (the pool's
+    /// idle reaper is a task).
+    pub fn open(
+        engine: Arc<dyn WasmRuntime>,
+        settings: StandaloneSettings,
+    ) -> anyhow::Result<Arc<Self>> {
+        let store = Store::open(&settings.data_dir)?;
+        let pool = Arc::new(WarmPool::new(engine, settings.idle_timeout));
+        pool.spawn_reaper();
+        Ok(Arc::new(Self {
+            store,
+            pool,
+            settings,
+        }))
+    }
+
+    /// The routes of the REST API.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/api/v1", get(api::info))
+            .route("/api/v1/namespaces", get(api::namespaces))
+            .route(
+                "/api/v1/namespaces/{namespace}/actions",
+                get(api::list_actions),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/actions/{name}",
+                get(api::get_action)
+                    .put(api::put_action)
+                    .delete(api::delete_action)
+                    .post(invoke::invoke),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/activations",
+                get(api::list_activations),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/activations/{id}",
+                get(api::get_activation),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/activations/{id}/logs",
+                get(api::activation_logs),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/activations/{id}/result",
+                get(api::activation_result),
+            )
+            .with_state(self.clone())
+    }
+
+    /// The `wsk` command that points the CLI at this server.
+    pub fn wsk_property_command(&self) -> String {
+        format!(
+            "wsk property set --apihost '{}' --auth '{}'",
+            self.settings.api_host, GUEST_KEY
+        )
+    }
+}
+
+/// A fresh id for error bodies and activations: 32 hex digits.
+pub fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update(&count.to_le_bytes())
+        .update(&nanos.to_le_bytes())
+        .update(&std::process::id().to_le_bytes());
+    hasher.finalize().to_hex()[..32].to_owned()
+}
+
+/// An error of the REST API, answered as `{"error": "<sentence>", "code": "<request id>"}`.
+#[derive(Debug)]
+pub struct RestError(ApiError);
+
+impl From<ApiError> for RestError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<store::StoreError> for RestError {
+    fn from(error: store::StoreError) -> Self {
+        tracing::error!(%error, "store failure");
+        Self(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error.to_string(),
+        ))
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.0.message, "code": new_id() });
+        crate::error::json_response(self.0.status, &body)
+    }
+}
+
+/// Adds the `x-openwhisk-activation-id` header that every invoke answer carries.
+fn with_activation_id(mut response: Response, id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response
+            .headers_mut()
+            .insert("x-openwhisk-activation-id", value);
+    }
+    response
+}

@@ -1,0 +1,205 @@
+//! The warm-container pool of standalone mode: one prepared action per action version, reused
+//! by every warm start, dropped after an idle time, re-prepared after an update. Each entry
+//! also carries the action's concurrency limit.
+
+use crate::standalone::records::{ActionLimits, lookup};
+use ow_common::capabilities::Capabilities;
+use ow_common::code::decode_action_code;
+use ow_common::runtime::{ActionConfig, InitError, Limits, PreparedAction, WasmRuntime};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// A prepared action version, ready for warm starts.
+pub struct Warm {
+    /// The version it was prepared from.
+    pub version: String,
+    /// The prepared action.
+    pub action: Arc<dyn PreparedAction>,
+    /// The init environment (parameters marked `init: true`).
+    pub env: BTreeMap<String, String>,
+    /// One permit per concurrent activation the action's limit allows.
+    pub permits: Arc<Semaphore>,
+    /// The action's limits.
+    pub limits: ActionLimits,
+    last_used: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warm")
+            .field("version", &self.version)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Warm {
+    fn touch(&self) {
+        *self.last_used.lock().expect("last-used lock") = Instant::now();
+    }
+}
+
+/// The pool.
+pub struct WarmPool {
+    engine: Arc<dyn WasmRuntime>,
+    idle_timeout: Duration,
+    entries: Mutex<HashMap<(String, String), Arc<Warm>>>,
+}
+
+impl std::fmt::Debug for WarmPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarmPool")
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WarmPool {
+    /// An empty pool over `engine`.
+    pub fn new(engine: Arc<dyn WasmRuntime>, idle_timeout: Duration) -> Self {
+        Self {
+            engine,
+            idle_timeout,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The warm entry for the stored action `record`, preparing it (a cold start) when the
+    /// pool holds none for its version. Returns the prepare time on a cold start.
+    pub async fn get(
+        &self,
+        namespace: &str,
+        record: &Value,
+    ) -> Result<(Arc<Warm>, Option<Duration>), InitError> {
+        let name = record["name"].as_str().unwrap_or_default().to_owned();
+        let version = record["version"].as_str().unwrap_or_default();
+        let key = (namespace.to_owned(), name);
+        let existing = self.entries.lock().expect("pool lock").get(&key).cloned();
+        if let Some(warm) = existing.filter(|warm| warm.version == version) {
+            warm.touch();
+            return Ok((warm, None));
+        }
+        let started = Instant::now();
+        let warm = Arc::new(self.prepare(record).await?);
+        let init_time = started.elapsed();
+        self.entries
+            .lock()
+            .expect("pool lock")
+            .insert(key, warm.clone());
+        Ok((warm, Some(init_time)))
+    }
+
+    /// Prepares an action version from its stored record.
+    pub async fn prepare(&self, record: &Value) -> Result<Warm, InitError> {
+        let exec = &record["exec"];
+        let code = decode_action_code(
+            exec["code"].as_str().unwrap_or_default(),
+            exec["main"].as_str().unwrap_or("main"),
+        )?;
+        let limits = ActionLimits::from_json(&record["limits"]);
+        let capabilities = Capabilities::from_annotations(Some(&record["annotations"]))
+            .map_err(InitError::Capability)?;
+        let config = ActionConfig {
+            capabilities,
+            limits: Limits {
+                memory_bytes: limits.memory * 1024 * 1024,
+                log_bytes: limits.logs * 1024 * 1024,
+            },
+        };
+        let action = self.engine.prepare(code, config).await?;
+        Ok(Warm {
+            version: record["version"].as_str().unwrap_or_default().to_owned(),
+            action,
+            env: init_env(record),
+            permits: Arc::new(Semaphore::new(limits.concurrency as usize)),
+            limits,
+            last_used: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Makes a freshly prepared version the warm entry of its action.
+    pub fn install(&self, namespace: &str, name: &str, warm: Warm) {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.entries
+            .lock()
+            .expect("pool lock")
+            .insert(key, Arc::new(warm));
+    }
+
+    /// Forgets an action (deleted or updated).
+    pub fn evict(&self, namespace: &str, name: &str) {
+        self.entries
+            .lock()
+            .expect("pool lock")
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// How many action versions are warm.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("pool lock").len()
+    }
+
+    /// Whether nothing is warm.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops entries idle for longer than the idle timeout.
+    pub fn drop_idle(&self) -> usize {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("pool lock");
+        let before = entries.len();
+        entries.retain(|_, warm| {
+            now.duration_since(*warm.last_used.lock().expect("last-used lock")) < self.idle_timeout
+        });
+        before - entries.len()
+    }
+
+    /// Runs [`WarmPool::drop_idle`] periodically until the pool is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let pool = Arc::downgrade(self);
+        let period =
+            (self.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                let Some(pool) = pool.upgrade() else { break };
+                let dropped = pool.drop_idle();
+                if dropped > 0 {
+                    tracing::info!(dropped, warm = pool.len(), "dropped idle containers");
+                }
+            }
+        });
+    }
+}
+
+/// Parameters marked `init: true` become the init environment, as strings.
+fn init_env(record: &Value) -> BTreeMap<String, String> {
+    let Some(parameters) = record["parameters"].as_array() else {
+        return BTreeMap::new();
+    };
+    parameters
+        .iter()
+        .filter(|p| p["init"] == true)
+        .filter_map(|p| {
+            let key = p["key"].as_str()?.to_owned();
+            let value = match &p["value"] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// Whether the action asked for its API key (`provide-api-key` annotation).
+pub fn provides_api_key(record: &Value) -> bool {
+    record["annotations"]
+        .as_array()
+        .and_then(|list| lookup(list, "provide-api-key"))
+        .is_some_and(|value| value == true)
+}

@@ -1,0 +1,255 @@
+//! Durable storage of actions and activations in an embedded SQLite database. Every write is
+//! committed before the request that caused it is answered, so killing the process between
+//! two requests loses nothing.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// A store failure: the database cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the standalone store failed: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+/// Filters of an activation listing.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationQuery {
+    /// Only activations of this action.
+    pub name: Option<String>,
+    /// Only activations that started at or after this epoch millisecond.
+    pub since: Option<u64>,
+    /// Only activations that started at or before this epoch millisecond.
+    pub upto: Option<u64>,
+    /// How many of the newest to skip.
+    pub skip: u64,
+    /// How many to return.
+    pub limit: u64,
+}
+
+/// The database.
+#[derive(Debug)]
+pub struct Store {
+    connection: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `ow-wasm.sqlite` in `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        let path = data_dir.join("ow-wasm.sqlite");
+        let connection = Connection::open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+        // WAL keeps readers off the writer's back; NORMAL sync survives a killed process.
+        connection.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS actions (
+                 namespace TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 record TEXT NOT NULL,
+                 PRIMARY KEY (namespace, name)
+             );
+             CREATE TABLE IF NOT EXISTS activations (
+                 activation_id TEXT PRIMARY KEY,
+                 namespace TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 start INTEGER NOT NULL,
+                 record TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS activations_by_start
+                 ON activations (namespace, start DESC);",
+        )?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().expect("store lock")
+    }
+
+    /// The stored record of an action.
+    pub fn action(&self, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = self
+            .connection()
+            .query_row(
+                "SELECT record FROM actions WHERE namespace = ?1 AND name = ?2",
+                params![namespace, name],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text.map(|text| parse(&text)))
+    }
+
+    /// Creates or replaces an action record.
+    pub fn put_action(
+        &self,
+        namespace: &str,
+        name: &str,
+        record: &Value,
+    ) -> Result<(), StoreError> {
+        self.connection().execute(
+            "INSERT INTO actions (namespace, name, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT (namespace, name) DO UPDATE SET record = excluded.record",
+            params![namespace, name, record.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes an action; true if it existed.
+    pub fn delete_action(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.connection().execute(
+            "DELETE FROM actions WHERE namespace = ?1 AND name = ?2",
+            params![namespace, name],
+        )?;
+        Ok(deleted > 0)
+    }
+
+    /// Actions of a namespace by name.
+    pub fn actions(
+        &self,
+        namespace: &str,
+        skip: u64,
+        limit: u64,
+    ) -> Result<Vec<Value>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT record FROM actions WHERE namespace = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
+        )?;
+        let rows = statement.query_map(params![namespace, limit, skip], |row| {
+            row.get::<_, String>(0)
+        })?;
+        rows.map(|text| Ok(parse(&text?))).collect()
+    }
+
+    /// Records a finished activation.
+    pub fn put_activation(&self, record: &Value) -> Result<(), StoreError> {
+        self.connection().execute(
+            "INSERT OR REPLACE INTO activations (activation_id, namespace, name, start, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                record["activationId"].as_str().unwrap_or_default(),
+                record["namespace"].as_str().unwrap_or_default(),
+                record["name"].as_str().unwrap_or_default(),
+                record["start"].as_u64().unwrap_or_default(),
+                record.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// One activation record.
+    pub fn activation(&self, namespace: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = self
+            .connection()
+            .query_row(
+                "SELECT record FROM activations WHERE namespace = ?1 AND activation_id = ?2",
+                params![namespace, id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text.map(|text| parse(&text)))
+    }
+
+    /// Activations of a namespace, newest first.
+    pub fn activations(
+        &self,
+        namespace: &str,
+        query: &ActivationQuery,
+    ) -> Result<Vec<Value>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT record FROM activations
+             WHERE namespace = ?1
+               AND (?2 IS NULL OR name = ?2)
+               AND (?3 IS NULL OR start >= ?3)
+               AND (?4 IS NULL OR start <= ?4)
+             ORDER BY start DESC, rowid DESC
+             LIMIT ?5 OFFSET ?6",
+        )?;
+        let rows = statement.query_map(
+            params![
+                namespace,
+                query.name,
+                query.since,
+                query.upto,
+                query.limit,
+                query.skip
+            ],
+            |row| row.get::<_, String>(0),
+        )?;
+        rows.map(|text| Ok(parse(&text?))).collect()
+    }
+}
+
+/// Records are written by this module as JSON; a row that is not is reported, not hidden.
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(
+        |e| serde_json::json!({"error": format!("this stored record is corrupt: {e}")}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn actions_and_activations_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .put_action("guest", "add", &json!({"name": "add", "version": "0.0.1"}))
+                .unwrap();
+            for (id, start) in [("a", 1), ("b", 3), ("c", 2)] {
+                store
+                    .put_activation(&json!({"activationId": id, "namespace": "guest", "name": "add", "start": start}))
+                    .unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.action("guest", "add").unwrap().unwrap()["version"],
+            "0.0.1"
+        );
+        let all = store
+            .activations(
+                "guest",
+                &ActivationQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let ids: Vec<&str> = all
+            .iter()
+            .map(|r| r["activationId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["b", "c", "a"], "newest first");
+        let since = ActivationQuery {
+            since: Some(2),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.activations("guest", &since).unwrap().len(), 2);
+        let page = ActivationQuery {
+            skip: 1,
+            limit: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.activations("guest", &page).unwrap()[0]["activationId"],
+            "c"
+        );
+        assert!(store.delete_action("guest", "add").unwrap());
+        assert!(!store.delete_action("guest", "add").unwrap());
+        assert!(store.action("guest", "add").unwrap().is_none());
+    }
+}

@@ -1,0 +1,675 @@
+//! `standalone` mode: every row of the REST API table (PROTOCOL.md §3), storage across
+//! restarts, the warm pool and the error shapes `wsk` and the npm client expect.
+
+use crate::harness::{Answer, Executor};
+use base64::Engine as _;
+use ow_wasm_action_artifacts as artifacts;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const GUEST: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
+const ACTIONS: &str = "/api/v1/namespaces/_/actions";
+const ACTIVATIONS: &str = "/api/v1/namespaces/_/activations";
+
+fn code(path: &str) -> String {
+    let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(path)).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(zip)
+}
+
+fn call(server: &Executor, method: &str, path: &str, body: Option<&Value>) -> Answer {
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    server.request(
+        method,
+        path,
+        &bytes,
+        body.map(|_| "application/json"),
+        Some(GUEST),
+    )
+}
+
+fn create(server: &Executor, name: &str, module: &str, extra: Value) -> Answer {
+    let mut body = json!({"exec": {"kind": "wasm:0.1", "code": code(module)}});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    call(server, "PUT", &format!("{ACTIONS}/{name}?"), Some(&body))
+}
+
+fn invoke(server: &Executor, name: &str, query: &str, params: Value) -> Answer {
+    call(
+        server,
+        "POST",
+        &format!("{ACTIONS}/{name}?{query}"),
+        Some(&params),
+    )
+}
+
+fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
+    record["annotations"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// Polls until the activation is recorded.
+fn wait_for_activation(server: &Executor, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let answer = call(server, "GET", &format!("{ACTIVATIONS}/{id}"), None);
+        if answer.status == 200 {
+            return answer.body;
+        }
+        assert_eq!(answer.status, 404, "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "activation {id} never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn server() -> (Executor, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    (Executor::standalone(data.path(), &[]), data)
+}
+
+#[test]
+fn requests_without_or_with_wrong_credentials_are_refused() {
+    let (server, _data) = server();
+    let missing = server.request("GET", ACTIONS, b"", None, None);
+    assert_eq!(missing.status, 401);
+    assert_eq!(
+        missing.body["error"],
+        "The resource requires authentication, which was not supplied with the request"
+    );
+    assert!(
+        missing.body["code"].is_string(),
+        "error bodies carry a request id: {:?}",
+        missing.body
+    );
+    let wrong = server.request(
+        "GET",
+        ACTIONS,
+        b"",
+        None,
+        Some("23bc46b1-71f6-4ed5-8c54-816aa4f8c502:wrong"),
+    );
+    assert_eq!(
+        (wrong.status, &wrong.body["error"]),
+        (401, &json!("The supplied authentication is invalid"))
+    );
+    let other_namespace = call(&server, "GET", "/api/v1/namespaces/someone/actions", None);
+    assert_eq!(other_namespace.status, 403);
+    let guest = call(&server, "GET", "/api/v1/namespaces/guest/actions", None);
+    assert_eq!((guest.status, guest.body), (200, json!([])));
+}
+
+#[test]
+fn create_get_update_and_delete_an_action() {
+    let (server, _data) = server();
+    let created = create(&server, "add", artifacts::ADD, json!({}));
+    assert_eq!(created.status, 200, "{created:?}");
+    let record = created.body;
+    assert_eq!(record["namespace"], "guest");
+    assert_eq!(record["name"], "add");
+    assert_eq!(record["version"], "0.0.1");
+    assert_eq!(record["publish"], false);
+    assert_eq!(record["exec"]["kind"], "wasm:0.1");
+    assert_eq!(record["exec"]["binary"], true);
+    assert_eq!(
+        record["limits"],
+        json!({"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1})
+    );
+    assert_eq!(annotation(&record, "exec"), Some(&json!("wasm:0.1")));
+    assert_eq!(annotation(&record, "provide-api-key"), Some(&json!(false)));
+    assert!(record["updated"].as_u64().is_some());
+
+    let again = create(&server, "add", artifacts::ADD, json!({}));
+    assert_eq!(
+        (again.status, &again.body["error"]),
+        (409, &json!("resource already exists"))
+    );
+
+    let updated = call(
+        &server,
+        "PUT",
+        &format!("{ACTIONS}/add?overwrite=true"),
+        Some(
+            &json!({"exec": {"kind": "wasm:0.1", "code": code(artifacts::ECHO)}, "limits": {"timeout": 1000}}),
+        ),
+    );
+    assert_eq!(
+        (updated.status, &updated.body["version"]),
+        (200, &json!("0.0.2"))
+    );
+    assert_eq!(updated.body["limits"]["timeout"], 1000);
+    // The update replaced the code: the action now echoes.
+    let answer = invoke(
+        &server,
+        "add",
+        "blocking=true&result=true",
+        json!({"param1": 1}),
+    );
+    assert_eq!((answer.status, answer.body), (200, json!({"param1": 1})));
+
+    let with_code = call(&server, "GET", &format!("{ACTIONS}/add?code=true"), None);
+    assert!(with_code.body["exec"]["code"].is_string());
+    let without_code = call(&server, "GET", &format!("{ACTIONS}/add?code=false"), None);
+    assert_eq!(without_code.status, 200);
+    assert!(without_code.body["exec"].get("code").is_none());
+
+    let deleted = call(&server, "DELETE", &format!("{ACTIONS}/add"), None);
+    assert_eq!(
+        (deleted.status, &deleted.body["name"]),
+        (200, &json!("add"))
+    );
+    for (method, path) in [
+        ("GET", format!("{ACTIONS}/add")),
+        ("DELETE", format!("{ACTIONS}/add")),
+        ("POST", format!("{ACTIONS}/add?blocking=true")),
+    ] {
+        let gone = call(&server, method, &path, None);
+        assert_eq!(
+            (gone.status, &gone.body["error"]),
+            (404, &json!("The requested resource does not exist.")),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn bad_actions_are_refused_with_a_sentence() {
+    let (server, _data) = server();
+    let body = json!({"exec": {"kind": "nodejs:20", "code": "function main() {}"}});
+    let answer = call(&server, "PUT", &format!("{ACTIONS}/js"), Some(&body));
+    assert_eq!(answer.status, 400);
+    assert_eq!(
+        answer.body["error"],
+        "The kind 'nodejs:20' is not supported here; this server runs these kinds: wasm:0.1."
+    );
+
+    let text = base64::engine::general_purpose::STANDARD.encode("function main() {}");
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": text}});
+    let answer = call(&server, "PUT", &format!("{ACTIONS}/text"), Some(&body));
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("text, not a WebAssembly module"),
+        "{:?}",
+        answer.body
+    );
+
+    let unknown_import = create(
+        &server,
+        "imports",
+        artifacts::wat::UNKNOWN_IMPORT,
+        json!({}),
+    );
+    assert_eq!(unknown_import.status, 400);
+    assert!(
+        unknown_import.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("env.launch_missiles")
+    );
+
+    let bad_limits = create(
+        &server,
+        "limits",
+        artifacts::ADD,
+        json!({"limits": {"memory": 4096}}),
+    );
+    assert_eq!(bad_limits.status, 400);
+    assert_eq!(
+        bad_limits.body["error"],
+        "The memory limit must be an integer between 128 and 512, not 4096."
+    );
+
+    let no_exec = call(
+        &server,
+        "PUT",
+        &format!("{ACTIONS}/empty"),
+        Some(&json!({})),
+    );
+    assert_eq!(no_exec.status, 400);
+    // Nothing half-created.
+    assert_eq!(call(&server, "GET", ACTIONS, None).body, json!([]));
+}
+
+#[test]
+fn actions_list_by_name_with_skip_and_limit() {
+    let (server, _data) = server();
+    for name in ["c", "a", "b"] {
+        assert_eq!(
+            create(&server, name, artifacts::ECHO, json!({})).status,
+            200
+        );
+    }
+    let names = |answer: Answer| -> Vec<String> {
+        answer
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(call(&server, "GET", ACTIONS, None)), ["a", "b", "c"]);
+    assert_eq!(
+        names(call(
+            &server,
+            "GET",
+            &format!("{ACTIONS}?skip=1&limit=1"),
+            None
+        )),
+        ["b"]
+    );
+    let listed = call(&server, "GET", ACTIONS, None).body;
+    assert!(
+        listed[0]["exec"].get("code").is_none(),
+        "lists carry no code"
+    );
+    assert_eq!(
+        call(&server, "GET", &format!("{ACTIONS}?limit=201"), None).status,
+        400
+    );
+}
+
+#[test]
+fn blocking_invoke_answers_the_activation_record() {
+    let (server, _data) = server();
+    create(&server, "add", artifacts::ADD, json!({}));
+    let answer = invoke(
+        &server,
+        "add",
+        "blocking=true&result=false",
+        json!({"param1": 2, "param2": 2}),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let record = answer.body;
+    assert_eq!(
+        record["response"],
+        json!({"result": {"result": 4}, "size": 12, "status": "success", "success": true})
+    );
+    assert_eq!(
+        answer.activation_id.as_deref(),
+        record["activationId"].as_str()
+    );
+    assert_eq!(record["activationId"].as_str().unwrap().len(), 32);
+    assert_eq!(
+        (record["namespace"].as_str(), record["name"].as_str()),
+        (Some("guest"), Some("add"))
+    );
+    assert_eq!(
+        (record["subject"].as_str(), record["version"].as_str()),
+        (Some("guest"), Some("0.0.1"))
+    );
+    assert_eq!(
+        record["duration"].as_u64().unwrap(),
+        record["end"].as_u64().unwrap() - record["start"].as_u64().unwrap()
+    );
+    assert_eq!(annotation(&record, "path"), Some(&json!("guest/add")));
+    assert_eq!(annotation(&record, "kind"), Some(&json!("wasm:0.1")));
+    assert_eq!(annotation(&record, "timeout"), Some(&json!(false)));
+    assert_eq!(annotation(&record, "limits").unwrap()["timeout"], 60000);
+    assert!(annotation(&record, "waitTime").unwrap().is_u64());
+    // Created actions are prepared at create time: the first invoke is warm.
+    assert_eq!(annotation(&record, "initTime"), None);
+
+    let result_only = invoke(
+        &server,
+        "add",
+        "blocking=true&result=true",
+        json!({"param1": 5, "param2": 6}),
+    );
+    assert_eq!(
+        (result_only.status, result_only.body),
+        (200, json!({"result": 11}))
+    );
+    assert!(result_only.activation_id.is_some());
+}
+
+#[test]
+fn non_blocking_invoke_answers_202_and_the_activation_is_recorded() {
+    let (server, _data) = server();
+    create(&server, "add", artifacts::ADD, json!({}));
+    // The npm client's shape: no query at all beyond blocking.
+    let answer = invoke(&server, "add", "", json!({"param1": 1, "param2": 2}));
+    assert_eq!(answer.status, 202);
+    let id = answer.body["activationId"].as_str().unwrap().to_owned();
+    assert_eq!(answer.activation_id.as_deref(), Some(id.as_str()));
+    let record = wait_for_activation(&server, &id);
+    assert_eq!(record["response"]["result"], json!({"result": 3}));
+    let result = call(&server, "GET", &format!("{ACTIVATIONS}/{id}/result"), None);
+    assert_eq!(
+        result.body,
+        json!({"result": {"result": 3}, "size": 12, "status": "success", "success": true})
+    );
+}
+
+#[test]
+fn a_blocking_invoke_that_outlives_its_timeout_answers_202_and_finishes_later() {
+    let (server, _data) = server();
+    create(&server, "sleep", artifacts::SLEEP, json!({}));
+    let answer = invoke(
+        &server,
+        "sleep",
+        "blocking=true&timeout=200",
+        json!({"ms": 1500}),
+    );
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let id = answer.body["activationId"].as_str().unwrap().to_owned();
+    let record = wait_for_activation(&server, &id);
+    assert_eq!(record["response"]["result"], json!({"slept_ms": 1500}));
+}
+
+#[test]
+fn application_and_developer_errors_are_502_with_the_record() {
+    let (server, _data) = server();
+    create(&server, "fail", artifacts::ERROR, json!({}));
+    let answer = invoke(
+        &server,
+        "fail",
+        "blocking=true",
+        json!({"reason": "bad input"}),
+    );
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.body["response"]["status"], "application error");
+    assert_eq!(answer.body["response"]["success"], false);
+    assert_eq!(
+        answer.body["response"]["result"],
+        json!({"error": "bad input"})
+    );
+    let result_only = invoke(&server, "fail", "blocking=true&result=true", json!({}));
+    assert_eq!(
+        (result_only.status, result_only.body),
+        (502, json!({"error": "this action always fails"}))
+    );
+
+    create(
+        &server,
+        "spin",
+        artifacts::wat::LOOP_FOREVER,
+        json!({"limits": {"timeout": 300}}),
+    );
+    let answer = invoke(&server, "spin", "blocking=true", json!({}));
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.body["response"]["status"], "action developer error");
+    assert_eq!(
+        answer.body["response"]["result"],
+        json!({"error": "The action exceeded its time limits of 300 milliseconds."})
+    );
+    assert_eq!(annotation(&answer.body, "timeout"), Some(&json!(true)));
+}
+
+#[test]
+fn logs_and_activations_are_listed_like_openwhisk() {
+    let (server, _data) = server();
+    create(&server, "log", artifacts::LOG, json!({}));
+    create(&server, "add", artifacts::ADD, json!({}));
+    let first = invoke(
+        &server,
+        "log",
+        "blocking=true",
+        json!({"lines": 2, "message": "hi"}),
+    )
+    .body;
+    let second = invoke(
+        &server,
+        "add",
+        "blocking=true",
+        json!({"param1": 1, "param2": 1}),
+    )
+    .body;
+
+    let logs = call(
+        &server,
+        "GET",
+        &format!(
+            "{ACTIVATIONS}/{}/logs",
+            first["activationId"].as_str().unwrap()
+        ),
+        None,
+    );
+    let lines: Vec<&str> = logs.body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for line in &lines {
+        // `2026-11-23T01:40:11.123456789Z stdout: …`: the time padded to 30 characters.
+        let (time, rest) = line.split_at(30);
+        assert!(time.ends_with('Z') && time.contains('T'), "{line}");
+        assert!(
+            rest.starts_with(" stdout: ") || rest.starts_with(" stderr: "),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[0].ends_with("stdout: stdout 0: hi") && lines[3].ends_with("stderr: stderr 1: hi"),
+        "{lines:?}"
+    );
+
+    let all = call(&server, "GET", ACTIVATIONS, None).body;
+    let ids: Vec<&Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["activationId"])
+        .collect();
+    assert_eq!(
+        ids,
+        [&second["activationId"], &first["activationId"]],
+        "newest first"
+    );
+    assert!(
+        all[0].get("response").is_none() && all[0]["statusCode"] == 0,
+        "summaries: {all}"
+    );
+    let docs = call(&server, "GET", &format!("{ACTIVATIONS}?docs=true"), None).body;
+    assert_eq!(docs[0]["response"]["result"], json!({"result": 2}));
+    let by_name = call(&server, "GET", &format!("{ACTIVATIONS}?name=log"), None).body;
+    assert_eq!(by_name.as_array().unwrap().len(), 1);
+    let paged = call(
+        &server,
+        "GET",
+        &format!("{ACTIVATIONS}?skip=1&limit=1"),
+        None,
+    )
+    .body;
+    assert_eq!(paged[0]["activationId"], first["activationId"]);
+    let since = second["start"].as_u64().unwrap();
+    let recent = call(
+        &server,
+        "GET",
+        &format!("{ACTIVATIONS}?since={since}"),
+        None,
+    )
+    .body;
+    assert!(
+        recent
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["start"].as_u64().unwrap() >= since)
+    );
+    let upto = first["start"].as_u64().unwrap();
+    let older = call(&server, "GET", &format!("{ACTIVATIONS}?upto={upto}"), None).body;
+    assert!(
+        older
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["activationId"] == first["activationId"])
+    );
+    assert!(
+        older
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["start"].as_u64().unwrap() <= upto)
+    );
+    let missing = call(
+        &server,
+        "GET",
+        &format!("{ACTIVATIONS}/00000000000000000000000000000000"),
+        None,
+    );
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn bound_parameters_merge_under_invoke_parameters_and_init_ones_become_env() {
+    let (server, _data) = server();
+    let parameters = json!({"parameters": [
+        {"key": "param1", "value": 10},
+        {"key": "param2", "value": 20},
+        {"key": "SECRET_TOKEN", "value": "s3cret", "init": true}
+    ]});
+    create(&server, "add", artifacts::ADD, parameters.clone());
+    let answer = invoke(
+        &server,
+        "add",
+        "blocking=true&result=true",
+        json!({"param2": 5}),
+    );
+    assert_eq!(answer.body, json!({"result": 15}));
+
+    create(&server, "env", artifacts::ENV, parameters);
+    let env = invoke(&server, "env", "blocking=true&result=true", json!({})).body;
+    assert_eq!(env["SECRET_TOKEN"], "s3cret");
+    assert_eq!(env["__OW_ACTION_NAME"], "/guest/env");
+    assert_eq!(env["__OW_NAMESPACE"], "guest");
+    assert_eq!(env["__OW_API_HOST"], server.base_url);
+    assert!(
+        env.get("__OW_API_KEY").is_none(),
+        "no api key unless the action asks for one"
+    );
+}
+
+#[test]
+fn actions_and_activations_survive_a_killed_process() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = Executor::standalone(data.path(), &[]);
+    create(&first, "add", artifacts::ADD, json!({}));
+    let id = invoke(
+        &first,
+        "add",
+        "blocking=true",
+        json!({"param1": 1, "param2": 1}),
+    )
+    .body["activationId"]
+        .clone();
+    first.kill();
+
+    let second = Executor::standalone(data.path(), &[]);
+    let action = call(&second, "GET", &format!("{ACTIONS}/add"), None);
+    assert_eq!(
+        (action.status, &action.body["version"]),
+        (200, &json!("0.0.1"))
+    );
+    let activation = call(
+        &second,
+        "GET",
+        &format!("{ACTIVATIONS}/{}", id.as_str().unwrap()),
+        None,
+    );
+    assert_eq!(activation.body["response"]["result"], json!({"result": 2}));
+    // Nothing is warm after a restart: the first invoke is a cold start.
+    let record = invoke(
+        &second,
+        "add",
+        "blocking=true",
+        json!({"param1": 2, "param2": 2}),
+    )
+    .body;
+    assert_eq!(record["response"]["result"], json!({"result": 4}));
+    assert!(
+        annotation(&record, "initTime").unwrap().is_u64(),
+        "{record}"
+    );
+    let again = invoke(
+        &second,
+        "add",
+        "blocking=true",
+        json!({"param1": 2, "param2": 2}),
+    )
+    .body;
+    assert_eq!(
+        annotation(&again, "initTime"),
+        None,
+        "the second invoke is warm"
+    );
+}
+
+#[test]
+fn idle_containers_are_dropped_and_prepared_again() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Executor::standalone(data.path(), &["--idle-timeout", "200ms"]);
+    create(&server, "add", artifacts::ADD, json!({}));
+    std::thread::sleep(Duration::from_millis(800));
+    let record = invoke(
+        &server,
+        "add",
+        "blocking=true",
+        json!({"param1": 1, "param2": 1}),
+    )
+    .body;
+    assert!(
+        annotation(&record, "initTime").is_some(),
+        "idle container should have been dropped: {record}"
+    );
+}
+
+#[test]
+fn the_concurrency_limit_queues_activations_of_one_action() {
+    let (server, _data) = server();
+    create(
+        &server,
+        "sleep",
+        artifacts::SLEEP,
+        json!({"limits": {"concurrency": 1}}),
+    );
+    let server = std::sync::Arc::new(server);
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                invoke(&server, "sleep", "blocking=true", json!({"ms": 500})).body
+            })
+        })
+        .collect();
+    let waits: Vec<u64> = threads
+        .into_iter()
+        .map(|t| {
+            annotation(&t.join().unwrap(), "waitTime")
+                .unwrap()
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    // One ran at once; the other waited for it to finish.
+    assert!(waits.iter().any(|&w| w >= 400), "waitTime {waits:?}");
+}
+
+#[test]
+fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
+    let (server, _data) = server();
+    assert_eq!(
+        call(&server, "GET", &format!("{ACTIONS}?"), None).status,
+        200
+    );
+    let info = server.request("GET", "/api/v1", b"", None, None);
+    assert_eq!(info.status, 200);
+    assert_eq!(info.body["runtimes"]["wasm"][0]["kind"], "wasm:0.1");
+    let unknown = call(&server, "GET", "/api/v1/namespaces/_/triggers", None);
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body["error"].is_string());
+}
