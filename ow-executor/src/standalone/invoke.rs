@@ -46,8 +46,14 @@ pub async fn invoke(
         let app = app.clone();
         let activation_id = activation_id.clone();
         async move {
-            app.activate(namespace, record, params, activation_id, received)
-                .await
+            let recorded = app
+                .activate(namespace, record, params, activation_id, received)
+                .await;
+            // A non-blocking caller is gone: a store failure must at least reach the log.
+            if let Err(error) = &recorded {
+                tracing::error!(%error, "an activation could not be recorded");
+            }
+            recorded
         }
     });
     if !blocking {
