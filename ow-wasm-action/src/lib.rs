@@ -2,7 +2,7 @@
 //!
 //! Write an action as a plain Rust function over JSON and export it with [`pass_json!`]:
 //!
-//! ```ignore
+//! ```no_run
 //! use serde_json::{Value, json};
 //!
 //! fn add(params: Value) -> Result<Value, anyhow::Error> {
