@@ -9,6 +9,15 @@
 //! * **stdio** (any WASI command, no SDK): the module exports [`COMMAND_START_EXPORT`]. The
 //!   parameters are one JSON document on stdin; the result is the last line written to stdout;
 //!   every other stdout line and all of stderr are the activation's logs.
+//!
+//! Host functions beyond WASI are capabilities, linked only for actions granted them:
+//!
+//! * **`http`.`get`** ([`HTTP_MODULE`], [`HTTP_GET_IMPORT`]), granted by the `net_access`
+//!   annotation: `fn(url_ptr: u32, url_len: u32) -> u64`. The guest passes a UTF-8 URL; the
+//!   host answers with a JSON document it writes into a buffer it obtains from
+//!   [`ALLOC_EXPORT`] (ownership passes to the guest) and returns packed by [`pack_region`]:
+//!   `{"status": <HTTP status>, "body": "<response body>"}`, or `{"error": "<sentence>"}` when
+//!   there is no response. An activation waiting in it holds no host thread.
 
 /// `fn(len: u32) -> u32`: allocates `len` bytes in the guest and returns their address.
 pub const ALLOC_EXPORT: &str = "__ow_alloc";
@@ -25,6 +34,12 @@ pub const COMMAND_START_EXPORT: &str = "_start";
 
 /// Where an action granted a directory (the `dir` annotation) sees it.
 pub const PREOPEN_GUEST_PATH: &str = "/data";
+
+/// The import module of the `net_access` capability's host functions.
+pub const HTTP_MODULE: &str = "http";
+
+/// `http`.`get`: `fn(url_ptr: u32, url_len: u32) -> u64`, see the module documentation.
+pub const HTTP_GET_IMPORT: &str = "get";
 
 /// The linear memory every ABI reads and writes.
 pub const MEMORY_EXPORT: &str = "memory";

@@ -1089,3 +1089,157 @@ mod tests {
         );
     }
 }
+
+/// Property tests: whatever arrives as action code or as an `/init` body, decoding ends in a
+/// module or a typed error, never a panic.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::protocol::InitRequest;
+    use proptest::prelude::*;
+    use std::io::Write as _;
+
+    /// Bounded so the suite stays within seconds in a debug build.
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Decodes and checks what came out: a runnable module whose hash is that of its bytes,
+    /// or an error that reads as a sentence.
+    fn check(code: &str, main: &str) {
+        match decode_action_code(code, main) {
+            Ok(module) => {
+                assert!(module.format.is_runnable(), "{module:?}");
+                assert_eq!(module.format, ModuleFormat::sniff(&module.bytes));
+                assert_eq!(module.hash, *blake3::hash(&module.bytes).as_bytes());
+            }
+            Err(error) => {
+                let sentence = error.to_string();
+                assert!(
+                    sentence.len() > 10 && sentence.ends_with(['.', ')']),
+                    "{error:?} reads {sentence:?}"
+                );
+            }
+        }
+    }
+
+    /// Bytes that start like something decoding cares about, then anything.
+    fn interesting_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let prefixes: Vec<&'static [u8]> = vec![
+            b"",
+            b"\0asm\x01\0\0\0",
+            b"\0asm\x0d\0\x01\0",
+            b"\x7fELF",
+            b"\0wasmer-universal",
+            b"\0aot",
+            b"PK\x03\x04",
+            b"PK\x05\x06",
+            b"\x1f\x8b",
+        ];
+        (
+            prop::sample::select(prefixes),
+            prop::collection::vec(any::<u8>(), 0..512),
+        )
+            .prop_map(|(prefix, rest)| [prefix, rest.as_slice()].concat())
+    }
+
+    /// Zip entry names, hostile ones included.
+    fn entry_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "action.wasm",
+                "main.wasm",
+                "main",
+                "lib/a.wasm",
+                "../evil.wasm",
+                "/etc/passwd",
+                "C:\\x.wasm",
+                "dir/",
+                "a.aot",
+                "README.md",
+            ])
+            .prop_map(str::to_owned),
+            any::<String>(),
+        ]
+    }
+
+    /// A zip of up to four entries, then possibly damaged: a span of it overwritten.
+    fn zip_bytes() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::collection::vec((entry_name(), interesting_bytes(), any::<bool>()), 0..4),
+            prop::option::of((
+                any::<prop::sample::Index>(),
+                prop::collection::vec(any::<u8>(), 1..16),
+            )),
+        )
+            .prop_map(|(entries, damage)| {
+                let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+                for (name, bytes, stored) in entries {
+                    let method = if stored {
+                        zip::CompressionMethod::Stored
+                    } else {
+                        zip::CompressionMethod::Deflated
+                    };
+                    let options =
+                        zip::write::SimpleFileOptions::default().compression_method(method);
+                    // Names the writer itself refuses are not what this property is about.
+                    if writer.start_file(name, options).is_ok() {
+                        writer.write_all(&bytes).expect("in-memory write");
+                    }
+                }
+                let mut zip = writer.finish().expect("in-memory zip").into_inner();
+                if let Some((at, patch)) = damage {
+                    let start = at.index(zip.len());
+                    let end = (start + patch.len()).min(zip.len());
+                    zip[start..end].copy_from_slice(&patch[..end - start]);
+                }
+                zip
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_strings_decode_or_are_refused(code in any::<String>(), main in any::<String>()) {
+            check(&code, &main);
+        }
+
+        #[test]
+        fn arbitrary_bytes_decode_or_are_refused(bytes in interesting_bytes(), main in entry_name()) {
+            check(&encode_base64(&bytes), &main);
+        }
+
+        #[test]
+        fn arbitrary_zips_decode_or_are_refused(zip in zip_bytes(), main in entry_name()) {
+            check(&encode_base64(&zip), &main);
+        }
+
+        #[test]
+        fn arbitrary_init_bodies_parse_and_decode_or_are_refused(
+            body in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..256),
+                (zip_bytes(), any::<Option<String>>(), any::<bool>()).prop_map(|(zip, main, binary)| {
+                    serde_json::to_vec(&serde_json::json!({"value": {
+                        "code": encode_base64(&zip), "main": main, "binary": binary,
+                        "env": {"A": "x"}, "annotations": {"dir": null}
+                    }}))
+                    .expect("JSON values serialize")
+                }),
+                any::<String>().prop_map(|text| format!(r#"{{"value": {{"code": {text:?}}}}}"#).into_bytes()),
+            ]
+        ) {
+            if let Ok(request) = serde_json::from_slice::<InitRequest>(&body) {
+                let value = request.value;
+                let _ = value.env_strings();
+                if !value.code.trim().is_empty() {
+                    check(&value.code, value.main_or_default());
+                }
+            }
+        }
+    }
+}

@@ -43,8 +43,9 @@ impl GuestAbi {
 
 /// A running SDK-ABI instance, as the engine exposes it.
 pub trait SdkGuest: Send {
-    /// The engine's error (a trap, an exit, a deadline).
-    type Error: Send;
+    /// The engine's error (a trap, an exit, a deadline). It also carries the ABI's own
+    /// refusals, such as a result over the limit, for the engine to downcast.
+    type Error: Send + From<RunError>;
 
     /// Calls the guest allocator.
     fn alloc(&mut self, len: u32) -> impl Future<Output = Result<u32, Self::Error>> + Send;
@@ -64,18 +65,33 @@ pub trait SdkGuest: Send {
 }
 
 /// Runs the SDK ABI: parameters in, the raw result bytes out.
+///
+/// A result longer than `result_limit` bytes is refused with [`RunError::ResultTooLarge`]
+/// before a byte of it is copied out of the instance, so a guest returning a huge region costs
+/// the host nothing.
 pub async fn call_sdk<G: SdkGuest>(
     guest: &mut G,
     params: &[u8],
-    too_large: impl FnOnce() -> G::Error,
+    result_limit: u64,
 ) -> Result<Vec<u8>, G::Error> {
     let Ok(len) = u32::try_from(params.len()) else {
-        return Err(too_large());
+        return Err(RunError::Internal(format!(
+            "the parameters are {} bytes, more than the 4 GiB a guest can address",
+            params.len()
+        ))
+        .into());
     };
     let ptr = guest.alloc(len).await?;
     guest.write_memory(ptr, params)?;
     let packed = guest.call_main(ptr, len).await?;
     let (result_ptr, result_len) = abi::unpack_region(packed);
+    if u64::from(result_len) > result_limit {
+        return Err(RunError::ResultTooLarge {
+            size: result_len.into(),
+            limit: result_limit,
+        }
+        .into());
+    }
     guest.read_memory(result_ptr, result_len)
 }
 
@@ -98,8 +114,12 @@ pub const MAX_RESULT_LINE_BYTES: usize = 4 * 1024 * 1024;
 pub struct ResultLine {
     /// The line being written (bytes since the last newline), capped.
     current: Vec<u8>,
+    /// How long the line being written really is, past the cap.
+    current_len: usize,
     /// The last non-blank line that a newline ended.
     last_complete: Vec<u8>,
+    /// How long that line really was.
+    last_complete_len: usize,
 }
 
 impl ResultLine {
@@ -108,14 +128,34 @@ impl ResultLine {
         let mut segments = bytes.split(|&b| b == b'\n');
         if let Some(first) = segments.next() {
             extend_capped(&mut self.current, first);
+            self.current_len = self.current_len.saturating_add(first.len());
         }
         for segment in segments {
             let ended = std::mem::take(&mut self.current);
+            let ended_len = std::mem::replace(&mut self.current_len, segment.len());
             if !is_blank(&ended) {
                 self.last_complete = ended;
+                self.last_complete_len = ended_len;
             }
             extend_capped(&mut self.current, segment);
         }
+    }
+
+    /// The length in bytes of the result line (without its line ending), including what was
+    /// written past [`MAX_RESULT_LINE_BYTES`] and not kept.
+    pub fn line_len(&self) -> Option<usize> {
+        let (kept, len) = if !is_blank(&self.current) {
+            (&self.current, self.current_len)
+        } else if !is_blank(&self.last_complete) {
+            (&self.last_complete, self.last_complete_len)
+        } else {
+            return None;
+        };
+        Some(if len > kept.len() {
+            len
+        } else {
+            trim_line(kept).len()
+        })
     }
 
     /// The result line: the unfinished last line if it has content, else the last complete one.
@@ -163,6 +203,76 @@ fn trim_line(bytes: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// A guest whose main returns a fixed region and that counts the bytes read out of it.
+    struct FakeGuest {
+        result: u64,
+        bytes_read: u64,
+    }
+
+    impl SdkGuest for FakeGuest {
+        type Error = RunError;
+
+        async fn alloc(&mut self, _len: u32) -> Result<u32, RunError> {
+            Ok(64)
+        }
+
+        async fn call_main(&mut self, _ptr: u32, _len: u32) -> Result<u64, RunError> {
+            Ok(self.result)
+        }
+
+        fn write_memory(&mut self, _ptr: u32, _bytes: &[u8]) -> Result<(), RunError> {
+            Ok(())
+        }
+
+        fn read_memory(&mut self, _ptr: u32, len: u32) -> Result<Vec<u8>, RunError> {
+            self.bytes_read += u64::from(len);
+            Ok(b"{}".repeat(len as usize / 2))
+        }
+    }
+
+    /// Polls a future that never waits (the fake guest's) to its end.
+    fn run_now<F: Future>(future: F) -> F::Output {
+        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("the fake guest never waits"),
+        }
+    }
+
+    #[test]
+    fn a_result_over_the_limit_is_refused_without_being_copied() {
+        const MIB: u32 = 1024 * 1024;
+        let mut guest = FakeGuest {
+            result: abi::pack_region(4096, 100 * MIB),
+            bytes_read: 0,
+        };
+        let outcome = run_now(call_sdk(&mut guest, b"{}", MIB.into()));
+        assert_eq!(
+            outcome,
+            Err(RunError::ResultTooLarge {
+                size: (100 * MIB).into(),
+                limit: MIB.into()
+            })
+        );
+        assert_eq!(guest.bytes_read, 0, "nothing is copied out");
+        assert_eq!(
+            outcome.unwrap_err().to_string(),
+            "The action produced a response that exceeded the allowed length: 104857600 > \
+             1048576 bytes."
+        );
+        // A result of exactly the limit is read.
+        let mut guest = FakeGuest {
+            result: abi::pack_region(4096, MIB),
+            bytes_read: 0,
+        };
+        assert_eq!(
+            run_now(call_sdk(&mut guest, b"{}", MIB.into())).map(|bytes| bytes.len()),
+            Ok(MIB as usize)
+        );
+        assert_eq!(guest.bytes_read, u64::from(MIB));
+    }
 
     #[test]
     fn sdk_wins_over_start_and_reactor_is_noticed() {
@@ -218,6 +328,25 @@ mod tests {
         let (line, logs) = result_line_of(&[b"", b"\n\n"]);
         assert_eq!(line, None);
         assert_eq!(logs, b"\n\n");
+    }
+
+    #[test]
+    fn the_result_line_length_counts_what_the_cap_dropped() {
+        let mut tracker = ResultLine::default();
+        tracker.push(b"log\n{\"a\":1}\r\n");
+        assert_eq!(tracker.line_len(), Some(7));
+        let mut tracker = ResultLine::default();
+        let chunk = vec![b'x'; 1024 * 1024];
+        for _ in 0..6 {
+            tracker.push(&chunk);
+        }
+        assert_eq!(tracker.line().map(<[u8]>::len), Some(MAX_RESULT_LINE_BYTES));
+        assert_eq!(tracker.line_len(), Some(6 * 1024 * 1024));
+        tracker.push(b"\n\n");
+        assert_eq!(tracker.line_len(), Some(6 * 1024 * 1024));
+        tracker.push(b"{}");
+        assert_eq!(tracker.line_len(), Some(2));
+        assert_eq!(ResultLine::default().line_len(), None);
     }
 
     #[test]

@@ -149,6 +149,20 @@ pub mod sentences {
     /// The line that closes every activation's logs on each stream.
     pub const LOG_SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";
 
+    /// The sentence for a result of `size` bytes over the limit of `limit` bytes.
+    pub fn result_too_large(size: u64, limit: u64) -> String {
+        format!(
+            "The action produced a response that exceeded the allowed length: {size} > {limit} bytes."
+        )
+    }
+
+    /// The sentence that closes logs cut at the limit of `limit` bytes.
+    pub fn logs_truncated(limit: u64) -> String {
+        format!(
+            "Logs were truncated because the total bytes size exceeds the limit of {limit} bytes."
+        )
+    }
+
     /// The timeout sentence for a limit of `limit_ms` milliseconds.
     pub fn time_limit_exceeded(limit_ms: u64) -> String {
         format!("The action exceeded its time limits of {limit_ms} milliseconds.")

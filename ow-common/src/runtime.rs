@@ -21,6 +21,8 @@ pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_LOG_LIMIT_BYTES: u64 = 10 * 1024 * 1024;
 /// OpenWhisk's default time limit (60 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// OpenWhisk's default result size limit (1 MB).
+pub const DEFAULT_RESULT_LIMIT_BYTES: u64 = 1024 * 1024;
 
 /// Per-action limits an engine enforces on every activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub struct Limits {
     /// Cap on the bytes captured from stdout and stderr together; the rest is dropped and a
     /// truncation notice appended.
     pub log_bytes: u64,
+    /// Cap on the size of the JSON result. A larger result is refused with OpenWhisk's
+    /// sentence, and an engine does not copy it out of the instance.
+    pub result_bytes: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +42,7 @@ impl Default for Limits {
         Self {
             memory_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
             log_bytes: DEFAULT_LOG_LIMIT_BYTES,
+            result_bytes: DEFAULT_RESULT_LIMIT_BYTES,
         }
     }
 }
@@ -71,6 +77,16 @@ pub struct Completion {
     pub outcome: Result<Value, RunError>,
     /// The activation's captured output.
     pub logs: Logs,
+}
+
+impl Completion {
+    /// An activation that ended before the action could run or print anything.
+    pub fn failed(error: RunError) -> Self {
+        Self {
+            outcome: Err(error),
+            logs: Logs::default(),
+        }
+    }
 }
 
 /// Captured stdout and stderr of one activation.
@@ -193,6 +209,14 @@ pub enum RunError {
     Trap {
         /// The engine's description of the trap.
         trap: String,
+    },
+    /// The result is larger than the limit.
+    #[error("{}", sentences::result_too_large(*.size, *.limit))]
+    ResultTooLarge {
+        /// The result's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
     },
     /// The action grew its memory past the limit.
     #[error("The action exceeded its memory limit of {limit_mb} MB and was stopped.")]

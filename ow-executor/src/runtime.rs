@@ -175,6 +175,7 @@ impl Container {
         }
         env.extend(request.context);
         let activation_id = env.get("__OW_ACTIVATION_ID").cloned().unwrap_or_default();
+        tracing::debug!(activation_id, "activation started");
         let activation = Activation {
             params: request.value,
             env: env.into_iter().collect(),

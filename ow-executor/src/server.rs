@@ -1,26 +1,63 @@
-//! HTTP plumbing shared by every mode: the accept loop with graceful shutdown, bounded body
-//! reading, and JSON answers for unknown routes.
+//! HTTP plumbing shared by every mode: the accept loop with graceful shutdown (bounded by a
+//! grace period), bounded body reading, and JSON answers for unknown routes.
 
 use crate::error::{ApiError, json_response};
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How long in-flight requests may go on after the shutdown signal, by default: half of the
+/// 60 s default action time limit, well inside the 30 s orchestrators usually wait after
+/// SIGTERM before they kill.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How much of an oversized body is read and dropped after the limit, so that a client that
+/// sends the whole body before reading (most do) gets to read the 413; past this the
+/// connection is closed on it.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Reads a request body of at most `limit` bytes and parses it as JSON.
 pub async fn read_json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("The request body is larger than the {limit} bytes allowed."),
-        )
-    })?;
+    let bytes = read_bounded(body, limit).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))
+}
+
+/// Reads at most `limit` bytes of `body`; a longer body is drained (not kept) and refused.
+pub async fn read_bounded(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(format!("The request body could not be read: {e}."))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            bytes.extend_from_slice(&data);
+        } else {
+            bytes = Vec::new();
+            if seen - limit > MAX_DRAINED_BYTES {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The request body is larger than the {limit} bytes allowed."),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Adds the JSON 404 answer for every path no route claims.
@@ -47,15 +84,190 @@ async fn method_not_allowed(uri: Uri) -> Response {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
+/// Serves `router` on `listener` until `shutdown` resolves (SIGTERM, say). Then it stops
+/// accepting connections and lets the requests in flight finish, for at most
+/// [`DEFAULT_SHUTDOWN_GRACE`] or what [`Serve::shutdown_grace`] sets; whatever still runs after
+/// that is dropped, and the server returns. Await the result to serve.
+pub fn serve<S>(listener: TcpListener, router: Router, shutdown: S) -> Serve<S>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    Serve {
+        listener,
+        router,
+        shutdown,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+    }
+}
+
+/// A server to await, made by [`serve`].
+#[must_use = "a server serves nothing until it is awaited"]
+pub struct Serve<S> {
     listener: TcpListener,
     router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let address: SocketAddr = listener.local_addr()?;
-    tracing::info!(%address, "listening on {address}");
-    axum::serve(listener, with_fallback(router))
-        .with_graceful_shutdown(shutdown)
-        .await
+    shutdown: S,
+    shutdown_grace: Duration,
+}
+
+impl<S> Serve<S> {
+    /// How long requests in flight may go on after the shutdown signal.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+}
+
+impl<S> std::fmt::Debug for Serve<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> IntoFuture for Serve<S>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    type Output = std::io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+impl<S> Serve<S>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    async fn run(self) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            shutdown,
+            shutdown_grace,
+        } = self;
+        let address: SocketAddr = listener.local_addr()?;
+        tracing::info!(%address, "listening on {address}");
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!(
+                grace_ms = shutdown_grace.as_millis() as u64,
+                "stopped accepting connections; finishing the requests in flight"
+            );
+            // The receiver is gone only when the server already stopped.
+            let _ = signalled.send(());
+        };
+        let server = axum::serve(listener, with_fallback(router))
+            .with_graceful_shutdown(shutdown)
+            .into_future();
+        let grace_over = async move {
+            if on_signal.await.is_err() {
+                // The server stopped without a signal; it is the branch that ends the select.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(shutdown_grace).await;
+        };
+        tokio::select! {
+            served = server => served,
+            () = grace_over => {
+                tracing::warn!(
+                    grace_ms = shutdown_grace.as_millis() as u64,
+                    "requests were still in flight when the shutdown grace ran out; dropping them"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{Notify, oneshot};
+
+    /// A server whose `/slow` answers after `delay`; `started` is notified when a request
+    /// arrives. Returns its address, the shutdown trigger and the serving task.
+    async fn slow_server(
+        delay: Duration,
+        grace: Duration,
+    ) -> (
+        SocketAddr,
+        oneshot::Sender<()>,
+        Arc<Notify>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let started = Arc::new(Notify::new());
+        let router = Router::new().route(
+            "/slow",
+            post({
+                let started = started.clone();
+                move || async move {
+                    started.notify_one();
+                    tokio::time::sleep(delay).await;
+                    "done"
+                }
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(
+            serve(listener, router, shutdown)
+                .shutdown_grace(grace)
+                .into_future(),
+        );
+        (address, stop, started, server)
+    }
+
+    /// Sends `POST /slow` and reads until the server closes the connection.
+    async fn request_slow(address: SocketAddr) -> String {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"POST /slow HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        // A reset connection reads as what arrived before it.
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_at_shutdown_is_answered_before_serve_returns() {
+        let (address, stop, started, server) =
+            slow_server(Duration::from_millis(300), Duration::from_secs(30)).await;
+        let client = tokio::spawn(request_slow(address));
+        started.notified().await;
+        stop.send(()).unwrap();
+        let answer = client.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        server.await.unwrap().unwrap();
+        // Nothing listens any more.
+        assert!(tokio::net::TcpStream::connect(address).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_outliving_the_grace_is_dropped_and_serve_returns() {
+        let (address, stop, started, server) =
+            slow_server(Duration::from_secs(3600), Duration::from_millis(100)).await;
+        let client = tokio::spawn(request_slow(address));
+        started.notified().await;
+        stop.send(()).unwrap();
+        let served = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("serve returns once the grace is over");
+        served.unwrap().unwrap();
+        drop(client);
+    }
 }

@@ -1,5 +1,8 @@
 //! Writes `content` to `file` in the directory granted by the `dir` annotation (seen by the
 //! action as `/data`), reads it back, and lists the directory.
+//!
+//! With `read`, it only reads that path (any path the action names, inside the granted
+//! directory or not) and returns its content, or the error that reading it gave.
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -8,6 +11,11 @@ use std::path::Path;
 const DIR: &str = "/data";
 
 fn filesys(params: Value) -> Result<Value> {
+    if let Some(path) = params["read"].as_str() {
+        let content =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        return Ok(json!({ "read": path, "content": content }));
+    }
     let file = params["file"].as_str().unwrap_or("hello.txt");
     ensure!(
         !file.contains('/'),

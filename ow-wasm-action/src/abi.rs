@@ -65,6 +65,27 @@ pub unsafe fn run_json(
     pack_region(ptr, len)
 }
 
+/// Calls the host's `http`.`get` with `url` and takes ownership of the JSON answer it wrote
+/// into a buffer it obtained from [`alloc`] (see `ow_common::abi`).
+#[cfg(target_family = "wasm")]
+pub fn http_get_answer(url: &str) -> Vec<u8> {
+    // The module name is `ow_common::abi::HTTP_MODULE` and the name `HTTP_GET_IMPORT`; the
+    // attribute takes only literals.
+    #[link(wasm_import_module = "http")]
+    unsafe extern "C" {
+        #[link_name = "get"]
+        fn http_get(url_ptr: u32, url_len: u32) -> u64;
+    }
+    // SAFETY: the host reads `url.len()` bytes at `url.as_ptr()`, which `url` keeps alive for
+    // the call, and writes only into the buffer it asks `__ow_alloc` for.
+    let packed = unsafe { http_get(url.as_ptr() as usize as u32, url.len() as u32) };
+    let (ptr, len) = ow_common::abi::unpack_region(packed);
+    let slice = std::ptr::slice_from_raw_parts_mut(ptr as usize as *mut u8, len as usize);
+    // SAFETY: the host returns the region `__ow_alloc` leaked for exactly `len` bytes, and hands
+    // its ownership over: nothing else will take it back.
+    unsafe { Box::from_raw(slice) }.into_vec()
+}
+
 /// The application error an `Err` from the handler becomes.
 fn error_value(error: &anyhow::Error) -> Value {
     serde_json::json!({ "error": format!("{error:#}") })

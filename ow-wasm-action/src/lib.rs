@@ -17,10 +17,13 @@
 //! Build it as a `cdylib` for `wasm32-wasip1`, zip the `.wasm` and create the action with
 //! `wsk action create --kind wasm:0.1 add add.zip`. An `Err` becomes the application error
 //! `{"error": "<message>"}`. Anything the action prints to stdout or stderr is its log.
+//!
+//! Actions whose annotations grant `net_access` may fetch URLs with [`http::http_get`].
 
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod http;
 
 pub use anyhow;
 pub use serde_json;

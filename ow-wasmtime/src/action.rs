@@ -1,6 +1,7 @@
 //! One prepared action ([`WasmtimeAction`]) and how it runs an activation: a fresh store and
 //! WASI context, instantiate from the `InstancePre`, call through the module's ABI, classify
-//! how it ended.
+//! how it ended. An activation first takes one of the engine's instance slots, waiting for one
+//! (until its deadline) when all are in use.
 
 use crate::capture::Capture;
 use ow_common::abi;
@@ -9,7 +10,9 @@ use ow_common::runtime::{
     ActionConfig, Activation, BoxFuture, Completion, PreparedAction, RunError,
 };
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Semaphore;
 use wasmtime::{
     Engine, InstancePre, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
 };
@@ -78,6 +81,8 @@ pub(crate) struct WasmtimeAction {
     pre: InstancePre<ActivationState>,
     abi: GuestAbi,
     config: ActionConfig,
+    /// The engine's instance slots, shared by every action.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for WasmtimeAction {
@@ -94,15 +99,32 @@ impl WasmtimeAction {
         pre: InstancePre<ActivationState>,
         abi: GuestAbi,
         config: ActionConfig,
+        slots: Arc<Semaphore>,
     ) -> Self {
-        Self { pre, abi, config }
+        Self {
+            pre,
+            abi,
+            config,
+            slots,
+        }
     }
 
     async fn activate(&self, activation: Activation) -> Completion {
+        let limit_ms = u64::try_from(activation.time_limit.as_millis()).unwrap_or(u64::MAX);
+        // Held until the store (and so the instance) is gone, so the slot is free for the next.
+        let slot = tokio::time::timeout_at(activation.deadline.into(), self.slots.acquire()).await;
+        let _slot = match slot {
+            Ok(Ok(permit)) => permit,
+            Err(_elapsed) => return Completion::failed(RunError::Timeout { limit_ms }),
+            Ok(Err(closed)) => {
+                return Completion::failed(RunError::Internal(format!(
+                    "the engine's instance slots are gone: {closed}"
+                )));
+            }
+        };
         let capture = Capture::new(self.config.limits.log_bytes);
         let stdio = self.abi == GuestAbi::Stdio;
         let params = serde_json::to_vec(&activation.params).expect("JSON values serialize");
-        let limit_ms = u64::try_from(activation.time_limit.as_millis()).unwrap_or(u64::MAX);
         let outcome = match self.new_store(&activation, &capture, stdio.then_some(&params)) {
             Err(error) => Err(error),
             Ok(mut store) => {
@@ -125,9 +147,15 @@ impl WasmtimeAction {
             (Ok(bytes), GuestAbi::Sdk { .. }) => guest::parse_result(&bytes),
             // A WASI command that finished (or exited 0) answers on its last stdout line.
             (Ok(_), GuestAbi::Stdio) | (Err(RunError::Exit { code: 0 }), GuestAbi::Stdio) => {
-                result_line
-                    .as_deref()
-                    .map_or(Err(RunError::NoValidResponse), guest::parse_result)
+                let limit = self.config.limits.result_bytes;
+                match result_line {
+                    None => Err(RunError::NoValidResponse),
+                    Some((_, len)) if len as u64 > limit => Err(RunError::ResultTooLarge {
+                        size: len as u64,
+                        limit,
+                    }),
+                    Some((line, _)) => guest::parse_result(&line),
+                }
             }
             (Err(RunError::Exit { code: 0 }), GuestAbi::Sdk { .. }) => {
                 Err(RunError::NoValidResponse)
@@ -214,10 +242,7 @@ impl WasmtimeAction {
                     memory,
                     store,
                 };
-                guest::call_sdk(&mut guest, params, || {
-                    wasmtime::format_err!("the parameters are larger than 4 GiB")
-                })
-                .await
+                guest::call_sdk(&mut guest, params, self.config.limits.result_bytes).await
             }
         }
     }
@@ -274,6 +299,10 @@ fn classify(
     limit_ms: u64,
     memory_limit: Option<&ActionConfig>,
 ) -> RunError {
+    // The ABI's own refusals (a result over the limit) arrive already classified.
+    if let Some(run_error) = error.downcast_ref::<RunError>() {
+        return run_error.clone();
+    }
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return RunError::Exit { code: exit.0 };
     }

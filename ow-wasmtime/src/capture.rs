@@ -4,6 +4,7 @@
 //! it survives truncated logs.
 
 use ow_common::guest::ResultLine;
+use ow_common::protocol::sentences;
 use ow_common::runtime::Logs;
 use std::io;
 use std::pin::Pin;
@@ -75,28 +76,28 @@ impl Capture {
         }
     }
 
-    /// Takes the logs; with `stdio_result`, also splits the result line off stdout.
-    pub(crate) fn finish(&self, stdio_result: bool) -> (Logs, Option<Vec<u8>>) {
+    /// Takes the logs; with `stdio_result`, also splits the result line off stdout and returns
+    /// it (as far as it was kept) with its full length.
+    pub(crate) fn finish(&self, stdio_result: bool) -> (Logs, Option<(Vec<u8>, usize)>) {
         let mut captured = self.shared.lock().expect("capture lock");
         let mut stdout = std::mem::take(&mut captured.stdout);
         let mut stderr = std::mem::take(&mut captured.stderr);
         let mut result = None;
         if stdio_result {
             let logs_len = captured.result_line.strip_from(&stdout).len();
-            result = captured.result_line.line().map(<[u8]>::to_vec);
+            result = captured
+                .result_line
+                .line()
+                .map(<[u8]>::to_vec)
+                .zip(captured.result_line.line_len());
             stdout.truncate(logs_len);
         }
         if captured.truncated {
             if !stderr.is_empty() && !stderr.ends_with(b"\n") {
                 stderr.push(b'\n');
             }
-            stderr.extend_from_slice(
-                format!(
-                    "Logs were truncated because the total bytes size exceeds the limit of {} bytes.\n",
-                    captured.limit
-                )
-                .as_bytes(),
-            );
+            stderr.extend_from_slice(sentences::logs_truncated(captured.limit as u64).as_bytes());
+            stderr.push(b'\n');
         }
         (Logs { stdout, stderr }, result)
     }

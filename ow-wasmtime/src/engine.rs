@@ -21,7 +21,8 @@ pub struct WasmtimeConfig {
     /// untrusted ones is unsafe, so this is off unless the operator trusts the action source.
     pub trust_precompiled: bool,
     /// How many instances may exist at once (the pooling allocator's slots): the bound on
-    /// concurrent activations. Default 1000.
+    /// concurrently running activations. Activations beyond it wait for a slot, until their
+    /// deadline. Default 1000.
     pub max_instances: u32,
 }
 

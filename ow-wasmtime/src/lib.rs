@@ -4,6 +4,11 @@
 //! pooling instance allocator. Each prepared action is an `InstancePre`; identical module bytes
 //! are compiled once (by content hash) and shared. Every activation gets a fresh `Store`, a
 //! fresh WASI preview 1 context with in-memory stdio, and its own environment.
+//!
+//! The pooling allocator has a fixed number of instance slots; activations beyond it wait for a
+//! slot (until their deadline) instead of failing. Host functions beyond WASI are capabilities:
+//! an action granted `net_access` is linked with [`http`]'s `http`.`get`, any other action is
+//! refused at preparation if it imports it.
 
 #![deny(missing_docs)]
 
@@ -11,6 +16,9 @@ mod action;
 mod artifact;
 mod capture;
 mod engine;
+mod http;
+#[cfg(test)]
+mod tests;
 
 pub use engine::WasmtimeConfig;
 
@@ -20,6 +28,7 @@ use ow_common::guest::GuestAbi;
 use ow_common::runtime::{ActionConfig, BoxFuture, InitError, PreparedAction, WasmRuntime};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 use wasmtime::{Engine, Linker, Module};
 
 /// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
@@ -34,12 +43,39 @@ pub struct Wasmtime {
 struct Inner {
     engine: Engine,
     config: WasmtimeConfig,
-    linker: Linker<action::ActivationState>,
-    /// Every `(module, name)` the linker provides, to name the imports it does not.
-    provided: HashSet<(String, String)>,
+    /// WASI only: what every action may import.
+    wasi_only: Host,
+    /// WASI and `http`.`get`: for actions granted `net_access`.
+    with_net: Host,
+    /// One permit per instance slot of the pooling allocator.
+    slots: Arc<Semaphore>,
     /// Compiled modules by the BLAKE3 hash of their bytes.
     modules: Mutex<HashMap<[u8; 32], Module>>,
     _ticker: engine::EpochTicker,
+}
+
+/// A linker and the names it provides.
+struct Host {
+    linker: Linker<action::ActivationState>,
+    /// Every `(module, name)` the linker provides, to name the imports it does not.
+    provided: HashSet<(String, String)>,
+}
+
+impl Host {
+    fn new(engine: &Engine, net_access: bool) -> anyhow::Result<Self> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(
+            &mut linker,
+            |state: &mut action::ActivationState| &mut state.wasi,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        if net_access {
+            http::add_to_linker(&mut linker)
+                .map_err(|e| anyhow::anyhow!("cannot link http.get: {e}"))?;
+        }
+        let provided = action::provided_imports(engine, &linker);
+        Ok(Self { linker, provided })
+    }
 }
 
 impl std::fmt::Debug for Wasmtime {
@@ -51,23 +87,20 @@ impl std::fmt::Debug for Wasmtime {
 }
 
 impl Wasmtime {
-    /// Builds the engine, its linker and its epoch ticker.
+    /// Builds the engine, its linkers and its epoch ticker.
     pub fn new(config: WasmtimeConfig) -> anyhow::Result<Self> {
         let engine = engine::build_engine(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(
-            &mut linker,
-            |state: &mut action::ActivationState| &mut state.wasi,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        let provided = action::provided_imports(&engine, &linker);
+        let wasi_only = Host::new(&engine, false)?;
+        let with_net = Host::new(&engine, true)?;
+        let slots = Arc::new(Semaphore::new(config.max_instances as usize));
         let ticker = engine::EpochTicker::start(&engine);
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
                 config,
-                linker,
-                provided,
+                wasi_only,
+                with_net,
+                slots,
                 modules: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
@@ -129,19 +162,23 @@ impl Wasmtime {
                 .filter_map(|export| export.ty().func().is_some().then(|| export.name())),
         )
         .ok_or(InitError::NoEntryPoint)?;
+        let host = if config.capabilities.net_access {
+            &self.inner.with_net
+        } else {
+            &self.inner.wasi_only
+        };
         let unknown: Vec<String> = module
             .imports()
             .filter(|import| {
                 let key = (import.module().to_owned(), import.name().to_owned());
-                !self.inner.provided.contains(&key)
+                !host.provided.contains(&key)
             })
             .map(|import| format!("{}.{}", import.module(), import.name()))
             .collect();
         if !unknown.is_empty() {
             return Err(InitError::UnknownImports(unknown));
         }
-        let pre = self
-            .inner
+        let pre = host
             .linker
             .instantiate_pre(&module)
             .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
@@ -151,7 +188,12 @@ impl Wasmtime {
                 dir.display()
             )));
         }
-        Ok(Arc::new(WasmtimeAction::new(pre, abi, config)))
+        Ok(Arc::new(WasmtimeAction::new(
+            pre,
+            abi,
+            config,
+            self.inner.slots.clone(),
+        )))
     }
 }
 

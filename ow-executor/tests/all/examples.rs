@@ -165,3 +165,64 @@ fn env() {
     assert_eq!(status, 200);
     assert!(body.is_object());
 }
+
+#[test]
+fn net() {
+    let executor = Executor::runtime(&[]);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::NET)));
+    body["value"]["annotations"] = json!({"net_access": true});
+    assert_eq!(executor.post("/init", &body).status, 200);
+    let answer = executor.run(json!({"url": "https://openwhisk.apache.org/"}));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["url"], "https://openwhisk.apache.org/");
+    let response: Value = serde_json::from_str(answer.body["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        response,
+        json!({"url": "https://openwhisk.apache.org/", "simulated": true})
+    );
+    let answer = executor.run(json!({"url": "file:///etc/passwd"}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            200,
+            json!({"error": "http.get takes an http:// or https:// URL, not \"file:///etc/passwd\"."})
+        )
+    );
+
+    // Without the annotation the import is not there, and init says which one is missing.
+    let executor = Executor::runtime(&[]);
+    let answer = executor.init_module(&artifacts::read(artifacts::NET));
+    assert_eq!(answer.status, 502);
+    assert_eq!(
+        answer.body["error"],
+        "The action imports a function that this executor does not provide: http.get. Actions \
+         may import WASI preview 1 (wasi_snapshot_preview1), and http.get when granted net_access."
+    );
+}
+
+#[test]
+fn alloc() {
+    let executor = Executor::runtime(&["--memory-limit", "128"]);
+    executor.init_ok(artifacts::ALLOC);
+    let answer = executor.run(json!({"mb": 16}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (200, json!({"allocated_mb": 16, "pages_touched": 4096}))
+    );
+    // More than the memory limit: the allocation fails and the action aborts.
+    let answer = executor.run(json!({"mb": 200}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": "The action exceeded its memory limit of 128 MB and was stopped."})
+        )
+    );
+    let (_, stderr) = executor.logs_after(2);
+    assert!(
+        stderr.contains("memory allocation of 209715200 bytes failed"),
+        "{stderr}"
+    );
+    let answer = executor.run(json!({"mb": 1}));
+    assert_eq!(answer.status, 200);
+}

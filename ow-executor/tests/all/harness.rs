@@ -191,6 +191,44 @@ impl Executor {
         let _ = self.child.wait();
     }
 
+    /// The process id, for signals and `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the container does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.pid()
+        );
+    }
+
+    /// Waits for the process to exit (at most `within`) and returns how it exited.
+    pub fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "ow-executor did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The executor's own diagnostics (its `--log-file`) so far.
+    pub fn diagnostics(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("executor.log")).unwrap_or_default()
+    }
+
     /// Everything the executor printed on stdout so far.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()

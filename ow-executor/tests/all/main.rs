@@ -6,4 +6,5 @@ mod harness;
 mod npm_client;
 mod precompiled;
 mod runtime_protocol;
+mod safety;
 mod standalone;

@@ -1,0 +1,428 @@
+//! Activation safety (issue 3): every hostile or broken action and every bad input ends in a
+//! clear error for its own request, and the executor goes on serving the next one.
+
+use crate::harness::{Answer, Executor, init_body, zip};
+use ow_common::protocol::sentences::LOG_SENTINEL;
+use ow_wasm_action_artifacts as artifacts;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The `error` sentence of an answer.
+fn error_of(answer: &Answer) -> &str {
+    answer.body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error sentence in {answer:?}"))
+}
+
+/// An HTTP client of its own, for requests made from other threads.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// POSTs `body` to `url` and answers the status and the JSON body.
+fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .expect("the executor answers");
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .expect("a readable body");
+    (status, serde_json::from_str(&text).expect("a JSON answer"))
+}
+
+// --- Hostile actions ------------------------------------------------------------------------
+
+#[test]
+fn a_100_mb_result_is_refused_by_its_length_and_the_next_run_succeeds() {
+    let executor = Executor::runtime(&["--memory-limit", "256"]);
+    executor.init_ok(artifacts::wat::BIG_RESULT);
+    let answer = executor.run(json!({"big": true}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": "The action produced a response that exceeded the allowed length: 104857600 > 1048576 bytes."})
+        )
+    );
+    let answer = executor.run(json!({}));
+    assert_eq!((answer.status, answer.body), (200, json!({})));
+}
+
+#[test]
+fn an_sdk_result_just_over_1_mb_is_refused_with_its_size() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ECHO);
+    let params = json!({"text": "x".repeat(1024 * 1024)});
+    let size = serde_json::to_vec(&params).unwrap().len();
+    let answer = executor.run(params);
+    assert_eq!(answer.status, 502);
+    assert_eq!(
+        error_of(&answer),
+        format!(
+            "The action produced a response that exceeded the allowed length: {size} > 1048576 bytes."
+        )
+    );
+    let answer = executor.run(json!({"small": 1}));
+    assert_eq!((answer.status, answer.body), (200, json!({"small": 1})));
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_memory_limit_and_the_next_run_succeeds() {
+    let executor = Executor::runtime(&["--memory-limit", "128"]);
+    executor.init_ok(artifacts::wat::MEMORY_BOMB);
+    let answer = executor.run(json!({"bomb": true}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": "The action exceeded its memory limit of 128 MB and was stopped."})
+        )
+    );
+    let answer = executor.run(json!({}));
+    assert_eq!((answer.status, answer.body), (200, json!({})));
+}
+
+#[test]
+fn a_stack_overflow_is_a_502_naming_the_stack_and_the_next_run_succeeds() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::wat::STACK_OVERFLOW);
+    let answer = executor.run(json!({"recurse": true}));
+    assert_eq!(answer.status, 502);
+    let error = error_of(&answer);
+    assert!(
+        error.starts_with("The action did not produce a valid response and exited unexpectedly")
+            && error.ends_with("call stack exhausted"),
+        "{error}"
+    );
+    let answer = executor.run(json!({}));
+    assert_eq!((answer.status, answer.body), (200, json!({})));
+    let (stdout, stderr) = executor.logs_after(2);
+    assert_eq!(
+        (
+            stdout.matches(LOG_SENTINEL).count(),
+            stderr.matches(LOG_SENTINEL).count()
+        ),
+        (2, 2)
+    );
+}
+
+#[test]
+fn an_output_flood_is_cut_at_the_log_limit_with_the_truncation_sentence() {
+    let executor = Executor::runtime(&["--log-limit", "1"]);
+    executor.init_ok(artifacts::LOG);
+    let answer = executor.run(json!({"lines": 200_000, "message": "flood"}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (200, json!({"lines": 200_000}))
+    );
+    let answer = executor.run(json!({"lines": 1, "message": "after"}));
+    assert_eq!((answer.status, answer.body), (200, json!({"lines": 1})));
+
+    let (stdout, stderr) = executor.logs_after(2);
+    // 200,000 lines on each stream are about 8 MB; 1 MB of them (both streams together) is kept.
+    assert!(
+        stdout.len() + stderr.len() < 1024 * 1024 + 1024,
+        "captured {} + {} bytes",
+        stdout.len(),
+        stderr.len()
+    );
+    let sentinel = format!("{LOG_SENTINEL}\n");
+    let flood_stderr = stderr.split(&sentinel).next().unwrap();
+    assert!(
+        flood_stderr.ends_with(
+            "\nLogs were truncated because the total bytes size exceeds the limit of 1048576 bytes.\n"
+        ),
+        "{}",
+        &flood_stderr[flood_stderr.len().saturating_sub(200)..]
+    );
+    assert!(
+        stdout.starts_with("stdout 0: flood\n"),
+        "{}",
+        &stdout[..100]
+    );
+    // The next activation's logs are whole, each closed by its sentinel.
+    assert!(stdout.ends_with(&format!("{sentinel}stdout 0: after\n{sentinel}")));
+    assert!(stderr.ends_with(&format!("{sentinel}stderr 0: after\n{sentinel}")));
+}
+
+/// The number of threads of process `pid`, from `/proc`.
+fn threads_of(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn ten_thousand_sleeping_activations_all_answer_without_a_thread_each() {
+    const ACTIVATIONS: usize = 10_000;
+    const CLIENTS: usize = 50;
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::SLEEP);
+    let url = format!("{}/run", executor.base_url);
+
+    let finished = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let (finished, pid) = (finished.clone(), executor.pid());
+        move || {
+            let mut most = 0;
+            while !finished.load(Ordering::Relaxed) {
+                most = most.max(threads_of(pid).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            most
+        }
+    });
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (url, answered) = (url.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                for _ in 0..ACTIVATIONS / CLIENTS {
+                    let answer = post(&agent, &url, &json!({"value": {"ms": 100}}));
+                    assert_eq!(answer, (200, json!({"slept_ms": 100})));
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every activation answers 200");
+    }
+    finished.store(true, Ordering::Relaxed);
+    let most_threads = sampler.join().unwrap();
+    assert_eq!(answered.load(Ordering::Relaxed), ACTIVATIONS);
+    // Activations were in flight CLIENTS at a time; a thread each would need that many.
+    assert!(
+        most_threads > 0 && most_threads < CLIENTS,
+        "the executor ran {most_threads} threads for {CLIENTS} activations in flight"
+    );
+}
+
+// --- Capabilities ---------------------------------------------------------------------------
+
+#[test]
+fn a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks() {
+    const SECRET: &str = "TOP SECRET 4242";
+    let root = tempfile::tempdir().unwrap();
+    let secret = root.path().join("secret.txt");
+    std::fs::write(&secret, SECRET).unwrap();
+    let granted = root.path().join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    std::fs::write(granted.join("inside.txt"), "inside").unwrap();
+    std::os::unix::fs::symlink(&secret, granted.join("absolute-link")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", granted.join("relative-link")).unwrap();
+    std::os::unix::fs::symlink("..", granted.join("parent-link")).unwrap();
+
+    let executor = Executor::runtime(&[]);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::FILESYS)));
+    body["value"]["annotations"] = json!({"dir": granted});
+    assert_eq!(executor.post("/init", &body).status, 200);
+
+    let host_path = secret.to_str().unwrap();
+    for path in [
+        "/data/../secret.txt",
+        "/data/./../secret.txt",
+        "../secret.txt",
+        "/data/absolute-link",
+        "/data/relative-link",
+        "/data/parent-link/secret.txt",
+        host_path,
+    ] {
+        let answer = executor.run(json!({"read": path}));
+        assert_eq!(answer.status, 200, "{path}: {answer:?}");
+        let error = error_of(&answer);
+        assert!(
+            error.starts_with(&format!("cannot read {path}: ")),
+            "{path}: {error}"
+        );
+        assert!(
+            !answer.body.to_string().contains(SECRET),
+            "{path} escaped the granted dir: {answer:?}"
+        );
+    }
+    let answer = executor.run(json!({"read": "/data/inside.txt"}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            200,
+            json!({"read": "/data/inside.txt", "content": "inside"})
+        )
+    );
+    let (stdout, stderr) = executor.logs_after(8);
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
+}
+
+// --- Bad input ------------------------------------------------------------------------------
+
+/// In one `executor`-mode process: a container whose `/init` gets `code` (the answer is
+/// returned), then a fresh container that initialises and runs `add` as if nothing happened.
+fn init_then_a_healthy_container(args: &[&str], code: &[u8]) -> Answer {
+    let executor = Executor::executor_mode(args);
+    let start = || {
+        let answer = executor.post("/start", &json!({}));
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.body["containerId"].as_str().unwrap().to_owned()
+    };
+    let bad = start();
+    let refused = executor.post(&format!("/{bad}/init"), &init_body(code));
+    let good = start();
+    let add = init_body(&zip(&artifacts::read(artifacts::ADD)));
+    assert_eq!(executor.post(&format!("/{good}/init"), &add).status, 200);
+    let answer = executor.post(
+        &format!("/{good}/run"),
+        &json!({"value": {"param1": 1, "param2": 2}}),
+    );
+    assert_eq!((answer.status, answer.body), (200, json!({"result": 3})));
+    refused
+}
+
+#[test]
+fn artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler() {
+    let cases: [(&[u8], &str, &str); 2] = [
+        (
+            b"\0wasmer-universal\0\0\0\0\x01\x02\x03",
+            "action.wasmu",
+            "a Wasmer precompiled artifact",
+        ),
+        (
+            b"\0aot\x03\0\0\0\x01\x02\x03\x04",
+            "action.aot",
+            "a WAMR AOT module",
+        ),
+    ];
+    for (bytes, entry, found) in cases {
+        let code = ow_common::code::zip_module(entry, bytes).unwrap();
+        let answer = init_then_a_healthy_container(&[], &code);
+        assert_eq!(answer.status, 502, "{answer:?}");
+        let error = error_of(&answer);
+        assert!(
+            error.starts_with(&format!("The action code is {found}"))
+                && error.contains("ow-precompiler --engine wasmtime"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_wasmtime_artifact_of_another_version_is_refused_as_incompatible() {
+    let mut artifact = ow_wasmtime::precompile(&artifacts::read(artifacts::ADD)).unwrap();
+    // The artifact's first section, `.wasmtime.engine`, right after the 64-byte ELF header,
+    // opens with a format byte (0) and the length-prefixed Wasmtime version that made it
+    // ("48"). Claim a version of the same length made of other digits.
+    assert_eq!(artifact[64], 0, "the engine section follows the ELF header");
+    let len = usize::from(artifact[65]);
+    let version = &mut artifact[66..66 + len];
+    assert!(
+        !version.is_empty() && version.iter().all(u8::is_ascii_digit),
+        "the engine section names a Wasmtime version: {version:?}"
+    );
+    for digit in version.iter_mut() {
+        *digit = if *digit == b'9' { b'8' } else { b'9' };
+    }
+    let claimed = String::from_utf8(version.to_vec()).unwrap();
+    let code = ow_common::code::zip_module("action.cwasm", &artifact).unwrap();
+    let answer = init_then_a_healthy_container(&["--trust-precompiled"], &code);
+    assert_eq!(answer.status, 502, "{answer:?}");
+    let error = error_of(&answer);
+    assert!(
+        error.starts_with(
+            "The action code is a Wasmtime precompiled artifact that this executor's wasmtime \
+             cannot load ("
+        ) && error.contains(&format!("incompatible version '{claimed}'"))
+            && error.contains("ow-precompiler --engine wasmtime"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_truncated_module_is_refused_as_invalid() {
+    let module = artifacts::read(artifacts::ADD);
+    for code in [
+        module[..module.len() / 2].to_vec(),
+        zip(&module[..module.len() / 2]),
+    ] {
+        let answer = init_then_a_healthy_container(&[], &code);
+        assert_eq!(answer.status, 502, "{answer:?}");
+        assert!(
+            error_of(&answer).starts_with("The action code is not a valid WebAssembly module: "),
+            "{answer:?}"
+        );
+    }
+}
+
+#[test]
+fn a_zip_bomb_is_refused_without_unpacking_it() {
+    const MIB: usize = 1024 * 1024;
+    // 257 MiB of zeros, one past the largest module an entry may unpack to, deflate to
+    // a few hundred KiB.
+    let bomb = ow_common::code::zip_module("action.wasm", &vec![0; 257 * MIB]).unwrap();
+    assert!(bomb.len() < MIB, "{} bytes", bomb.len());
+    let answer = init_then_a_healthy_container(&[], &bomb);
+    assert_eq!(
+        (answer.status, error_of(&answer)),
+        (
+            502,
+            "The zip entry \"action.wasm\" unpacks to more than 268435456 bytes; refusing it as a zip bomb."
+        )
+    );
+}
+
+#[test]
+fn a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ADD);
+    let answer = executor.run(json!({"padding": "x".repeat(3 * 1024 * 1024)}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            413,
+            json!({"error": "The request body is larger than the 2097152 bytes allowed."})
+        )
+    );
+    let answer = executor.run(json!({"param1": 20, "param2": 22}));
+    assert_eq!((answer.status, answer.body), (200, json!({"result": 42})));
+}
+
+// --- Shutdown -------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_lets_the_activation_in_flight_finish_then_exits_0() {
+    let mut executor = Executor::runtime_with_env(&[], &[("OW_LOG", "ow_executor=debug")]);
+    executor.init_ok(artifacts::SLEEP);
+    let url = format!("{}/run", executor.base_url);
+    let in_flight =
+        std::thread::spawn(move || post(&agent(), &url, &json!({"value": {"ms": 1000}})));
+    let started = Instant::now();
+    while !executor.diagnostics().contains("activation started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the activation never started: {}",
+            executor.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    executor.terminate();
+    assert_eq!(in_flight.join().unwrap(), (200, json!({"slept_ms": 1000})));
+    let status = executor.wait_for_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status}");
+    let (stdout, stderr) = executor.logs_after(1);
+    assert_eq!(
+        (stdout.as_str(), stderr.as_str()),
+        (&*format!("{LOG_SENTINEL}\n"), &*format!("{LOG_SENTINEL}\n"))
+    );
+}
