@@ -3,9 +3,10 @@
 
 use crate::engines::{EngineKind, EngineOptions};
 use clap::{Args, Parser, Subcommand};
-use ow_common::runtime::Limits;
+use ow_common::runtime::{Limits, WasmRuntime};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// WebAssembly actions for OpenWhisk.
@@ -20,6 +21,11 @@ pub struct Cli {
     /// Without it, diagnostics go to stderr only when OW_LOG is set.
     #[arg(long, global = true, env = "OW_LOG_FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// How long requests in flight may go on after SIGTERM before the executor exits anyway
+    /// (e.g. 30s, 500ms).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, env = "OW_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Duration,
 }
 
 /// The serving modes.
@@ -125,6 +131,11 @@ impl EngineArgs {
             trust_precompiled: self.trust_precompiled,
         }
     }
+
+    /// Builds the engine these flags describe.
+    pub fn build(&self) -> anyhow::Result<Arc<dyn WasmRuntime>> {
+        crate::engines::build(self.engine, &self.options())
+    }
 }
 
 /// OpenWhisk's per-action limits, with its defaults.
@@ -149,6 +160,7 @@ impl LimitArgs {
         Limits {
             memory_bytes: self.memory_limit * 1024 * 1024,
             log_bytes: self.log_limit * 1024 * 1024,
+            ..Limits::default()
         }
     }
 }

@@ -2,14 +2,17 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ow_executor::cli::{Cli, Command};
+use ow_executor::cli::{Cli, Command, LimitArgs};
 use ow_executor::executor_mode::Executor;
 use ow_executor::logs::ProcessStreams;
 use ow_executor::runtime::{Container, RuntimeSettings};
 use ow_executor::standalone::{Standalone, StandaloneSettings};
-use ow_executor::{engines, runtime, server, telemetry};
+use ow_executor::{runtime, server, telemetry};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,7 +21,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
-            .block_on(serve(cli.command))
+            .block_on(serve(cli.command, cli.shutdown_grace))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,28 +35,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(command: Command) -> anyhow::Result<()> {
-    match command {
+async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()> {
+    let (listener, router) = match command {
         Command::Runtime(args) => {
-            let engine = engines::build(args.engine.engine, &args.engine.options())?;
-            let settings = RuntimeSettings {
-                timeout: args.limits.timeout,
-                limits: args.limits.limits(),
-                api_host: std::env::var("__OW_API_HOST").ok(),
-            };
+            let engine = args.engine.build()?;
+            let listener = bind(args.listen).await?;
+            let settings = runtime_settings(&args.limits);
             let container = Arc::new(Container::new(engine, settings, Arc::new(ProcessStreams)));
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            server::serve(listener, runtime::router(container), shutdown_signal())
-                .await
-                .context("the server failed")
+            (listener, runtime::router(container))
         }
         Command::Standalone(args) => {
-            let engine = engines::build(args.engine.engine, &args.engine.options())?;
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            let engine = args.engine.build()?;
+            let listener = bind(args.listen).await?;
             let address = listener.local_addr()?;
             let settings = StandaloneSettings {
                 data_dir: args.data_dir(),
@@ -73,26 +66,36 @@ async fn serve(command: Command) -> anyhow::Result<()> {
                     standalone.wsk_property_command()
                 );
             }
-            server::serve(listener, standalone.router(), shutdown_signal())
-                .await
-                .context("the server failed")
+            (listener, standalone.router())
         }
         Command::Executor(args) => {
-            let engine = engines::build(args.engine.engine, &args.engine.options())?;
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            let settings = RuntimeSettings {
-                timeout: args.limits.timeout,
-                limits: args.limits.limits(),
-                api_host: std::env::var("__OW_API_HOST").ok(),
-            };
+            let engine = args.engine.build()?;
+            let listener = bind(args.listen).await?;
             let port = listener.local_addr()?.port();
+            let settings = runtime_settings(&args.limits);
             let executor = Executor::new(engine, settings, Arc::new(ProcessStreams), port);
-            server::serve(listener, executor.router(), shutdown_signal())
-                .await
-                .context("the server failed")
+            (listener, executor.router())
         }
+    };
+    server::serve(listener, router, shutdown_signal())
+        .shutdown_grace(shutdown_grace)
+        .await
+        .context("the server failed")
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Settings of runtime containers: the limits flags, and `__OW_API_HOST` as the executor's
+/// own environment gives it (the invoker sets it on the container).
+fn runtime_settings(limits: &LimitArgs) -> RuntimeSettings {
+    RuntimeSettings {
+        timeout: limits.timeout,
+        limits: limits.limits(),
+        api_host: std::env::var("__OW_API_HOST").ok(),
     }
 }
 

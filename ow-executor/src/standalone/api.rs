@@ -68,6 +68,14 @@ pub fn number(
     }
 }
 
+/// The `limit` of a listing: 30 by default, at most 200, and 0 meaning the most.
+fn list_limit(query: &HashMap<String, String>) -> Result<u64, RestError> {
+    match number(query, "limit", 30, 200)? {
+        0 => Ok(200),
+        limit => Ok(limit),
+    }
+}
+
 /// `GET /api/v1`: what this server is.
 pub async fn info(State(app): State<Arc<Standalone>>) -> Response {
     json_response(
@@ -96,10 +104,7 @@ pub async fn list_actions(
 ) -> Handled {
     let namespace = authorize(&headers, &namespace)?;
     let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let limit = match number(&query, "limit", 30, 200)? {
-        0 => 200,
-        limit => limit,
-    };
+    let limit = list_limit(&query)?;
     let actions = app.store.actions(namespace, skip, limit)?;
     ok(&Value::Array(
         actions.iter().map(records::without_code).collect(),
@@ -274,10 +279,7 @@ pub async fn list_activations(
         since,
         upto,
         skip: number(&query, "skip", 0, u64::MAX >> 1)?,
-        limit: match number(&query, "limit", 30, 200)? {
-            0 => 200,
-            limit => limit,
-        },
+        limit: list_limit(&query)?,
     };
     let activations = app.store.activations(namespace, &filter)?;
     let shown = activations.iter().map(|record| {

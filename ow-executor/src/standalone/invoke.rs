@@ -96,12 +96,7 @@ pub async fn invoke(
 
 /// The invoke body: a JSON object of parameters; empty means none.
 async fn invoke_params(body: Body) -> Result<Map<String, Value>, RestError> {
-    let bytes = axum::body::to_bytes(body, MAX_INVOKE_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("The request content exceeds the {MAX_INVOKE_BODY_BYTES} bytes allowed for parameters."),
-        )
-    })?;
+    let bytes = crate::server::read_bounded(body, MAX_INVOKE_BODY_BYTES).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

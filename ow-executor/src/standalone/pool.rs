@@ -107,6 +107,7 @@ impl WarmPool {
             limits: Limits {
                 memory_bytes: limits.memory * 1024 * 1024,
                 log_bytes: limits.logs * 1024 * 1024,
+                ..Limits::default()
             },
         };
         let action = self.engine.prepare(code, config).await?;

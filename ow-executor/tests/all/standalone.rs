@@ -673,3 +673,32 @@ fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
     assert_eq!(unknown.status, 404);
     assert!(unknown.body["error"].is_string());
 }
+
+#[test]
+fn oversized_bodies_are_refused_with_413_and_a_sentence() {
+    let (server, _data) = server();
+    create(&server, "add", artifacts::ADD, json!({}));
+    let params = json!({"blob": "x".repeat(3 * 1024 * 1024)});
+    let answer = invoke(&server, "add", "blocking=true", params);
+    assert_eq!(answer.status, 413);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("bytes allowed"),
+        "{:?}",
+        answer.body
+    );
+    let code = "A".repeat(66 * 1024 * 1024);
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": code}});
+    let answer = call(&server, "PUT", &format!("{ACTIONS}/huge"), Some(&body));
+    assert_eq!(answer.status, 413);
+    // The server goes on serving.
+    let answer = invoke(
+        &server,
+        "add",
+        "blocking=true&result=true",
+        json!({"param1": 1, "param2": 1}),
+    );
+    assert_eq!(answer.body, json!({"result": 2}));
+}
