@@ -702,3 +702,21 @@ fn oversized_bodies_are_refused_with_413_and_a_sentence() {
     );
     assert_eq!(answer.body, json!({"result": 2}));
 }
+
+#[test]
+fn startup_prints_the_wsk_command_that_points_at_this_server() {
+    let (server, _data) = server();
+    let expected = format!(
+        "wsk property set --apihost '{}' --auth '{GUEST}'",
+        server.base_url
+    );
+    let started = Instant::now();
+    while !server.stdout().contains(&expected) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stdout: {}",
+            server.stdout()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
