@@ -2,7 +2,8 @@
 //! port with a fresh data directory, creates the `add` example action through the OpenWhisk
 //! REST API (as `wsk action create --kind wasm:0.1 add add.zip` does), invokes it blocking
 //! with `{"param1": 2, "param2": 2}` (as `wsk action invoke --blocking --result` does) and
-//! prints the result: `{"result":4}`.
+//! prints the result: `{"result":4}`. It leaves the action's zip at `target/quickstart/add.zip`
+//! for trying `wsk` against a server of your own.
 //!
 //! Run it with `cargo run --release -p ow-executor --example quickstart`.
 
@@ -23,7 +24,7 @@ use std::process::Command;
 const GUEST: &str = ow_executor::standalone::GUEST_KEY;
 
 fn main() -> anyhow::Result<()> {
-    let executor_binary = build_executor()?;
+    let (executor_binary, target_dir) = build_executor()?;
     let data_dir = tempfile::tempdir()?;
     let data = data_dir.path().to_str().context("a UTF-8 temp path")?;
     eprintln!(
@@ -42,6 +43,10 @@ fn main() -> anyhow::Result<()> {
     );
 
     let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(artifacts::ADD))?;
+    let zip_path = target_dir.join("quickstart").join("add.zip");
+    std::fs::create_dir_all(zip_path.parent().context("zip has a directory")?)?;
+    std::fs::write(&zip_path, &zip)
+        .with_context(|| format!("cannot write {}", zip_path.display()))?;
     let body = json!({"exec": {"kind": "wasm:0.1", "code": base64::engine::general_purpose::STANDARD.encode(&zip)}});
     eprintln!(
         "PUT /api/v1/namespaces/_/actions/add (wsk action create --kind wasm:0.1 add add.zip)"
@@ -80,15 +85,16 @@ fn main() -> anyhow::Result<()> {
     eprintln!(
         "\nTo drive your own server with wsk: run `ow-executor standalone`, then\n  \
          wsk property set --apihost 'http://127.0.0.1:3233' --auth '{GUEST}'\n  \
-         wsk action create --kind wasm:0.1 add add.zip\n  \
-         wsk action invoke --blocking --result add -p param1 2 -p param2 2"
+         wsk action create --kind wasm:0.1 add {}\n  \
+         wsk action invoke --blocking --result add -p param1 2 -p param2 2",
+        zip_path.display()
     );
     Ok(())
 }
 
 /// Builds the `ow-executor` binary next to this example (same profile and target directory)
-/// and returns its path.
-fn build_executor() -> anyhow::Result<PathBuf> {
+/// and returns its path and the target directory.
+fn build_executor() -> anyhow::Result<(PathBuf, PathBuf)> {
     let examples_dir = std::env::current_exe()?
         .parent()
         .context("example has a directory")?
@@ -111,5 +117,8 @@ fn build_executor() -> anyhow::Result<PathBuf> {
     );
     let status = build.status().context("cannot run cargo")?;
     ensure!(status.success(), "building ow-executor failed");
-    Ok(profile_dir.join("ow-executor"))
+    let target_dir = profile_dir
+        .parent()
+        .context("profile directories live in the target directory")?;
+    Ok((profile_dir.join("ow-executor"), target_dir.to_owned()))
 }

@@ -74,17 +74,21 @@ impl Store {
         self.connection.lock().expect("store lock")
     }
 
-    /// The stored record of an action.
-    pub fn action(&self, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+    /// The record column of the one row `query` selects by its two keys, if there is one.
+    fn one_record(&self, query: &str, keys: [&str; 2]) -> Result<Option<Value>, StoreError> {
         let text: Option<String> = self
             .connection()
-            .query_row(
-                "SELECT record FROM actions WHERE namespace = ?1 AND name = ?2",
-                params![namespace, name],
-                |row| row.get(0),
-            )
+            .query_row(query, keys, |row| row.get(0))
             .optional()?;
         Ok(text.map(|text| parse(&text)))
+    }
+
+    /// The stored record of an action.
+    pub fn action(&self, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
+        self.one_record(
+            "SELECT record FROM actions WHERE namespace = ?1 AND name = ?2",
+            [namespace, name],
+        )
     }
 
     /// Creates or replaces an action record.
@@ -146,15 +150,10 @@ impl Store {
 
     /// One activation record.
     pub fn activation(&self, namespace: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        let text: Option<String> = self
-            .connection()
-            .query_row(
-                "SELECT record FROM activations WHERE namespace = ?1 AND activation_id = ?2",
-                params![namespace, id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(text.map(|text| parse(&text)))
+        self.one_record(
+            "SELECT record FROM activations WHERE namespace = ?1 AND activation_id = ?2",
+            [namespace, id],
+        )
     }
 
     /// Activations of a namespace, newest first.
