@@ -20,20 +20,7 @@ impl Capabilities {
     /// attaches many that are not capabilities.
     pub fn from_annotations(annotations: Option<&Value>) -> Result<Self, String> {
         let mut capabilities = Self::default();
-        let pairs: Vec<(&str, &Value)> = match annotations {
-            None | Some(Value::Null) => return Ok(capabilities),
-            Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.as_str(), v)).collect(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(|pair| Some((pair.get("key")?.as_str()?, pair.get("value")?)))
-                .collect(),
-            Some(other) => {
-                return Err(format!(
-                    "annotations must be an object or a list of key/value pairs, not {other}"
-                ));
-            }
-        };
-        for (key, value) in pairs {
+        for (key, value) in annotation_pairs(annotations)? {
             match key {
                 "dir" => match value {
                     Value::Null => {}
@@ -51,6 +38,22 @@ impl Capabilities {
             }
         }
         Ok(capabilities)
+    }
+}
+
+/// The `(key, value)` pairs of annotations given either as an object (as a Wasm-aware invoker
+/// sends them) or as OpenWhisk's list of `{"key", "value"}` pairs; none when absent.
+pub fn annotation_pairs(annotations: Option<&Value>) -> Result<Vec<(&str, &Value)>, String> {
+    match annotations {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(map)) => Ok(map.iter().map(|(k, v)| (k.as_str(), v)).collect()),
+        Some(Value::Array(list)) => Ok(list
+            .iter()
+            .filter_map(|pair| Some((pair.get("key")?.as_str()?, pair.get("value")?)))
+            .collect()),
+        Some(other) => Err(format!(
+            "annotations must be an object or a list of key/value pairs, not {other}"
+        )),
     }
 }
 

@@ -16,6 +16,8 @@ pub mod code;
 #[cfg(feature = "host")]
 pub mod guest;
 #[cfg(feature = "host")]
+pub mod limits;
+#[cfg(feature = "host")]
 pub mod protocol;
 #[cfg(feature = "host")]
 pub mod runtime;

@@ -80,6 +80,19 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// An activation's end. The detail of a failure that the platform's sentence leaves out
+    /// (an exit code, a trap) is added to the logs as the last stderr line.
+    pub fn new(outcome: Result<Value, RunError>, mut logs: Logs) -> Self {
+        if let Some(detail) = outcome.as_ref().err().and_then(RunError::detail) {
+            if !logs.stderr.is_empty() && !logs.stderr.ends_with(b"\n") {
+                logs.stderr.push(b'\n');
+            }
+            logs.stderr.extend_from_slice(detail.as_bytes());
+            logs.stderr.push(b'\n');
+        }
+        Self { outcome, logs }
+    }
+
     /// An activation that ended before the action could run or print anything.
     pub fn failed(error: RunError) -> Self {
         Self {
@@ -178,6 +191,9 @@ pub enum InitError {
     /// A capability could not be granted (a `dir` that does not exist, say).
     #[error("The action's capabilities cannot be granted: {0}")]
     Capability(String),
+    /// The `limits` annotation is not one OpenWhisk would accept.
+    #[error("The action's limits cannot be applied: {0}")]
+    Limits(String),
     /// The engine failed for a reason that is not the action's fault.
     #[error("The executor could not prepare the action: {0}")]
     Engine(String),
@@ -198,14 +214,16 @@ pub enum RunError {
     /// The action ended without a result (no output line, or one that is not JSON).
     #[error("{}", sentences::NO_VALID_RESPONSE)]
     NoValidResponse,
-    /// The action exited with a non-zero code before giving a result.
-    #[error("{} (exit code {code})", sentences::NO_VALID_RESPONSE.trim_end_matches('.'))]
+    /// The action exited with a non-zero code before giving a result. The code goes to the
+    /// logs ([`RunError::detail`]); the error is the platform's sentence.
+    #[error("{}", sentences::NO_VALID_RESPONSE)]
     Exit {
         /// The exit code passed to `proc_exit`.
         code: i32,
     },
-    /// The action trapped.
-    #[error("{}: {trap}", sentences::NO_VALID_RESPONSE.trim_end_matches('.'))]
+    /// The action trapped. The trap goes to the logs ([`RunError::detail`]); the error is the
+    /// platform's sentence.
+    #[error("{}", sentences::NO_VALID_RESPONSE)]
     Trap {
         /// The engine's description of the trap.
         trap: String,
@@ -227,4 +245,16 @@ pub enum RunError {
     /// The executor failed, not the action.
     #[error("The executor failed to run the action: {0}")]
     Internal(String),
+}
+
+impl RunError {
+    /// What the error's sentence leaves out, for the activation's logs: the exit code of an
+    /// exit, the engine's words for a trap.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Self::Exit { code } => Some(format!("The action exited with code {code}.")),
+            Self::Trap { trap } => Some(format!("The action trapped: {trap}")),
+            _ => None,
+        }
+    }
 }

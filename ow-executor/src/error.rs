@@ -46,6 +46,9 @@ impl From<InitError> for ApiError {
             InitError::Code(ow_common::code::CodeError::Missing) => {
                 Self::forbidden(error.to_string())
             }
+            InitError::Code(ow_common::code::CodeError::TooLarge(_)) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            }
             other => Self::action_failed(other.to_string()),
         }
     }

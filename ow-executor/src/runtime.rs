@@ -15,6 +15,7 @@ use axum::response::Response;
 use axum::routing::post;
 use ow_common::capabilities::Capabilities;
 use ow_common::code::decode_action_code;
+use ow_common::limits::ActionLimits;
 use ow_common::protocol::{InitRequest, RunRequest, sentences};
 use ow_common::runtime::{
     ActionConfig, Activation, Completion, InitError, Limits, PreparedAction, WasmRuntime,
@@ -62,10 +63,12 @@ enum Phase {
     Failed,
 }
 
-/// A prepared action and the environment its init gave it.
+/// A prepared action, the environment its init gave it, and its time limit when a run
+/// carries no usable deadline.
 struct Ready {
     action: Arc<dyn PreparedAction>,
     env: BTreeMap<String, String>,
+    timeout: Duration,
 }
 
 /// One action container.
@@ -102,10 +105,8 @@ impl Container {
 
     /// Handles the body of `/init`.
     pub async fn init(&self, request: InitRequest) -> Result<(), ApiError> {
-        if request.value.code.trim().is_empty() {
-            return Err(ApiError::forbidden(sentences::MISSING_CODE));
-        }
         {
+            // As the Node.js runtime does: a second init is refused before its body is looked at.
             let mut phase = self.phase.lock().expect("phase lock");
             if !matches!(*phase, Phase::Uninitialized) {
                 self.logs.stderr_line(&format!(
@@ -113,6 +114,9 @@ impl Container {
                     sentences::ALREADY_INITIALIZED
                 ));
                 return Err(ApiError::forbidden(sentences::ALREADY_INITIALIZED));
+            }
+            if request.value.code.trim().is_empty() {
+                return Err(ApiError::forbidden(sentences::MISSING_CODE));
             }
             *phase = Phase::Initializing;
         }
@@ -139,9 +143,17 @@ impl Container {
         let code = decode_action_code(&value.code, value.main_or_default())?;
         let capabilities = Capabilities::from_annotations(value.annotations.as_ref())
             .map_err(InitError::Capability)?;
+        // The executor's flags, unless a Wasm-aware invoker sent the action's own limits.
+        let limits = self
+            .flag_limits()
+            .with_annotations(value.annotations.as_ref())
+            .map_err(InitError::Limits)?;
         let config = ActionConfig {
             capabilities,
-            limits: self.settings.limits,
+            limits: Limits {
+                result_bytes: self.settings.limits.result_bytes,
+                ..limits.engine_limits()
+            },
         };
         let started = Instant::now();
         let action = self.engine.prepare(code, config).await?;
@@ -153,7 +165,19 @@ impl Container {
         Ok(Ready {
             action,
             env: value.env_strings(),
+            timeout: limits.time_limit(),
         })
+    }
+
+    /// The limits the executor's flags set.
+    fn flag_limits(&self) -> ActionLimits {
+        const MB: u64 = 1024 * 1024;
+        ActionLimits {
+            timeout: self.settings.timeout.as_millis() as u64,
+            memory: self.settings.limits.memory_bytes / MB,
+            logs: self.settings.limits.log_bytes / MB,
+            concurrency: 1,
+        }
     }
 
     /// Handles the body of `/run`: one activation. The logs are written before returning.
@@ -168,7 +192,7 @@ impl Container {
                 return Err(ApiError::forbidden("System not ready, status is stopped."));
             }
         };
-        let (deadline, time_limit) = self.deadline(&request);
+        let (deadline, time_limit) = deadline(&request, ready.timeout);
         let mut env = ready.env.clone();
         if let Some(api_host) = &self.settings.api_host {
             env.insert("__OW_API_HOST".to_owned(), api_host.clone());
@@ -193,21 +217,21 @@ impl Container {
         );
         Ok(outcome?)
     }
+}
 
-    /// The activation's deadline and time limit: from the run's `deadline` when it is in the
-    /// future, else (none sent, or clock skew) the configured timeout from now.
-    fn deadline(&self, request: &RunRequest) -> (Instant, Duration) {
-        let now = Instant::now();
-        let now_epoch_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
-        match request.deadline_epoch_millis() {
-            Some(deadline_ms) if deadline_ms > now_epoch_ms => {
-                let remaining = Duration::from_millis(deadline_ms - now_epoch_ms);
-                (now + remaining, remaining)
-            }
-            _ => (now + self.settings.timeout, self.settings.timeout),
+/// The activation's deadline and time limit: from the run's `deadline` when it is in the
+/// future, else (none sent, or clock skew) the action's `timeout` from now.
+fn deadline(request: &RunRequest, timeout: Duration) -> (Instant, Duration) {
+    let now = Instant::now();
+    let now_epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    match request.deadline_epoch_millis() {
+        Some(deadline_ms) if deadline_ms > now_epoch_ms => {
+            let remaining = Duration::from_millis(deadline_ms - now_epoch_ms);
+            (now + remaining, remaining)
         }
+        _ => (now + timeout, timeout),
     }
 }
 

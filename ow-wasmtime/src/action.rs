@@ -14,14 +14,15 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Semaphore;
 use wasmtime::{
-    Engine, InstancePre, Linker, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
+    Engine, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap, TypedFunc,
+    UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-/// The most table elements an instance may grow to.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// The most elements a table may grow to (the pooling allocator reserves this much per table).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// What a store holds for one activation.
 pub(crate) struct ActivationState {
@@ -53,7 +54,10 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        // Tables count against the memory limit: a refused growth reads as that limit.
+        let allowed = desired <= MAX_TABLE_ELEMENTS;
+        self.exceeded |= !allowed;
+        Ok(allowed)
     }
 }
 
@@ -79,6 +83,8 @@ pub(crate) fn provided_imports(
 /// An action ready to instantiate.
 pub(crate) struct WasmtimeAction {
     pre: InstancePre<ActivationState>,
+    /// Keeps the module's entry in the engine's cache alive while this action is prepared.
+    _cached: Arc<Module>,
     abi: GuestAbi,
     config: ActionConfig,
     /// The engine's instance slots, shared by every action.
@@ -97,12 +103,14 @@ impl std::fmt::Debug for WasmtimeAction {
 impl WasmtimeAction {
     pub(crate) fn new(
         pre: InstancePre<ActivationState>,
+        cached: Arc<Module>,
         abi: GuestAbi,
         config: ActionConfig,
         slots: Arc<Semaphore>,
     ) -> Self {
         Self {
             pre,
+            _cached: cached,
             abi,
             config,
             slots,
@@ -162,7 +170,7 @@ impl WasmtimeAction {
             }
             (Err(error), _) => Err(error),
         };
-        Completion { outcome, logs }
+        Completion::new(outcome, logs)
     }
 
     /// A fresh store and WASI context for one activation.

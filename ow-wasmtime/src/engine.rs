@@ -58,7 +58,8 @@ pub(crate) fn build_engine(config: &WasmtimeConfig) -> anyhow::Result<Engine> {
         .total_memories(config.max_instances)
         .total_tables(config.max_instances)
         .total_stacks(config.max_instances)
-        .max_memory_size(MAX_MEMORY_BYTES);
+        .max_memory_size(MAX_MEMORY_BYTES)
+        .table_elements(crate::action::MAX_TABLE_ELEMENTS);
     let mut wasmtime_config = Config::new();
     wasmtime_config
         .epoch_interruption(true)

@@ -27,7 +27,8 @@ use ow_common::code::{ModuleCode, ModuleFormat};
 use ow_common::guest::GuestAbi;
 use ow_common::runtime::{ActionConfig, BoxFuture, InitError, PreparedAction, WasmRuntime};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Semaphore;
 use wasmtime::{Engine, Linker, Module};
 
@@ -49,8 +50,11 @@ struct Inner {
     with_net: Host,
     /// One permit per instance slot of the pooling allocator.
     slots: Arc<Semaphore>,
-    /// Compiled modules by the BLAKE3 hash of their bytes.
-    modules: Mutex<HashMap<[u8; 32], Module>>,
+    /// Compiled modules by the BLAKE3 hash of their bytes, for as long as a prepared action
+    /// uses them: the last action of a module to go frees its compiled code.
+    modules: Mutex<HashMap<[u8; 32], Weak<Module>>>,
+    /// How many modules were compiled or deserialized (not taken from the cache).
+    loads: AtomicU64,
     _ticker: engine::EpochTicker,
 }
 
@@ -102,26 +106,35 @@ impl Wasmtime {
                 with_net,
                 slots,
                 modules: Mutex::new(HashMap::new()),
+                loads: AtomicU64::new(0),
                 _ticker: ticker,
             }),
         })
     }
 
-    /// How many distinct modules are compiled and cached.
+    /// How many distinct modules are compiled and in use by a prepared action.
     pub fn cached_modules(&self) -> usize {
-        self.inner.modules.lock().expect("module cache lock").len()
+        let mut modules = self.inner.modules.lock().expect("module cache lock");
+        modules.retain(|_, module| module.strong_count() > 0);
+        modules.len()
+    }
+
+    /// How many times a module was compiled or deserialized rather than taken from the cache.
+    pub fn module_loads(&self) -> u64 {
+        self.inner.loads.load(Ordering::Relaxed)
     }
 
     /// Compiles (or deserializes) the code, or takes it from the cache.
-    fn module(&self, code: &ModuleCode) -> Result<Module, InitError> {
-        if let Some(module) = self
+    fn module(&self, code: &ModuleCode) -> Result<Arc<Module>, InitError> {
+        let cached = self
             .inner
             .modules
             .lock()
             .expect("module cache lock")
             .get(&code.hash)
-        {
-            return Ok(module.clone());
+            .and_then(Weak::upgrade);
+        if let Some(module) = cached {
+            return Ok(module);
         }
         let module = match code.format {
             ModuleFormat::CoreModule => Module::new(&self.inner.engine, &code.bytes)
@@ -141,12 +154,18 @@ impl Wasmtime {
             }
             found => return Err(InitError::UnsupportedFormat { found }),
         };
-        self.inner
-            .modules
-            .lock()
-            .expect("module cache lock")
-            .entry(code.hash)
-            .or_insert(module.clone());
+        self.inner.loads.fetch_add(1, Ordering::Relaxed);
+        let mut modules = self.inner.modules.lock().expect("module cache lock");
+        modules.retain(|_, module| module.strong_count() > 0);
+        // Two prepares of new code may race: the first to finish is the one kept.
+        let module = match modules.get(&code.hash).and_then(Weak::upgrade) {
+            Some(first) => first,
+            None => {
+                let module = Arc::new(module);
+                modules.insert(code.hash, Arc::downgrade(&module));
+                module
+            }
+        };
         Ok(module)
     }
 
@@ -190,6 +209,7 @@ impl Wasmtime {
         }
         Ok(Arc::new(WasmtimeAction::new(
             pre,
+            module,
             abi,
             config,
             self.inner.slots.clone(),

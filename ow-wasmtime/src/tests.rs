@@ -358,3 +358,46 @@ fn waiting_in_http_get_holds_no_thread() {
         );
     });
 }
+
+#[tokio::test]
+async fn identical_code_is_compiled_once_and_freed_with_its_last_action() {
+    let engine = engine(10);
+    let first = prepare_ok(&engine, artifacts::ADD, ActionConfig::default()).await;
+    let second = prepare_ok(&engine, artifacts::ADD, with_limits(Limits::default())).await;
+    assert_eq!((engine.module_loads(), engine.cached_modules()), (1, 1));
+    let other = prepare_ok(&engine, artifacts::ECHO, ActionConfig::default()).await;
+    assert_eq!((engine.module_loads(), engine.cached_modules()), (2, 2));
+
+    drop(first);
+    assert_eq!(
+        engine.cached_modules(),
+        2,
+        "the second add action still uses it"
+    );
+    let answer = second
+        .run(activation(
+            json!({"param1": 1, "param2": 2}),
+            Duration::from_secs(5),
+        ))
+        .await;
+    assert_eq!(answer.outcome, Ok(json!({"result": 3})));
+    drop((second, other));
+    assert_eq!(engine.cached_modules(), 0);
+
+    // Prepared again after all were gone: compiled anew.
+    let _again = prepare_ok(&engine, artifacts::ADD, ActionConfig::default()).await;
+    assert_eq!((engine.module_loads(), engine.cached_modules()), (3, 1));
+}
+
+#[tokio::test]
+async fn a_table_bomb_is_stopped_at_the_table_cap_as_the_memory_limit() {
+    let engine = engine(10);
+    let action = prepare_ok(&engine, artifacts::wat::TABLE_BOMB, ActionConfig::default()).await;
+    let completion = action
+        .run(activation(json!({}), Duration::from_secs(60)))
+        .await;
+    assert_eq!(
+        completion.outcome,
+        Err(RunError::MemoryLimit { limit_mb: 256 })
+    );
+}

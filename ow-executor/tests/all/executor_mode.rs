@@ -65,3 +65,73 @@ fn containers_start_initialize_run_and_destroy_independently() {
     );
     assert_eq!(executor.post("/nope/init", &add).status, 404);
 }
+
+fn start(executor: &Executor) -> String {
+    let started = executor.post("/start", &json!({}));
+    assert_eq!(started.status, 200, "{started:?}");
+    started.body["containerId"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn annotations_in_the_init_value_grant_capabilities_and_set_limits() {
+    let executor = Executor::executor_mode(&[]);
+    let networked = start(&executor);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::NET)));
+    body["value"]["annotations"] = json!({"net_access": true});
+    assert_eq!(
+        executor.post(&format!("/{networked}/init"), &body).status,
+        200
+    );
+    let answer = executor.post(
+        &format!("/{networked}/run"),
+        &json!({"value": {"url": "https://openwhisk.apache.org/"}}),
+    );
+    assert_eq!(
+        (answer.status, &answer.body["url"]),
+        (200, &json!("https://openwhisk.apache.org/"))
+    );
+
+    // The action's own time limit replaces the executor's 60 s when a run sends no deadline.
+    let limited = start(&executor);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::SLEEP)));
+    body["value"]["annotations"] = json!({"limits": {"timeout": 300}});
+    assert_eq!(
+        executor.post(&format!("/{limited}/init"), &body).status,
+        200
+    );
+    let answer = executor.post(&format!("/{limited}/run"), &json!({"value": {"ms": 5000}}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": "The action exceeded its time limits of 300 milliseconds."})
+        )
+    );
+
+    let refused = start(&executor);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::ADD)));
+    body["value"]["annotations"] = json!({"limits": {"memory": 4096}});
+    let answer = executor.post(&format!("/{refused}/init"), &body);
+    assert_eq!(answer.status, 502);
+    assert_eq!(
+        answer.body["error"],
+        "The action's limits cannot be applied: The memory limit must be an integer between 128 \
+         and 512, not 4096."
+    );
+}
+
+#[test]
+fn a_container_refuses_runs_before_init_and_unknown_ones_are_404() {
+    let executor = Executor::executor_mode(&[]);
+    let id = start(&executor);
+    let answer = executor.post(&format!("/{id}/run"), &json!({"value": {}}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (403, json!({"error": "System not initialized."}))
+    );
+    assert_eq!(executor.post("/nope/destroy", &json!({})).status, 404);
+    assert_eq!(
+        executor.post("/nope/run", &json!({"value": {}})).status,
+        404
+    );
+}

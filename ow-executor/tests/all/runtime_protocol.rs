@@ -60,6 +60,24 @@ fn a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel() {
 }
 
 #[test]
+fn a_second_init_is_refused_as_such_even_without_code() {
+    let executor = Executor::runtime(&[]);
+    executor.init_ok(artifacts::ADD);
+    let answer = executor.post("/init", &json!({"value": {"code": ""}}));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            403,
+            json!({"error": "Cannot initialize the action more than once."})
+        )
+    );
+    assert_eq!(
+        executor.run(json!({"param1": 1, "param2": 1})).body,
+        json!({"result": 2})
+    );
+}
+
+#[test]
 fn init_without_code_is_refused_and_leaves_the_container_uninitialized() {
     let executor = Executor::runtime(&[]);
     for body in [
@@ -207,37 +225,44 @@ fn a_result_that_is_not_a_dictionary_is_a_502() {
 }
 
 #[test]
-fn a_trap_is_a_502_and_the_container_keeps_serving() {
+fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
     let executor = Executor::runtime(&[]);
     executor.init_ok(artifacts::wat::UNREACHABLE);
     for _ in 0..2 {
         let answer = executor.run(json!({}));
         assert_eq!(answer.status, 502);
-        let error = answer.body["error"].as_str().unwrap();
-        assert!(
-            error
-                .starts_with("The action did not produce a valid response and exited unexpectedly")
-                && error.contains("unreachable"),
-            "{error}"
+        assert_eq!(
+            answer.body,
+            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
         );
     }
     let (stdout, stderr) = executor.logs_after(2);
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
+    assert_eq!(
+        stderr.matches("The action trapped: ").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("unreachable"), "{stderr}");
 }
 
 #[test]
-fn an_exit_with_a_code_is_a_502_naming_the_code() {
+fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs() {
     let executor = Executor::runtime(&[]);
     executor.init_ok(artifacts::wat::EXIT_CODE);
-    let answer = executor.run(json!({}));
-    assert_eq!(answer.status, 502);
-    assert!(
-        answer.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("exit code 3"),
-        "{:?}",
-        answer.body
+    for _ in 0..2 {
+        let answer = executor.run(json!({}));
+        assert_eq!(answer.status, 502);
+        assert_eq!(
+            answer.body,
+            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
+        );
+    }
+    let (_, stderr) = executor.logs_after(2);
+    assert_eq!(
+        stderr.matches("The action exited with code 3.\n").count(),
+        2,
+        "{stderr}"
     );
 }
 
