@@ -36,6 +36,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()> {
+    let mut standalone_server = None;
     let (listener, router) = match command {
         Command::Runtime(args) => {
             let engine = args.engine.build()?;
@@ -47,7 +48,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
         Command::Standalone(args) => {
             let engine = args.engine.build()?;
             let listener = bind(args.listen).await?;
-            let address = listener.local_addr()?;
+            let address = reachable(listener.local_addr()?);
             let settings = StandaloneSettings {
                 data_dir: args.data_dir(),
                 idle_timeout: args.idle_timeout,
@@ -66,6 +67,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                     standalone.wsk_property_command()
                 );
             }
+            standalone_server = Some(standalone.clone());
             (listener, standalone.router())
         }
         Command::Executor(args) => {
@@ -80,7 +82,24 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
     server::serve(listener, router, shutdown_signal())
         .shutdown_grace(shutdown_grace)
         .await
-        .context("the server failed")
+        .context("the server failed")?;
+    // Activations accepted with a 202 run on after their request ended.
+    if let Some(standalone) = standalone_server {
+        standalone.finish_activations(shutdown_grace).await;
+    }
+    Ok(())
+}
+
+/// The address clients on this machine reach a listener on: a wildcard listen address
+/// (`0.0.0.0`, `::`) is served on loopback too, and is no address to connect to.
+fn reachable(mut address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    address
 }
 
 async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::Response;
-use ow_common::code::decode_action_code;
+use ow_common::code::{CodeError, decode_action_code};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,6 +76,23 @@ fn list_limit(query: &HashMap<String, String>) -> Result<u64, RestError> {
     }
 }
 
+/// Any other path under `/api/v1`: 401 without valid credentials, else 404, both in the API's
+/// error shape.
+pub async fn unknown_path(headers: HeaderMap) -> Handled {
+    authorize(&headers, "_")?;
+    Err(not_found())
+}
+
+/// A method a resource of the API does not take: 405 in the API's error shape.
+pub async fn unknown_method(headers: HeaderMap) -> Handled {
+    authorize(&headers, "_")?;
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "The requested method is not allowed for this resource.",
+    )
+    .into())
+}
+
 /// `GET /api/v1`: what this server is.
 pub async fn info(State(app): State<Arc<Standalone>>) -> Response {
     json_response(
@@ -138,7 +155,7 @@ pub async fn delete_action(
     let record = app.store.action(namespace, &name)?.ok_or_else(not_found)?;
     app.store.delete_action(namespace, &name)?;
     app.pool.evict(namespace, &name);
-    ok(&records::without_code(&record))
+    ok(&record)
 }
 
 /// `PUT …/actions/{name}?overwrite=`: create, or update with `overwrite=true`.
@@ -160,18 +177,41 @@ pub async fn put_action(
     }
     let existing = app.store.action(namespace, &name)?;
     if existing.is_some() && !overwrite {
-        return Err(ApiError::new(StatusCode::CONFLICT, "resource already exists").into());
+        return Err(already_exists());
     }
-    let record =
-        action_record(namespace, &name, &body, existing.as_ref()).map_err(ApiError::bad_request)?;
+    let record = action_record(namespace, &name, &body, existing.as_ref())?;
     // Prepare now: bad code is refused at create, and the first invoke starts warm.
     let warm =
         app.pool.prepare(&record).await.map_err(|error| {
             ApiError::bad_request(format!("The action code cannot run: {error}"))
         })?;
-    app.store.put_action(namespace, &name, &record)?;
-    app.pool.install(namespace, &name, warm);
+    // Another create or update of this action may have landed while this one prepared: the
+    // store writes only over what this request read, so one of two racing writes wins.
+    match &existing {
+        None if !app.store.create_action(namespace, &name, &record)? => {
+            return Err(already_exists());
+        }
+        Some(read) => {
+            let read_version = read["version"].as_str().unwrap_or_default();
+            if !app
+                .store
+                .update_action(namespace, &name, &record, read_version)?
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "Concurrent modification to resource detected.",
+                )
+                .into());
+            }
+        }
+        None => {}
+    }
+    app.pool.install(namespace, &name, warm).await;
     ok(&record)
+}
+
+fn already_exists() -> RestError {
+    ApiError::new(StatusCode::CONFLICT, "resource already exists").into()
 }
 
 /// Builds the stored record of a create (no `existing`) or update, validating every field.
@@ -180,20 +220,32 @@ fn action_record(
     name: &str,
     body: &Value,
     existing: Option<&Value>,
-) -> Result<Value, String> {
+) -> Result<Value, ApiError> {
     if name.is_empty() || name.len() > 256 || name.starts_with(['.', ' ']) {
-        return Err(format!("'{name}' is not a valid action name."));
+        return Err(ApiError::bad_request(format!(
+            "'{name}' is not a valid action name."
+        )));
     }
     let exec = match (body.get("exec").filter(|e| !e.is_null()), existing) {
         (Some(exec), _) => exec_of(exec)?,
         (None, Some(existing)) => existing["exec"].clone(),
         (None, None) => {
-            return Err(
-                "The request content was malformed: exec is required to create an action."
-                    .to_owned(),
-            );
+            return Err(ApiError::bad_request(
+                "The request content was malformed: exec is required to create an action.",
+            ));
         }
     };
+    other_fields_of(namespace, name, body, existing, exec).map_err(ApiError::bad_request)
+}
+
+/// The rest of [`action_record`], once `exec` is settled.
+fn other_fields_of(
+    namespace: &str,
+    name: &str,
+    body: &Value,
+    existing: Option<&Value>,
+    exec: Value,
+) -> Result<Value, String> {
     let kept = |key: &str| existing.map_or(Value::Null, |record| record[key].clone());
     let parameters = match body.get("parameters") {
         Some(given) => records::key_value_list(Some(given), "parameters")?,
@@ -231,25 +283,28 @@ fn action_record(
     }))
 }
 
-/// Checks an `exec`: the kind must be ours, and the code must decode to something runnable.
-fn exec_of(exec: &Value) -> Result<Value, String> {
+/// Checks an `exec`: the kind must be ours, and the code must decode to something runnable
+/// (code over the size limit is a 413, anything else wrong a 400).
+fn exec_of(exec: &Value) -> Result<Value, ApiError> {
     let kind = exec["kind"].as_str().unwrap_or_default();
     if kind != WASM_KIND {
-        return Err(format!(
+        return Err(ApiError::bad_request(format!(
             "The kind '{kind}' is not supported here; this server runs these kinds: {WASM_KIND}."
-        ));
+        )));
     }
     let Some(code) = exec["code"].as_str().filter(|code| !code.trim().is_empty()) else {
-        return Err(
-            "The action has no code: exec.code must hold the base64 of a .wasm or a zip."
-                .to_owned(),
-        );
+        return Err(ApiError::bad_request(
+            "The action has no code: exec.code must hold the base64 of a .wasm or a zip.",
+        ));
     };
     let main = exec["main"]
         .as_str()
         .filter(|main| !main.is_empty())
         .unwrap_or("main");
-    decode_action_code(code, main).map_err(|error| error.to_string())?;
+    decode_action_code(code, main).map_err(|error| match error {
+        CodeError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
     Ok(json!({"kind": WASM_KIND, "code": code, "binary": true, "main": main}))
 }
 

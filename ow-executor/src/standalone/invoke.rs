@@ -1,5 +1,7 @@
 //! Invoking an action: merge parameters, take a warm (or cold-prepare) container, wait for a
-//! concurrency slot, run, record the activation before answering.
+//! concurrency slot, run, record the activation before answering. An activation answered
+//! with 202 before it finished is recorded as pending first, so that a server stopped
+//! meanwhile still accounts for it when it starts again.
 
 use super::api::{QueryMap, flag, number};
 use super::auth::authorize;
@@ -9,14 +11,14 @@ use crate::error::{ApiError, json_response};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Request, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ow_common::runtime::{Activation, Completion, RunError};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The largest invoke body: 1 MB of parameters plus margin.
-pub const MAX_INVOKE_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// The largest invoke body: OpenWhisk's 1 MB of parameters.
+pub const MAX_INVOKE_BODY_BYTES: usize = 1024 * 1024;
 /// The longest a blocking invoke waits before answering 202 with the activation id.
 pub const MAX_BLOCKING_WAIT_MS: u64 = 60_000;
 
@@ -42,9 +44,11 @@ pub async fn invoke(
         )
     })?;
     let activation_id = new_id();
+    let interrupted = interrupted_record(namespace, &record, &activation_id);
     let task = tokio::spawn({
         let app = app.clone();
         let activation_id = activation_id.clone();
+        let running = app.background.started();
         async move {
             let recorded = app
                 .activate(namespace, record, params, activation_id, received)
@@ -53,45 +57,74 @@ pub async fn invoke(
             if let Err(error) = &recorded {
                 tracing::error!(%error, "an activation could not be recorded");
             }
+            drop(running);
             recorded
         }
     });
-    if !blocking {
-        let answer = json_response(
+    let accepted = || -> Result<Response, RestError> {
+        app.store.put_pending(&interrupted)?;
+        Ok(json_response(
             StatusCode::ACCEPTED,
             &json!({ "activationId": activation_id }),
-        );
-        return Ok(with_activation_id(answer, &activation_id));
-    }
-    let answer = match tokio::time::timeout(Duration::from_millis(wait_ms), task).await {
-        // The activation goes on and is recorded; the caller polls for it by id.
-        Err(_elapsed) => json_response(
-            StatusCode::ACCEPTED,
-            &json!({ "activationId": activation_id }),
-        ),
-        Ok(Err(join_error)) => {
-            return Err(ApiError::new(
+        ))
+    };
+    let answer = if !blocking {
+        accepted()
+    } else {
+        match tokio::time::timeout(Duration::from_millis(wait_ms), task).await {
+            // The activation goes on and is recorded; the caller polls for it by id.
+            Err(_elapsed) => accepted(),
+            Ok(Err(join_error)) => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("The activation failed inside the server: {join_error}"),
             )
-            .into());
-        }
-        Ok(Ok(Err(store_error))) => return Err(store_error.into()),
-        Ok(Ok(Ok(activation))) => {
-            let status = if activation["response"]["success"] == true {
-                StatusCode::OK
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            let body = if result_only {
-                activation["response"]["result"].clone()
-            } else {
-                activation
-            };
-            json_response(status, &body)
+            .into()),
+            Ok(Ok(Err(store_error))) => Err(store_error.into()),
+            Ok(Ok(Ok(activation))) => {
+                let status = match activation["response"]["status"].as_str() {
+                    Some("success") => StatusCode::OK,
+                    Some("whisk internal error") => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                let body = if result_only {
+                    activation["response"]["result"].clone()
+                } else {
+                    activation
+                };
+                Ok(json_response(status, &body))
+            }
         }
     };
+    let answer = answer.unwrap_or_else(IntoResponse::into_response);
     Ok(with_activation_id(answer, &activation_id))
+}
+
+/// The record kept for an activation that the server stopped before it finished.
+fn interrupted_record(namespace: &str, record: &Value, activation_id: &str) -> Value {
+    let name = record["name"].as_str().unwrap_or_default();
+    let start = records::epoch_millis(SystemTime::now());
+    let result = json!({
+        "error": "The activation was interrupted: the server stopped before it finished."
+    });
+    json!({
+        "namespace": namespace,
+        "name": name,
+        "version": record["version"],
+        "subject": namespace,
+        "activationId": activation_id,
+        "publish": false,
+        "start": start,
+        "end": start,
+        "duration": 0,
+        "response": records::response(ActivationStatus::InternalError, &result),
+        "logs": [],
+        "annotations": [
+            {"key": "path", "value": format!("{namespace}/{name}")},
+            {"key": "kind", "value": WASM_KIND},
+            {"key": "limits", "value": record["limits"]},
+            {"key": "timeout", "value": false},
+        ],
+    })
 }
 
 /// The invoke body: a JSON object of parameters; empty means none.

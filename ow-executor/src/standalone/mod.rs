@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, any, get};
 use ow_common::runtime::WasmRuntime;
 use pool::WarmPool;
 use serde_json::json;
@@ -41,6 +41,29 @@ pub struct Standalone {
     store: Store,
     pool: Arc<WarmPool>,
     settings: StandaloneSettings,
+    background: Background,
+}
+
+/// Counts the activations running, each in a task of its own that no request may be waiting
+/// for (non-blocking invokes, blocking ones past their wait), so that shutdown can wait for
+/// them.
+#[derive(Debug)]
+struct Background(tokio::sync::watch::Sender<usize>);
+
+/// One running activation of [`Background`]; dropping it counts the activation finished.
+struct Running(tokio::sync::watch::Sender<usize>);
+
+impl Background {
+    fn started(&self) -> Running {
+        self.0.send_modify(|running| *running += 1);
+        Running(self.0.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|running| *running -= 1);
+    }
 }
 
 impl std::fmt::Debug for Standalone {
@@ -65,41 +88,62 @@ impl Standalone {
             store,
             pool,
             settings,
+            background: Background(tokio::sync::watch::Sender::new(0)),
         }))
+    }
+
+    /// Waits, for at most `bound`, until no activation runs. Call after the server stopped
+    /// taking requests; an activation still running after `bound` stays recorded as pending
+    /// and is recorded as interrupted when the store is next opened. True if none was left.
+    pub async fn finish_activations(&self, bound: Duration) -> bool {
+        let mut running = self.background.0.subscribe();
+        let all_done = running.wait_for(|running| *running == 0);
+        let finished = matches!(tokio::time::timeout(bound, all_done).await, Ok(Ok(_)));
+        if !finished {
+            tracing::warn!(
+                running = *running.borrow(),
+                "activations still running at shutdown are left pending"
+            );
+        }
+        finished
     }
 
     /// The routes of the REST API.
     pub fn router(self: &Arc<Self>) -> Router {
+        let resource = |methods: MethodRouter<Arc<Self>>| methods.fallback(api::unknown_method);
         Router::new()
-            .route("/api/v1", get(api::info))
-            .route("/api/v1/namespaces", get(api::namespaces))
+            .route("/api/v1", resource(get(api::info)))
+            .route("/api/v1/namespaces", resource(get(api::namespaces)))
             .route(
                 "/api/v1/namespaces/{namespace}/actions",
-                get(api::list_actions),
+                resource(get(api::list_actions)),
             )
             .route(
                 "/api/v1/namespaces/{namespace}/actions/{name}",
-                get(api::get_action)
-                    .put(api::put_action)
-                    .delete(api::delete_action)
-                    .post(invoke::invoke),
+                resource(
+                    get(api::get_action)
+                        .put(api::put_action)
+                        .delete(api::delete_action)
+                        .post(invoke::invoke),
+                ),
             )
             .route(
                 "/api/v1/namespaces/{namespace}/activations",
-                get(api::list_activations),
+                resource(get(api::list_activations)),
             )
             .route(
                 "/api/v1/namespaces/{namespace}/activations/{id}",
-                get(api::get_activation),
+                resource(get(api::get_activation)),
             )
             .route(
                 "/api/v1/namespaces/{namespace}/activations/{id}/logs",
-                get(api::activation_logs),
+                resource(get(api::activation_logs)),
             )
             .route(
                 "/api/v1/namespaces/{namespace}/activations/{id}/result",
-                get(api::activation_result),
+                resource(get(api::activation_result)),
             )
+            .route("/api/v1/{*rest}", any(api::unknown_path))
             .with_state(self.clone())
     }
 

@@ -1,11 +1,13 @@
 //! The warm-container pool of standalone mode: one prepared action per action version, reused
-//! by every warm start, dropped after an idle time, re-prepared after an update. Each entry
-//! also carries the action's concurrency limit.
+//! by every warm start, dropped after an idle time, re-prepared after an update. Each action
+//! has one slot: concurrent cold starts of it prepare once, and its concurrency permits
+//! outlive the entry (an idle drop or an update with the same limit keeps them), so the limit
+//! holds across cold starts.
 
 use crate::standalone::records::{ActionLimits, lookup};
 use ow_common::capabilities::Capabilities;
 use ow_common::code::decode_action_code;
-use ow_common::runtime::{ActionConfig, InitError, Limits, PreparedAction, WasmRuntime};
+use ow_common::runtime::{ActionConfig, InitError, PreparedAction, WasmRuntime};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -40,13 +42,31 @@ impl Warm {
     fn touch(&self) {
         *self.last_used.lock().expect("last-used lock") = Instant::now();
     }
+
+    /// This entry with the permits of the entry it replaces when the concurrency limit is the
+    /// same, so that activations of the old entry still count against the limit.
+    fn keeping_permits_of(mut self, replaced: Option<&Warm>) -> Self {
+        if let Some(replaced) =
+            replaced.filter(|old| old.limits.concurrency == self.limits.concurrency)
+        {
+            self.permits = replaced.permits.clone();
+        }
+        self
+    }
+}
+
+/// One action's place in the pool: its warm entry, if any, behind an async lock that a cold
+/// start holds while it prepares, so that the activations arriving meanwhile wait for it.
+#[derive(Default)]
+struct Slot {
+    warm: tokio::sync::Mutex<Option<Arc<Warm>>>,
 }
 
 /// The pool.
 pub struct WarmPool {
     engine: Arc<dyn WasmRuntime>,
     idle_timeout: Duration,
-    entries: Mutex<HashMap<(String, String), Arc<Warm>>>,
+    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
 
 impl std::fmt::Debug for WarmPool {
@@ -63,7 +83,7 @@ impl WarmPool {
         Self {
             engine,
             idle_timeout,
-            entries: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -74,22 +94,33 @@ impl WarmPool {
         namespace: &str,
         record: &Value,
     ) -> Result<(Arc<Warm>, Option<Duration>), InitError> {
-        let name = record["name"].as_str().unwrap_or_default().to_owned();
+        let name = record["name"].as_str().unwrap_or_default();
         let version = record["version"].as_str().unwrap_or_default();
-        let key = (namespace.to_owned(), name);
-        let existing = self.entries.lock().expect("pool lock").get(&key).cloned();
-        if let Some(warm) = existing.filter(|warm| warm.version == version) {
+        let slot = self.slot(namespace, name);
+        let mut current = slot.warm.lock().await;
+        if let Some(warm) = current.as_ref().filter(|warm| warm.version == version) {
             warm.touch();
-            return Ok((warm, None));
+            return Ok((warm.clone(), None));
         }
         let started = Instant::now();
-        let warm = Arc::new(self.prepare(record).await?);
+        let warm = Arc::new(
+            self.prepare(record)
+                .await?
+                .keeping_permits_of(current.as_deref()),
+        );
         let init_time = started.elapsed();
-        self.entries
+        *current = Some(warm.clone());
+        Ok((warm, Some(init_time)))
+    }
+
+    /// The slot of an action, made on first use.
+    fn slot(&self, namespace: &str, name: &str) -> Arc<Slot> {
+        self.slots
             .lock()
             .expect("pool lock")
-            .insert(key, warm.clone());
-        Ok((warm, Some(init_time)))
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .clone()
     }
 
     /// Prepares an action version from its stored record.
@@ -104,11 +135,7 @@ impl WarmPool {
             .map_err(InitError::Capability)?;
         let config = ActionConfig {
             capabilities,
-            limits: Limits {
-                memory_bytes: limits.memory * 1024 * 1024,
-                log_bytes: limits.logs * 1024 * 1024,
-                ..Limits::default()
-            },
+            limits: limits.engine_limits(),
         };
         let action = self.engine.prepare(code, config).await?;
         Ok(Warm {
@@ -122,17 +149,15 @@ impl WarmPool {
     }
 
     /// Makes a freshly prepared version the warm entry of its action.
-    pub fn install(&self, namespace: &str, name: &str, warm: Warm) {
-        let key = (namespace.to_owned(), name.to_owned());
-        self.entries
-            .lock()
-            .expect("pool lock")
-            .insert(key, Arc::new(warm));
+    pub async fn install(&self, namespace: &str, name: &str, warm: Warm) {
+        let slot = self.slot(namespace, name);
+        let mut current = slot.warm.lock().await;
+        *current = Some(Arc::new(warm.keeping_permits_of(current.as_deref())));
     }
 
-    /// Forgets an action (deleted or updated).
+    /// Forgets an action (deleted).
     pub fn evict(&self, namespace: &str, name: &str) {
-        self.entries
+        self.slots
             .lock()
             .expect("pool lock")
             .remove(&(namespace.to_owned(), name.to_owned()));
@@ -140,7 +165,12 @@ impl WarmPool {
 
     /// How many action versions are warm.
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("pool lock").len()
+        self.slots
+            .lock()
+            .expect("pool lock")
+            .values()
+            .filter(|slot| slot.warm.try_lock().map_or(true, |warm| warm.is_some()))
+            .count()
     }
 
     /// Whether nothing is warm.
@@ -148,15 +178,29 @@ impl WarmPool {
         self.len() == 0
     }
 
-    /// Drops entries idle for longer than the idle timeout.
+    /// Drops entries idle for longer than the idle timeout. An entry an activation still holds
+    /// (one that runs longer than the idle timeout) or one being prepared is kept.
     pub fn drop_idle(&self) -> usize {
         let now = Instant::now();
-        let mut entries = self.entries.lock().expect("pool lock");
-        let before = entries.len();
-        entries.retain(|_, warm| {
-            now.duration_since(*warm.last_used.lock().expect("last-used lock")) < self.idle_timeout
+        let mut slots = self.slots.lock().expect("pool lock");
+        let mut dropped = 0;
+        slots.retain(|_, slot| {
+            let Ok(mut current) = slot.warm.try_lock() else {
+                return true; // a cold start is preparing it
+            };
+            let idle = current.as_ref().is_some_and(|warm| {
+                Arc::strong_count(warm) == 1
+                    && now.duration_since(*warm.last_used.lock().expect("last-used lock"))
+                        >= self.idle_timeout
+            });
+            if idle {
+                *current = None;
+                dropped += 1;
+            }
+            // A slot whose permits nobody holds any more can go with its entry.
+            current.is_some() || Arc::strong_count(slot) > 1
         });
-        before - entries.len()
+        dropped
     }
 
     /// Runs [`WarmPool::drop_idle`] periodically until the pool is dropped.

@@ -8,71 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The only action kind this server runs.
 pub const WASM_KIND: &str = "wasm:0.1";
 
-/// An action's limits, with OpenWhisk's defaults and ranges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ActionLimits {
-    /// Milliseconds, 100 – 300 000.
-    pub timeout: u64,
-    /// MB, 128 – 512.
-    pub memory: u64,
-    /// MB, 0 – 10.
-    pub logs: u64,
-    /// Concurrent activations, 1 – 500.
-    pub concurrency: u64,
-}
-
-impl Default for ActionLimits {
-    fn default() -> Self {
-        Self {
-            timeout: 60_000,
-            memory: 256,
-            logs: 10,
-            concurrency: 1,
-        }
-    }
-}
-
-impl ActionLimits {
-    /// Overlays the limits given in a request on `self`, checking OpenWhisk's ranges.
-    pub fn merged(mut self, given: Option<&Value>) -> Result<Self, String> {
-        let Some(given) = given.filter(|v| !v.is_null()) else {
-            return Ok(self);
-        };
-        let Some(given) = given.as_object() else {
-            return Err("limits must be an object".to_owned());
-        };
-        for (key, value) in given {
-            let (field, range) = match key.as_str() {
-                "timeout" => (&mut self.timeout, 100..=300_000),
-                "memory" => (&mut self.memory, 128..=512),
-                "logs" => (&mut self.logs, 0..=10),
-                "concurrency" => (&mut self.concurrency, 1..=500),
-                _ => continue,
-            };
-            match value.as_u64() {
-                Some(number) if range.contains(&number) => *field = number,
-                _ => {
-                    return Err(format!(
-                        "The {key} limit must be an integer between {} and {}, not {value}.",
-                        range.start(),
-                        range.end()
-                    ));
-                }
-            }
-        }
-        Ok(self)
-    }
-
-    /// As JSON.
-    pub fn to_json(self) -> Value {
-        json!({"timeout": self.timeout, "memory": self.memory, "logs": self.logs, "concurrency": self.concurrency})
-    }
-
-    /// Reads the limits of a stored record.
-    pub fn from_json(value: &Value) -> Self {
-        Self::default().merged(Some(value)).unwrap_or_default()
-    }
-}
+pub use ow_common::limits::ActionLimits;
 
 /// Checks and normalises a `[{"key", "value"}]` list (parameters or annotations).
 pub fn key_value_list(value: Option<&Value>, what: &str) -> Result<Vec<Value>, String> {

@@ -63,11 +63,23 @@ impl Store {
                  record TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS activations_by_start
-                 ON activations (namespace, start DESC);",
+                 ON activations (namespace, start DESC);
+             CREATE TABLE IF NOT EXISTS pending_activations (
+                 activation_id TEXT PRIMARY KEY,
+                 record TEXT NOT NULL
+             );",
         )?;
-        Ok(Self {
+        let store = Self {
             connection: Mutex::new(connection),
-        })
+        };
+        let interrupted = store.record_interrupted()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "activations accepted before the last stop never finished; recorded as failed"
+            );
+        }
+        Ok(store)
     }
 
     fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -91,19 +103,36 @@ impl Store {
         )
     }
 
-    /// Creates or replaces an action record.
-    pub fn put_action(
+    /// Stores a new action; false (and nothing written) when one of that name exists.
+    pub fn create_action(
         &self,
         namespace: &str,
         name: &str,
         record: &Value,
-    ) -> Result<(), StoreError> {
-        self.connection().execute(
+    ) -> Result<bool, StoreError> {
+        let inserted = self.connection().execute(
             "INSERT INTO actions (namespace, name, record) VALUES (?1, ?2, ?3)
-             ON CONFLICT (namespace, name) DO UPDATE SET record = excluded.record",
+             ON CONFLICT (namespace, name) DO NOTHING",
             params![namespace, name, record.to_string()],
         )?;
-        Ok(())
+        Ok(inserted == 1)
+    }
+
+    /// Replaces an action that is still at `expected_version`; false (and nothing written)
+    /// when another update or a delete came first.
+    pub fn update_action(
+        &self,
+        namespace: &str,
+        name: &str,
+        record: &Value,
+        expected_version: &str,
+    ) -> Result<bool, StoreError> {
+        let updated = self.connection().execute(
+            "UPDATE actions SET record = ?3
+             WHERE namespace = ?1 AND name = ?2 AND json_extract(record, '$.version') = ?4",
+            params![namespace, name, record.to_string(), expected_version],
+        )?;
+        Ok(updated == 1)
     }
 
     /// Deletes an action; true if it existed.
@@ -132,9 +161,11 @@ impl Store {
         rows.map(|text| Ok(parse(&text?))).collect()
     }
 
-    /// Records a finished activation.
+    /// Records a finished activation (and forgets it as pending).
     pub fn put_activation(&self, record: &Value) -> Result<(), StoreError> {
-        self.connection().execute(
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        transaction.execute(
             "INSERT OR REPLACE INTO activations (activation_id, namespace, name, start, record)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -145,7 +176,42 @@ impl Store {
                 record.to_string()
             ],
         )?;
+        transaction.execute(
+            "DELETE FROM pending_activations WHERE activation_id = ?1",
+            params![record["activationId"].as_str().unwrap_or_default()],
+        )?;
+        transaction.commit()?;
         Ok(())
+    }
+
+    /// Remembers an activation a client was told about (by its id) before it finished:
+    /// `interrupted` is the record to keep should the server stop before it finishes. Does
+    /// nothing when the activation has finished already.
+    pub fn put_pending(&self, interrupted: &Value) -> Result<(), StoreError> {
+        let id = interrupted["activationId"].as_str().unwrap_or_default();
+        self.connection().execute(
+            "INSERT OR REPLACE INTO pending_activations (activation_id, record)
+             SELECT ?1, ?2 WHERE NOT EXISTS
+                 (SELECT 1 FROM activations WHERE activation_id = ?1)",
+            params![id, interrupted.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Turns the pending activations of a server that stopped into their `interrupted`
+    /// records. Returns how many there were.
+    fn record_interrupted(&self) -> Result<usize, StoreError> {
+        let pending: Vec<String> = {
+            let connection = self.connection();
+            let mut statement = connection.prepare("SELECT record FROM pending_activations")?;
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        for record in &pending {
+            self.put_activation(&parse(record))?;
+        }
+        Ok(pending.len())
     }
 
     /// One activation record.
@@ -205,7 +271,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store
-                .put_action("guest", "add", &json!({"name": "add", "version": "0.0.1"}))
+                .create_action("guest", "add", &json!({"name": "add", "version": "0.0.1"}))
                 .unwrap();
             for (id, start) in [("a", 1), ("b", 3), ("c", 2)] {
                 store
@@ -250,5 +316,64 @@ mod tests {
         assert!(store.delete_action("guest", "add").unwrap());
         assert!(!store.delete_action("guest", "add").unwrap());
         assert!(store.action("guest", "add").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_second_create_and_a_stale_update_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = json!({"name": "add", "version": "0.0.1"});
+        assert!(store.create_action("guest", "add", &first).unwrap());
+        assert!(
+            !store
+                .create_action("guest", "add", &json!({"version": "9.9.9"}))
+                .unwrap()
+        );
+        let second = json!({"name": "add", "version": "0.0.2"});
+        assert!(
+            store
+                .update_action("guest", "add", &second, "0.0.1")
+                .unwrap()
+        );
+        let stale = json!({"name": "add", "version": "0.0.2", "stale": true});
+        assert!(
+            !store
+                .update_action("guest", "add", &stale, "0.0.1")
+                .unwrap()
+        );
+        assert_eq!(store.action("guest", "add").unwrap().unwrap(), second);
+    }
+
+    #[test]
+    fn pending_activations_become_their_interrupted_records_on_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let interrupted = |id: &str| {
+            json!({"activationId": id, "namespace": "guest", "name": "sleep", "start": 1,
+                   "response": {"status": "whisk internal error"}})
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_pending(&interrupted("unfinished")).unwrap();
+            store.put_pending(&interrupted("finished")).unwrap();
+            let done = json!({"activationId": "finished", "namespace": "guest", "start": 1,
+                              "response": {"status": "success"}});
+            store.put_activation(&done).unwrap();
+            // Told about after it finished: the finished record stands.
+            store.put_pending(&interrupted("finished")).unwrap();
+            assert!(store.activation("guest", "unfinished").unwrap().is_none());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.activation("guest", "unfinished").unwrap().unwrap(),
+            interrupted("unfinished")
+        );
+        assert_eq!(
+            store.activation("guest", "finished").unwrap().unwrap()["response"]["status"],
+            "success"
+        );
+        drop(store);
+        // Recorded once: a third opening finds nothing pending.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.record_interrupted().unwrap(), 0);
     }
 }

@@ -74,14 +74,18 @@ impl Executor {
         )
     }
 
-    /// Starts the `binary` in `mode`, listening on a free loopback port.
+    /// Starts the `binary` in `mode`, listening on a free loopback port unless `args` name
+    /// a `--listen` address.
     pub fn start(binary: &Path, mode: &[&str], args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log_file = dir.path().join("executor.log");
         let mut command = Command::new(binary);
+        command.args(mode);
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .args(mode)
-            .args(["--listen", "127.0.0.1:0", "--log-file"])
+            .arg("--log-file")
             .arg(&log_file)
             .args(args)
             .env_remove("OW_LOG")

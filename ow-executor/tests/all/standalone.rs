@@ -161,10 +161,32 @@ fn create_get_update_and_delete_an_action() {
     assert_eq!(without_code.status, 200);
     assert!(without_code.body["exec"].get("code").is_none());
 
+    // An update whose code cannot run is refused and leaves the action as it was.
+    let refused = call(
+        &server,
+        "PUT",
+        &format!("{ACTIONS}/add?overwrite=true"),
+        Some(&json!({"exec": {"kind": "wasm:0.1", "code": code(artifacts::wat::NO_ENTRY_POINT)}})),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let kept = call(&server, "GET", &format!("{ACTIONS}/add"), None);
+    assert_eq!(kept.body["version"], "0.0.2");
+    let answer = invoke(
+        &server,
+        "add",
+        "blocking=true&result=true",
+        json!({"kept": true}),
+    );
+    assert_eq!((answer.status, answer.body), (200, json!({"kept": true})));
+
     let deleted = call(&server, "DELETE", &format!("{ACTIONS}/add"), None);
     assert_eq!(
         (deleted.status, &deleted.body["name"]),
         (200, &json!("add"))
+    );
+    assert_eq!(
+        deleted.body["exec"], with_code.body["exec"],
+        "the whole record"
     );
     for (method, path) in [
         ("GET", format!("{ACTIONS}/add")),
@@ -364,6 +386,7 @@ fn a_blocking_invoke_that_outlives_its_timeout_answers_202_and_finishes_later() 
     );
     assert_eq!(answer.status, 202, "{answer:?}");
     let id = answer.body["activationId"].as_str().unwrap().to_owned();
+    assert_eq!(answer.activation_id.as_deref(), Some(id.as_str()));
     let record = wait_for_activation(&server, &id);
     assert_eq!(record["response"]["result"], json!({"slept_ms": 1500}));
 }
@@ -670,15 +693,41 @@ fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
     assert_eq!(info.status, 200);
     assert_eq!(info.body["runtimes"]["wasm"][0]["kind"], "wasm:0.1");
     let unknown = call(&server, "GET", "/api/v1/namespaces/_/triggers", None);
-    assert_eq!(unknown.status, 404);
-    assert!(unknown.body["error"].is_string());
+    assert_eq!(
+        (unknown.status, &unknown.body["error"]),
+        (404, &json!("The requested resource does not exist."))
+    );
+    assert_eq!(unknown.body["code"].as_str().map(str::len), Some(32));
+    let anonymous = server.request("GET", "/api/v1/namespaces/_/triggers", b"", None, None);
+    assert_eq!(
+        (anonymous.status, &anonymous.body["error"]),
+        (
+            401,
+            &json!("The resource requires authentication, which was not supplied with the request")
+        )
+    );
+    let wrong_method = call(&server, "PATCH", &format!("{ACTIONS}/add"), None);
+    assert_eq!(wrong_method.status, 405, "{wrong_method:?}");
+    assert!(wrong_method.body["code"].is_string(), "{wrong_method:?}");
+    for (path, what) in [
+        (format!("{ACTIVATIONS}/{}", "0".repeat(32)), "activation"),
+        (format!("{ACTIVATIONS}/{}/logs", "0".repeat(32)), "logs"),
+        (format!("{ACTIVATIONS}/{}/result", "0".repeat(32)), "result"),
+    ] {
+        let missing = call(&server, "GET", &path, None);
+        assert_eq!(
+            (missing.status, &missing.body["error"]),
+            (404, &json!("The requested resource does not exist.")),
+            "{what}"
+        );
+    }
 }
 
 #[test]
 fn oversized_bodies_are_refused_with_413_and_a_sentence() {
     let (server, _data) = server();
     create(&server, "add", artifacts::ADD, json!({}));
-    let params = json!({"blob": "x".repeat(3 * 1024 * 1024)});
+    let params = json!({"blob": "x".repeat(1024 * 1024)});
     let answer = invoke(&server, "add", "blocking=true", params);
     assert_eq!(answer.status, 413);
     assert!(
@@ -693,6 +742,16 @@ fn oversized_bodies_are_refused_with_413_and_a_sentence() {
     let body = json!({"exec": {"kind": "wasm:0.1", "code": code}});
     let answer = call(&server, "PUT", &format!("{ACTIONS}/huge"), Some(&body));
     assert_eq!(answer.status, 413);
+    // Code over 48 MB in a body the server reads whole: refused by the code's own limit.
+    let code = "A".repeat(ow_common::code::MAX_ENCODED_CODE_BYTES + 4);
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": code}});
+    let answer = call(&server, "PUT", &format!("{ACTIONS}/huge"), Some(&body));
+    assert_eq!(answer.status, 413, "{:?}", answer.body);
+    assert!(
+        answer.body["error"].as_str().unwrap().contains("48 MB"),
+        "{:?}",
+        answer.body
+    );
     // The server goes on serving.
     let answer = invoke(
         &server,
@@ -710,6 +769,96 @@ fn startup_prints_the_wsk_command_that_points_at_this_server() {
         "wsk property set --apihost '{}' --auth '{GUEST}'",
         server.base_url
     );
+    let started = Instant::now();
+    while !server.stdout().contains(&expected) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stdout: {}",
+            server.stdout()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_concurrency_limit_holds_when_two_invokes_find_the_action_cold() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Executor::standalone(data.path(), &["--idle-timeout", "200ms"]);
+    create(
+        &server,
+        "sleep",
+        artifacts::SLEEP,
+        json!({"limits": {"concurrency": 1}}),
+    );
+    std::thread::sleep(Duration::from_millis(800)); // dropped as idle
+    let server = std::sync::Arc::new(server);
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                invoke(&server, "sleep", "blocking=true", json!({"ms": 500})).body
+            })
+        })
+        .collect();
+    let records: Vec<Value> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let cold = records
+        .iter()
+        .filter(|record| annotation(record, "initTime").is_some())
+        .count();
+    assert_eq!(cold, 1, "prepared once: {records:?}");
+    let waits: Vec<u64> = records
+        .iter()
+        .map(|record| annotation(record, "waitTime").unwrap().as_u64().unwrap())
+        .collect();
+    assert!(waits.iter().any(|&w| w >= 400), "waitTime {waits:?}");
+}
+
+#[test]
+fn an_accepted_activation_cut_off_by_a_crash_is_recorded_as_interrupted() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = Executor::standalone(data.path(), &[]);
+    create(&first, "sleep", artifacts::SLEEP, json!({}));
+    let accepted = invoke(&first, "sleep", "blocking=false", json!({"ms": 30000}));
+    assert_eq!(accepted.status, 202);
+    let id = accepted.body["activationId"].as_str().unwrap().to_owned();
+    first.kill();
+
+    let second = Executor::standalone(data.path(), &[]);
+    let record = call(&second, "GET", &format!("{ACTIVATIONS}/{id}"), None);
+    assert_eq!(record.status, 200, "{record:?}");
+    assert_eq!(record.body["name"], "sleep");
+    assert_eq!(record.body["response"]["status"], "whisk internal error");
+    assert_eq!(
+        record.body["response"]["result"],
+        json!({"error": "The activation was interrupted: the server stopped before it finished."})
+    );
+}
+
+#[test]
+fn sigterm_lets_accepted_activations_finish_and_records_them() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = Executor::standalone(data.path(), &[]);
+    create(&first, "sleep", artifacts::SLEEP, json!({}));
+    let accepted = invoke(&first, "sleep", "blocking=false", json!({"ms": 1000}));
+    let id = accepted.body["activationId"].as_str().unwrap().to_owned();
+    first.terminate();
+    assert!(first.wait_for_exit(Duration::from_secs(20)).success());
+
+    let second = Executor::standalone(data.path(), &[]);
+    let record = call(&second, "GET", &format!("{ACTIVATIONS}/{id}"), None);
+    assert_eq!(
+        (record.status, &record.body["response"]["result"]),
+        (200, &json!({"slept_ms": 1000})),
+        "{record:?}"
+    );
+}
+
+#[test]
+fn a_wildcard_listen_address_is_advertised_as_loopback() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Executor::standalone(data.path(), &["--listen", "0.0.0.0:0"]);
+    let port = server.base_url.rsplit(':').next().unwrap().to_owned();
+    let expected = format!("--apihost 'http://127.0.0.1:{port}'");
     let started = Instant::now();
     while !server.stdout().contains(&expected) {
         assert!(
