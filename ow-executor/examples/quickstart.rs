@@ -105,6 +105,15 @@ fn build_executor() -> anyhow::Result<(PathBuf, PathBuf)> {
     let release = profile_dir
         .file_name()
         .is_some_and(|name| name == "release");
+    let target_dir = profile_dir
+        .parent()
+        .context("profile directories live in the target directory")?
+        .to_owned();
+    // The test that runs this example has cargo build the executor already (a nested cargo
+    // build would wait for the outer one's lock).
+    if let Some(prebuilt) = std::env::var_os("OW_QUICKSTART_EXECUTOR") {
+        return Ok((prebuilt.into(), target_dir));
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "--package", "ow-executor", "--bin", "ow-executor"]);
@@ -117,8 +126,5 @@ fn build_executor() -> anyhow::Result<(PathBuf, PathBuf)> {
     );
     let status = build.status().context("cannot run cargo")?;
     ensure!(status.success(), "building ow-executor failed");
-    let target_dir = profile_dir
-        .parent()
-        .context("profile directories live in the target directory")?;
-    Ok((profile_dir.join("ow-executor"), target_dir.to_owned()))
+    Ok((profile_dir.join("ow-executor"), target_dir))
 }

@@ -5,6 +5,7 @@ mod executor_mode;
 mod harness;
 mod npm_client;
 mod precompiled;
+mod quickstart;
 mod runtime_protocol;
 mod safety;
 mod standalone;
