@@ -122,6 +122,11 @@ pub struct EngineArgs {
     /// action comes from a source you trust. Portable .wasm is always accepted.
     #[arg(long, env = "OW_TRUST_PRECOMPILED")]
     pub trust_precompiled: bool,
+
+    /// Activations that may run at once (instance slots the engine reserves); more wait for
+    /// a slot until their deadline.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), env = "OW_MAX_INSTANCES")]
+    pub max_instances: u32,
 }
 
 impl EngineArgs {
@@ -129,6 +134,7 @@ impl EngineArgs {
     pub fn options(&self) -> EngineOptions {
         EngineOptions {
             trust_precompiled: self.trust_precompiled,
+            max_instances: self.max_instances,
         }
     }
 

@@ -22,10 +22,21 @@ impl Default for EngineKind {
 }
 
 /// Engine settings common to every engine.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Accept precompiled artifacts.
     pub trust_precompiled: bool,
+    /// Activations that may run at once.
+    pub max_instances: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            trust_precompiled: false,
+            max_instances: 1000,
+        }
+    }
 }
 
 /// Builds the chosen engine.
@@ -34,7 +45,9 @@ pub fn build(kind: EngineKind, options: &EngineOptions) -> anyhow::Result<Arc<dy
         #[cfg(feature = "wasmtime")]
         EngineKind::Wasmtime => {
             let mut config = ow_wasmtime::WasmtimeConfig::default();
-            config.trust_precompiled(options.trust_precompiled);
+            config
+                .trust_precompiled(options.trust_precompiled)
+                .max_instances(options.max_instances);
             Ok(Arc::new(ow_wasmtime::Wasmtime::new(config)?))
         }
     }

@@ -119,6 +119,11 @@ impl Wasmtime {
         modules.len()
     }
 
+    /// How many activations hold an instance slot right now.
+    pub fn instances_in_use(&self) -> usize {
+        self.inner.config.max_instances as usize - self.inner.slots.available_permits()
+    }
+
     /// How many times a module was compiled or deserialized rather than taken from the cache.
     pub fn module_loads(&self) -> u64 {
         self.inner.loads.load(Ordering::Relaxed)

@@ -118,28 +118,32 @@ async fn waiting_for_a_slot_ends_at_the_deadline_with_the_timeout_sentence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_concurrent_sleeping_activations_all_finish() {
-    // The default slot count: 10,000 activations wait their turn for 1,000 slots, on two
-    // worker threads.
-    let engine = engine(WasmtimeConfig::default().max_instances);
+async fn ten_thousand_sleeping_activations_are_all_in_flight_at_once() {
+    // 10,000 slots, two worker threads, no thread per activation: every activation is asleep
+    // in the host at the same moment.
+    let engine = engine(10_000);
     let action = prepare_ok(&engine, artifacts::SLEEP, ActionConfig::default()).await;
     let runs: Vec<_> = (0..10_000)
         .map(|_| {
             let action = action.clone();
             tokio::spawn(async move {
                 action
-                    .run(activation(json!({"ms": 100}), Duration::from_secs(120)))
+                    .run(activation(json!({"ms": 5000}), Duration::from_secs(120)))
                     .await
                     .outcome
             })
         })
         .collect();
-    let mut succeeded = 0;
-    for run in runs {
-        assert_eq!(run.await.unwrap(), Ok(json!({"slept_ms": 100})));
-        succeeded += 1;
+    let mut most_in_use = 0;
+    while most_in_use < 10_000 && !runs.iter().all(|run| run.is_finished()) {
+        most_in_use = most_in_use.max(engine.instances_in_use());
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(succeeded, 10_000);
+    assert_eq!(most_in_use, 10_000, "all 10,000 held a slot at once");
+    for run in runs {
+        assert_eq!(run.await.unwrap(), Ok(json!({"slept_ms": 5000})));
+    }
+    assert_eq!(engine.instances_in_use(), 0);
 }
 
 #[tokio::test]

@@ -425,3 +425,25 @@ fn sigterm_lets_the_activation_in_flight_finish_then_exits_0() {
         (&*format!("{LOG_SENTINEL}\n"), &*format!("{LOG_SENTINEL}\n"))
     );
 }
+
+#[test]
+fn max_instances_bounds_activations_in_flight_and_the_rest_wait_until_their_deadline() {
+    let executor = Arc::new(Executor::runtime(&["--max-instances", "1"]));
+    executor.init_ok(artifacts::SLEEP);
+    let holder = {
+        let executor = executor.clone();
+        std::thread::spawn(move || executor.run(json!({"ms": 3000})))
+    };
+    std::thread::sleep(Duration::from_millis(300)); // let it take the one slot
+    let deadline = crate::harness::epoch_millis_from_now(Duration::from_millis(500));
+    let waiting = executor.post("/run", &json!({"value": {"ms": 0}, "deadline": deadline}));
+    assert_eq!(waiting.status, 502, "{waiting:?}");
+    assert!(
+        error_of(&waiting).starts_with("The action exceeded its time limits of"),
+        "{waiting:?}"
+    );
+    let held = holder.join().unwrap();
+    assert_eq!((held.status, held.body), (200, json!({"slept_ms": 3000})));
+    let answer = executor.run(json!({"ms": 0}));
+    assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 0})));
+}
