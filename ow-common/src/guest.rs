@@ -116,28 +116,42 @@ pub struct ResultLine {
     current: Vec<u8>,
     /// How long the line being written really is, past the cap.
     current_len: usize,
+    /// Where the line being written starts in the stream.
+    current_start: usize,
     /// The last non-blank line that a newline ended.
     last_complete: Vec<u8>,
     /// How long that line really was.
     last_complete_len: usize,
+    /// Where that line starts in the stream.
+    last_complete_start: usize,
+    /// How many bytes were written in all.
+    written: usize,
 }
 
 impl ResultLine {
     /// Feeds bytes written to stdout.
     pub fn push(&mut self, bytes: &[u8]) {
+        let base = self.written;
+        self.written = self.written.saturating_add(bytes.len());
         let mut segments = bytes.split(|&b| b == b'\n');
+        // Where the next segment starts within `bytes`: just past a newline.
+        let mut next_start = 0;
         if let Some(first) = segments.next() {
             extend_capped(&mut self.current, first);
             self.current_len = self.current_len.saturating_add(first.len());
+            next_start = first.len() + 1;
         }
         for segment in segments {
             let ended = std::mem::take(&mut self.current);
             let ended_len = std::mem::replace(&mut self.current_len, segment.len());
+            let ended_start = std::mem::replace(&mut self.current_start, base + next_start);
             if !is_blank(&ended) {
                 self.last_complete = ended;
                 self.last_complete_len = ended_len;
+                self.last_complete_start = ended_start;
             }
             extend_capped(&mut self.current, segment);
+            next_start += segment.len() + 1;
         }
     }
 
@@ -169,15 +183,15 @@ impl ResultLine {
         }
     }
 
-    /// Removes the result line from the end of the captured stdout, leaving the logs.
-    pub fn strip_from<'a>(&self, stdout: &'a [u8]) -> &'a [u8] {
-        let Some(line) = self.line() else {
-            return stdout;
-        };
-        let trimmed = trim_line(stdout);
-        match trimmed.strip_suffix(line) {
-            Some(logs) => logs,
-            None => stdout,
+    /// How many bytes of the stream come before the result line: the logs. The whole stream
+    /// when there is no result line.
+    pub fn logs_len(&self) -> usize {
+        if !is_blank(&self.current) {
+            self.current_start
+        } else if !is_blank(&self.last_complete) {
+            self.last_complete_start
+        } else {
+            self.written
         }
     }
 }
@@ -310,7 +324,7 @@ mod tests {
         }
         (
             tracker.line().map(<[u8]>::to_vec),
-            tracker.strip_from(&stdout).to_vec(),
+            stdout[..tracker.logs_len()].to_vec(),
         )
     }
 
@@ -357,7 +371,10 @@ mod tests {
         }
         tracker.push(b"{\"ok\":true}\r\n");
         assert_eq!(tracker.line(), Some(&b"{\"ok\":true}"[..]));
-        // Captured logs that were cut before the result line keep everything they hold.
-        assert_eq!(tracker.strip_from(b"a log line"), b"a log line");
+        // The logs are everything before it, however little of them a capture kept.
+        assert_eq!(
+            tracker.logs_len(),
+            1000 * b"a log line that is dropped\n".len()
+        );
     }
 }

@@ -30,7 +30,10 @@ struct Captured {
     stderr: Vec<u8>,
     remaining: usize,
     limit: usize,
-    truncated: bool,
+    /// Whether the budget dropped bytes of stdout (perhaps only of the stdio result line).
+    stdout_dropped: bool,
+    /// Whether the budget dropped bytes of stderr.
+    stderr_dropped: bool,
     result_line: ResultLine,
 }
 
@@ -56,7 +59,8 @@ impl Capture {
                 stderr: Vec::new(),
                 remaining: limit,
                 limit,
-                truncated: false,
+                stdout_dropped: false,
+                stderr_dropped: false,
                 result_line: ResultLine::default(),
             })),
         }
@@ -83,8 +87,11 @@ impl Capture {
         let mut stdout = std::mem::take(&mut captured.stdout);
         let mut stderr = std::mem::take(&mut captured.stderr);
         let mut result = None;
+        let mut truncated = captured.stdout_dropped || captured.stderr_dropped;
         if stdio_result {
-            let logs_len = captured.result_line.strip_from(&stdout).len();
+            // The result line is not a log: only bytes before it count as lost logs.
+            let logs_len = captured.result_line.logs_len();
+            truncated = captured.stderr_dropped || logs_len > stdout.len();
             result = captured
                 .result_line
                 .line()
@@ -92,7 +99,7 @@ impl Capture {
                 .zip(captured.result_line.line_len());
             stdout.truncate(logs_len);
         }
-        if captured.truncated {
+        if truncated {
             if !stderr.is_empty() && !stderr.ends_with(b"\n") {
                 stderr.push(b'\n');
             }
@@ -109,13 +116,17 @@ impl CaptureStream {
         let captured = &mut *captured;
         let kept = bytes.len().min(captured.remaining);
         captured.remaining -= kept;
-        captured.truncated |= kept < bytes.len();
+        let dropped = kept < bytes.len();
         match self.stream {
             Stream::Stdout => {
                 captured.stdout.extend_from_slice(&bytes[..kept]);
+                captured.stdout_dropped |= dropped;
                 captured.result_line.push(bytes);
             }
-            Stream::Stderr => captured.stderr.extend_from_slice(&bytes[..kept]),
+            Stream::Stderr => {
+                captured.stderr.extend_from_slice(&bytes[..kept]);
+                captured.stderr_dropped |= dropped;
+            }
         }
     }
 }
@@ -173,5 +184,51 @@ impl AsyncWrite for CaptureStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captured(limit: u64, stdout: &[&[u8]], stdio_result: bool) -> (Logs, Option<Vec<u8>>) {
+        let capture = Capture::new(limit);
+        for bytes in stdout {
+            capture.stdout().write_all(bytes);
+        }
+        let (logs, result) = capture.finish(stdio_result);
+        (logs, result.map(|(line, _)| line))
+    }
+
+    #[test]
+    fn the_stdio_result_line_is_not_a_log_and_never_reads_as_truncated_logs() {
+        let (logs, result) = captured(0, &[b"{\"a\":1}\n"], true);
+        assert_eq!(result.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!((logs.stdout, logs.stderr), (Vec::new(), Vec::new()));
+
+        // The limit falls inside the result line: the logs before it are whole.
+        let (logs, result) = captured(6, &[b"log 1\n", b"{\"a\":1}"], true);
+        assert_eq!(result.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(
+            (logs.stdout, logs.stderr),
+            (b"log 1\n".to_vec(), Vec::new())
+        );
+    }
+
+    #[test]
+    fn logs_cut_before_the_result_line_end_with_the_truncation_sentence() {
+        let (logs, result) = captured(3, &[b"log 1\n", b"{}"], true);
+        assert_eq!(result.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(logs.stdout, b"log");
+        assert_eq!(
+            String::from_utf8(logs.stderr).unwrap(),
+            format!("{}\n", sentences::logs_truncated(3))
+        );
+        // Without the stdio ABI every byte of stdout is a log.
+        let (logs, _) = captured(3, &[b"{}\n"], false);
+        assert_eq!(logs.stdout, b"{}\n");
+        let (logs, _) = captured(2, &[b"{}\n"], false);
+        assert_eq!(logs.stdout, b"{}");
+        assert!(!logs.stderr.is_empty());
     }
 }
