@@ -24,6 +24,11 @@ pub struct WasmtimeConfig {
     /// concurrently running activations. Activations beyond it wait for a slot, until their
     /// deadline. Default 1000.
     pub max_instances: u32,
+    /// How many of the most recently prepared modules stay compiled after the last action
+    /// using them is gone, so that preparing the same code again (a new container after a
+    /// destroy, an idle action woken up) costs no compile. Modules in use are always kept.
+    /// Default 128.
+    pub kept_modules: usize,
 }
 
 impl Default for WasmtimeConfig {
@@ -31,6 +36,7 @@ impl Default for WasmtimeConfig {
         Self {
             trust_precompiled: false,
             max_instances: 1000,
+            kept_modules: 128,
         }
     }
 }
@@ -39,6 +45,12 @@ impl WasmtimeConfig {
     /// Sets [`WasmtimeConfig::trust_precompiled`].
     pub fn trust_precompiled(&mut self, trust: bool) -> &mut Self {
         self.trust_precompiled = trust;
+        self
+    }
+
+    /// Sets [`WasmtimeConfig::kept_modules`].
+    pub fn kept_modules(&mut self, count: usize) -> &mut Self {
+        self.kept_modules = count;
         self
     }
 

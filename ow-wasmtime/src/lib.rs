@@ -26,7 +26,7 @@ use action::WasmtimeAction;
 use ow_common::code::{ModuleCode, ModuleFormat};
 use ow_common::guest::GuestAbi;
 use ow_common::runtime::{ActionConfig, BoxFuture, InitError, PreparedAction, WasmRuntime};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Semaphore;
@@ -51,8 +51,11 @@ struct Inner {
     /// One permit per instance slot of the pooling allocator.
     slots: Arc<Semaphore>,
     /// Compiled modules by the BLAKE3 hash of their bytes, for as long as a prepared action
-    /// uses them: the last action of a module to go frees its compiled code.
+    /// or [`Inner::recent`] holds them.
     modules: Mutex<HashMap<[u8; 32], Weak<Module>>>,
+    /// The most recently prepared modules, newest first, at most `config.kept_modules`:
+    /// compiled code outlives its actions this long, and no longer.
+    recent: Mutex<VecDeque<Arc<Module>>>,
     /// How many modules were compiled or deserialized (not taken from the cache).
     loads: AtomicU64,
     _ticker: engine::EpochTicker,
@@ -106,6 +109,7 @@ impl Wasmtime {
                 with_net,
                 slots,
                 modules: Mutex::new(HashMap::new()),
+                recent: Mutex::new(VecDeque::new()),
                 loads: AtomicU64::new(0),
                 _ticker: ticker,
             }),
@@ -139,6 +143,7 @@ impl Wasmtime {
             .get(&code.hash)
             .and_then(Weak::upgrade);
         if let Some(module) = cached {
+            self.keep_recent(&module);
             return Ok(module);
         }
         let module = match code.format {
@@ -171,7 +176,17 @@ impl Wasmtime {
                 module
             }
         };
+        drop(modules);
+        self.keep_recent(&module);
         Ok(module)
+    }
+
+    /// Makes `module` the most recently prepared one, letting the oldest kept one go.
+    fn keep_recent(&self, module: &Arc<Module>) {
+        let mut recent = self.inner.recent.lock().expect("recent modules lock");
+        recent.retain(|kept| !Arc::ptr_eq(kept, module));
+        recent.push_front(module.clone());
+        recent.truncate(self.inner.config.kept_modules);
     }
 
     fn prepare_blocking(

@@ -364,8 +364,10 @@ fn waiting_in_http_get_holds_no_thread() {
 }
 
 #[tokio::test]
-async fn identical_code_is_compiled_once_and_freed_with_its_last_action() {
-    let engine = engine(10);
+async fn identical_code_is_compiled_once_and_kept_while_used_or_recent() {
+    let mut config = WasmtimeConfig::default();
+    config.kept_modules(1);
+    let engine = Wasmtime::new(config).expect("the engine builds");
     let first = prepare_ok(&engine, artifacts::ADD, ActionConfig::default()).await;
     let second = prepare_ok(&engine, artifacts::ADD, with_limits(Limits::default())).await;
     assert_eq!((engine.module_loads(), engine.cached_modules()), (1, 1));
@@ -373,24 +375,20 @@ async fn identical_code_is_compiled_once_and_freed_with_its_last_action() {
     assert_eq!((engine.module_loads(), engine.cached_modules()), (2, 2));
 
     drop(first);
-    assert_eq!(
-        engine.cached_modules(),
-        2,
-        "the second add action still uses it"
-    );
     let answer = second
         .run(activation(
             json!({"param1": 1, "param2": 2}),
             Duration::from_secs(5),
         ))
         .await;
-    assert_eq!(answer.outcome, Ok(json!({"result": 3})));
+    assert_eq!(answer.outcome, Ok(json!({"result": 3})), "still prepared");
     drop((second, other));
-    assert_eq!(engine.cached_modules(), 0);
-
-    // Prepared again after all were gone: compiled anew.
-    let _again = prepare_ok(&engine, artifacts::ADD, ActionConfig::default()).await;
-    assert_eq!((engine.module_loads(), engine.cached_modules()), (3, 1));
+    // Only the most recent (echo) outlives its actions; add's compiled code is freed.
+    assert_eq!(engine.cached_modules(), 1);
+    let _echo = prepare_ok(&engine, artifacts::ECHO, ActionConfig::default()).await;
+    assert_eq!(engine.module_loads(), 2, "echo came from the cache");
+    let _add = prepare_ok(&engine, artifacts::ADD, ActionConfig::default()).await;
+    assert_eq!(engine.module_loads(), 3, "add was compiled anew");
 }
 
 #[tokio::test]

@@ -224,20 +224,29 @@ fn a_result_that_is_not_a_dictionary_is_a_502() {
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (1, 1));
 }
 
-#[test]
-fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
+/// Runs `module` twice: both runs must be a 502 with the platform's sentence. Returns the
+/// executor's stderr after both.
+fn two_runs_without_a_valid_response(module: &str) -> String {
     let executor = Executor::runtime(&[]);
-    executor.init_ok(artifacts::wat::UNREACHABLE);
+    executor.init_ok(module);
     for _ in 0..2 {
         let answer = executor.run(json!({}));
-        assert_eq!(answer.status, 502);
         assert_eq!(
-            answer.body,
-            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
+            (answer.status, answer.body),
+            (
+                502,
+                json!({"error": "The action did not produce a valid response and exited unexpectedly."})
+            )
         );
     }
     let (stdout, stderr) = executor.logs_after(2);
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
+    stderr
+}
+
+#[test]
+fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
+    let stderr = two_runs_without_a_valid_response(artifacts::wat::UNREACHABLE);
     assert_eq!(
         stderr.matches("The action trapped: ").count(),
         2,
@@ -248,17 +257,7 @@ fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
 
 #[test]
 fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs() {
-    let executor = Executor::runtime(&[]);
-    executor.init_ok(artifacts::wat::EXIT_CODE);
-    for _ in 0..2 {
-        let answer = executor.run(json!({}));
-        assert_eq!(answer.status, 502);
-        assert_eq!(
-            answer.body,
-            json!({"error": "The action did not produce a valid response and exited unexpectedly."})
-        );
-    }
-    let (_, stderr) = executor.logs_after(2);
+    let stderr = two_runs_without_a_valid_response(artifacts::wat::EXIT_CODE);
     assert_eq!(
         stderr.matches("The action exited with code 3.\n").count(),
         2,

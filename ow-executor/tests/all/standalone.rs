@@ -651,15 +651,8 @@ fn idle_containers_are_dropped_and_prepared_again() {
     );
 }
 
-#[test]
-fn the_concurrency_limit_queues_activations_of_one_action() {
-    let (server, _data) = server();
-    create(
-        &server,
-        "sleep",
-        artifacts::SLEEP,
-        json!({"limits": {"concurrency": 1}}),
-    );
+/// Invokes the `sleep` action twice at once, blocking, for 500 ms each; the two records.
+fn two_sleeps_at_once(server: Executor) -> Vec<Value> {
     let server = std::sync::Arc::new(server);
     let threads: Vec<_> = (0..2)
         .map(|_| {
@@ -669,14 +662,21 @@ fn the_concurrency_limit_queues_activations_of_one_action() {
             })
         })
         .collect();
-    let waits: Vec<u64> = threads
-        .into_iter()
-        .map(|t| {
-            annotation(&t.join().unwrap(), "waitTime")
-                .unwrap()
-                .as_u64()
-                .unwrap()
-        })
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn the_concurrency_limit_queues_activations_of_one_action() {
+    let (server, _data) = server();
+    create(
+        &server,
+        "sleep",
+        artifacts::SLEEP,
+        json!({"limits": {"concurrency": 1}}),
+    );
+    let waits: Vec<u64> = two_sleeps_at_once(server)
+        .iter()
+        .map(|record| annotation(record, "waitTime").unwrap().as_u64().unwrap())
         .collect();
     // One ran at once; the other waited for it to finish.
     assert!(waits.iter().any(|&w| w >= 400), "waitTime {waits:?}");
@@ -791,16 +791,7 @@ fn the_concurrency_limit_holds_when_two_invokes_find_the_action_cold() {
         json!({"limits": {"concurrency": 1}}),
     );
     std::thread::sleep(Duration::from_millis(800)); // dropped as idle
-    let server = std::sync::Arc::new(server);
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let server = server.clone();
-            std::thread::spawn(move || {
-                invoke(&server, "sleep", "blocking=true", json!({"ms": 500})).body
-            })
-        })
-        .collect();
-    let records: Vec<Value> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let records = two_sleeps_at_once(server);
     let cold = records
         .iter()
         .filter(|record| annotation(record, "initTime").is_some())
