@@ -17,6 +17,9 @@ pub const MAX_ZIP_ENTRIES: usize = 1024;
 /// The entry picked when `main` does not name one.
 pub const DEFAULT_ENTRY: &str = "action.wasm";
 
+/// How the names of a Wasmtime artifact's own ELF sections begin.
+const WASMTIME_SECTION_PREFIX: &[u8] = b".wasmtime";
+
 /// What a blob of action code turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModuleFormat {
@@ -24,8 +27,10 @@ pub enum ModuleFormat {
     CoreModule,
     /// A WebAssembly component (`\0asm`, layer 1).
     Component,
-    /// A Wasmtime precompiled artifact (an ELF file).
+    /// A Wasmtime precompiled artifact (an ELF file with `.wasmtime` sections).
     WasmtimeArtifact,
+    /// Any other ELF file: a program built for a machine rather than for WebAssembly.
+    NativeProgram,
     /// A Wasmer serialized artifact.
     WasmerArtifact,
     /// A WAMR ahead-of-time module (`\0aot`).
@@ -53,7 +58,15 @@ impl ModuleFormat {
             };
         }
         if bytes.starts_with(b"\x7fELF") {
-            Self::WasmtimeArtifact
+            // Wasmtime names its sections `.wasmtime.engine`, `.wasmtime.info`, …
+            if bytes
+                .windows(WASMTIME_SECTION_PREFIX.len())
+                .any(|w| w == WASMTIME_SECTION_PREFIX)
+            {
+                Self::WasmtimeArtifact
+            } else {
+                Self::NativeProgram
+            }
         } else if bytes.starts_with(b"\0wasmer") || bytes.starts_with(b"wasmer-") {
             Self::WasmerArtifact
         } else if bytes.starts_with(b"\0aot") {
@@ -94,6 +107,7 @@ impl fmt::Display for ModuleFormat {
             Self::CoreModule => "a WebAssembly core module",
             Self::Component => "a WebAssembly component",
             Self::WasmtimeArtifact => "a Wasmtime precompiled artifact",
+            Self::NativeProgram => "a native program (an ELF file that is not a Wasmtime artifact)",
             Self::WasmerArtifact => "a Wasmer precompiled artifact",
             Self::WamrAot => "a WAMR AOT module",
             Self::Zip => "a zip archive",
@@ -240,6 +254,10 @@ fn check_runnable(format: ModuleFormat) -> Result<(), CodeError> {
         ModuleFormat::Zip => "a zip inside a zip is not supported: zip the .wasm itself.",
         ModuleFormat::Text => {
             "build the action for wasm32-wasip1 and send the .wasm (or a zip holding it)."
+        }
+        ModuleFormat::NativeProgram => {
+            "build the action for the wasm32-wasip1 target, not for this machine, and send the \
+             .wasm (or a zip holding it)."
         }
         _ => "send a .wasm built for wasm32-wasip1, or a zip holding one.",
     };
@@ -472,7 +490,7 @@ mod tests {
 
     #[test]
     fn bare_wasmtime_artifact_is_accepted() {
-        let artifact = b"\x7fELF\x02\x01\x01\0rest of an artifact".to_vec();
+        let artifact = b"\x7fELF\x02\x01\x01\0sections: .wasmtime.engine".to_vec();
         let code = decode(&artifact, "main").expect("decodes");
         assert_eq!(code.format, ModuleFormat::WasmtimeArtifact);
         assert_eq!(code.bytes, artifact);
@@ -947,10 +965,25 @@ mod tests {
     }
 
     #[test]
-    fn sniff_elf_is_wasmtime_artifact() {
+    fn sniff_elf_with_wasmtime_sections_is_a_wasmtime_artifact_and_other_elf_a_program() {
         assert_eq!(
-            ModuleFormat::sniff(b"\x7fELF\x02\x01\x01"),
+            ModuleFormat::sniff(b"\x7fELF\x02\x01\x01\0.text\0.wasmtime.engine\0"),
             ModuleFormat::WasmtimeArtifact
+        );
+        assert_eq!(
+            ModuleFormat::sniff(b"\x7fELF\x02\x01\x01\0.text\0.data\0"),
+            ModuleFormat::NativeProgram
+        );
+    }
+
+    #[test]
+    fn a_native_program_is_not_a_module_and_the_error_says_what_to_build() {
+        let err = decode(b"\x7fELF\x02\x01\x01\0.text\0", "main").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "The action code is a native program (an ELF file that is not a Wasmtime artifact), \
+             not a WebAssembly module; build the action for the wasm32-wasip1 target, not for \
+             this machine, and send the .wasm (or a zip holding it)."
         );
     }
 
