@@ -112,7 +112,7 @@ pub async fn namespaces(headers: HeaderMap) -> Handled {
     ok(&json!([GUEST_NAMESPACE]))
 }
 
-/// `GET …/actions?skip=&limit=`.
+/// `GET …/actions?skip=&limit=&count=`.
 pub async fn list_actions(
     State(app): State<Arc<Standalone>>,
     Path(namespace): Path<String>,
@@ -120,6 +120,9 @@ pub async fn list_actions(
     headers: HeaderMap,
 ) -> Handled {
     let namespace = authorize(&headers, &namespace)?;
+    if flag(&query, "count", false)? {
+        return ok(&json!({"actions": app.store.count_actions(namespace)?}));
+    }
     let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
     let limit = list_limit(&query)?;
     let actions = app.store.actions(namespace, skip, limit)?;
@@ -308,7 +311,7 @@ fn exec_of(exec: &Value) -> Result<Value, ApiError> {
     Ok(json!({"kind": WASM_KIND, "code": code, "binary": true, "main": main}))
 }
 
-/// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=`.
+/// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`.
 pub async fn list_activations(
     State(app): State<Arc<Standalone>>,
     Path(namespace): Path<String>,
@@ -336,6 +339,10 @@ pub async fn list_activations(
         skip: number(&query, "skip", 0, u64::MAX >> 1)?,
         limit: list_limit(&query)?,
     };
+    if flag(&query, "count", false)? {
+        let count = app.store.count_activations(namespace, &filter)?;
+        return ok(&json!({ "activations": count }));
+    }
     let activations = app.store.activations(namespace, &filter)?;
     let shown = activations.iter().map(|record| {
         if docs {

@@ -229,15 +229,11 @@ impl Store {
         query: &ActivationQuery,
     ) -> Result<Vec<Value>, StoreError> {
         let connection = self.connection();
-        let mut statement = connection.prepare(
-            "SELECT record FROM activations
-             WHERE namespace = ?1
-               AND (?2 IS NULL OR name = ?2)
-               AND (?3 IS NULL OR start >= ?3)
-               AND (?4 IS NULL OR start <= ?4)
+        let mut statement = connection.prepare(&format!(
+            "SELECT record FROM activations WHERE {ACTIVATION_FILTER}
              ORDER BY start DESC, rowid DESC
-             LIMIT ?5 OFFSET ?6",
-        )?;
+             LIMIT ?5 OFFSET ?6"
+        ))?;
         let rows = statement.query_map(
             params![
                 namespace,
@@ -251,7 +247,38 @@ impl Store {
         )?;
         rows.map(|text| Ok(parse(&text?))).collect()
     }
+
+    /// How many activations of a namespace match `query`'s filters (its skip and limit aside).
+    pub fn count_activations(
+        &self,
+        namespace: &str,
+        query: &ActivationQuery,
+    ) -> Result<u64, StoreError> {
+        let count = self.connection().query_row(
+            &format!("SELECT COUNT(*) FROM activations WHERE {ACTIVATION_FILTER}"),
+            params![namespace, query.name, query.since, query.upto],
+            |row| row.get(0),
+        )?;
+        Ok(count)
+    }
+
+    /// How many actions a namespace holds.
+    pub fn count_actions(&self, namespace: &str) -> Result<u64, StoreError> {
+        let count = self.connection().query_row(
+            "SELECT COUNT(*) FROM actions WHERE namespace = ?1",
+            params![namespace],
+            |row| row.get(0),
+        )?;
+        Ok(count)
+    }
 }
+
+/// The activations of namespace `?1`, of action `?2` if not null, started at or after `?3`
+/// and at or before `?4` when those are not null.
+const ACTIVATION_FILTER: &str = "namespace = ?1
+    AND (?2 IS NULL OR name = ?2)
+    AND (?3 IS NULL OR start >= ?3)
+    AND (?4 IS NULL OR start <= ?4)";
 
 /// Records are written by this module as JSON; a row that is not is reported, not hidden.
 fn parse(text: &str) -> Value {

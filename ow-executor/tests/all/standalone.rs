@@ -300,6 +300,16 @@ fn actions_list_by_name_with_skip_and_limit() {
         call(&server, "GET", &format!("{ACTIONS}?limit=201"), None).status,
         400
     );
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            &format!("{ACTIONS}?count=true&limit=1"),
+            None
+        )
+        .body,
+        json!({"actions": 3})
+    );
 }
 
 #[test]
@@ -500,6 +510,20 @@ fn logs_and_activations_are_listed_like_openwhisk() {
     assert_eq!(docs[0]["response"]["result"], json!({"result": 2}));
     let by_name = call(&server, "GET", &format!("{ACTIVATIONS}?name=log"), None).body;
     assert_eq!(by_name.as_array().unwrap().len(), 1);
+    let counted = |query: &str| {
+        call(
+            &server,
+            "GET",
+            &format!("{ACTIVATIONS}?count=true&{query}"),
+            None,
+        )
+        .body
+    };
+    assert_eq!(
+        counted("limit=1"),
+        json!({"activations": all.as_array().unwrap().len()})
+    );
+    assert_eq!(counted("name=log"), json!({"activations": 1}));
     let paged = call(
         &server,
         "GET",
