@@ -10,7 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A boxed, sendable future: what the object-safe engine traits return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -109,6 +109,129 @@ pub struct Logs {
     pub stdout: Vec<u8>,
     /// Bytes the action wrote to stderr.
     pub stderr: Vec<u8>,
+    /// When the bytes of both streams were written, in order. An engine may cover fewer
+    /// bytes than the streams hold (what it adds at the end, a capped record): the rest count
+    /// as written when the activation ended.
+    pub writes: Vec<LogWrite>,
+}
+
+/// One of an activation's two output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl LogStream {
+    /// `stdout` or `stderr`, as OpenWhisk's log lines name them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
+/// `len` bytes written to `stream` at `at` (adjacent writes to one stream may be merged, at
+/// the time of the last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogWrite {
+    /// When.
+    pub at: SystemTime,
+    /// To which stream.
+    pub stream: LogStream,
+    /// How many bytes.
+    pub len: usize,
+}
+
+/// One line of an activation's logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When its last byte was written.
+    pub at: SystemTime,
+    /// Its stream.
+    pub stream: LogStream,
+    /// The line, without its line ending.
+    pub text: String,
+}
+
+impl Logs {
+    /// The lines of both streams in the order they were completed, as `wsk activation logs`
+    /// shows them; bytes [`Logs::writes`] does not cover count as written at `end`, stdout's
+    /// before stderr's.
+    pub fn lines(&self, end: SystemTime) -> Vec<LogLine> {
+        let mut streams = [
+            LineSplitter::new(LogStream::Stdout, &self.stdout),
+            LineSplitter::new(LogStream::Stderr, &self.stderr),
+        ];
+        let mut lines = Vec::new();
+        for write in &self.writes {
+            let splitter = match write.stream {
+                LogStream::Stdout => &mut streams[0],
+                LogStream::Stderr => &mut streams[1],
+            };
+            let upto = splitter.written.saturating_add(write.len);
+            splitter.complete_lines(upto, write.at, &mut lines);
+        }
+        for splitter in &mut streams {
+            splitter.complete_lines(usize::MAX, end, &mut lines);
+            splitter.last_line(end, &mut lines);
+        }
+        lines
+    }
+}
+
+/// Cuts one stream into lines as the writes that filled it are replayed.
+struct LineSplitter<'a> {
+    stream: LogStream,
+    bytes: &'a [u8],
+    /// How many bytes the replayed writes have covered.
+    written: usize,
+    /// Where the line not yet ended starts.
+    line_start: usize,
+}
+
+impl<'a> LineSplitter<'a> {
+    fn new(stream: LogStream, bytes: &'a [u8]) -> Self {
+        Self {
+            stream,
+            bytes,
+            written: 0,
+            line_start: 0,
+        }
+    }
+
+    /// Emits every line that a newline before `upto` ends, stamped `at`.
+    fn complete_lines(&mut self, upto: usize, at: SystemTime, lines: &mut Vec<LogLine>) {
+        self.written = upto.min(self.bytes.len());
+        while let Some(newline) = self.bytes[self.line_start..self.written]
+            .iter()
+            .position(|&byte| byte == b'\n')
+        {
+            let end = self.line_start + newline;
+            self.push(self.line_start, end, at, lines);
+            self.line_start = end + 1;
+        }
+    }
+
+    /// Emits the stream's last line when no newline ended it.
+    fn last_line(&mut self, at: SystemTime, lines: &mut Vec<LogLine>) {
+        if self.line_start < self.bytes.len() {
+            self.push(self.line_start, self.bytes.len(), at, lines);
+            self.line_start = self.bytes.len();
+        }
+    }
+
+    fn push(&self, start: usize, end: usize, at: SystemTime, lines: &mut Vec<LogLine>) {
+        let text = String::from_utf8_lossy(&self.bytes[start..end]);
+        lines.push(LogLine {
+            at,
+            stream: self.stream,
+            text: text.trim_end_matches('\r').to_owned(),
+        });
+    }
 }
 
 /// An engine: turns action code into a prepared, instantiable action.
@@ -256,5 +379,80 @@ impl RunError {
             Self::Trap { trap } => Some(format!("The action trapped: {trap}")),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn write(seconds: u64, stream: LogStream, len: usize) -> LogWrite {
+        LogWrite {
+            at: at(seconds),
+            stream,
+            len,
+        }
+    }
+
+    fn line(seconds: u64, stream: LogStream, text: &str) -> LogLine {
+        LogLine {
+            at: at(seconds),
+            stream,
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn log_lines_interleave_the_streams_in_the_order_they_were_completed() {
+        use LogStream::{Stderr, Stdout};
+        let logs = Logs {
+            stdout: b"out 1\nout 2 begins ".to_vec(),
+            stderr: b"err 1\r\nerr 2\n".to_vec(),
+            writes: vec![
+                write(1, Stdout, 6),
+                write(2, Stderr, 7),
+                write(3, Stdout, 4),
+                write(4, Stderr, 6),
+            ],
+        };
+        assert_eq!(
+            logs.lines(at(9)),
+            vec![
+                line(1, Stdout, "out 1"),
+                line(2, Stderr, "err 1"),
+                line(4, Stderr, "err 2"),
+                // Unfinished, partly written after the record: the end's time.
+                line(9, Stdout, "out 2 begins "),
+            ]
+        );
+    }
+
+    #[test]
+    fn bytes_no_write_covers_are_lines_of_the_end() {
+        use LogStream::{Stderr, Stdout};
+        let logs = Logs {
+            stdout: b"a\nb\n".to_vec(),
+            stderr: b"The action trapped: unreachable\n".to_vec(),
+            writes: vec![write(1, Stdout, 2)],
+        };
+        assert_eq!(
+            logs.lines(at(5)),
+            vec![
+                line(1, Stdout, "a"),
+                line(5, Stdout, "b"),
+                line(5, Stderr, "The action trapped: unreachable"),
+            ]
+        );
+        // A write record longer than what was kept (a stdio result line cut off) is clamped.
+        let logs = Logs {
+            stdout: b"log\n".to_vec(),
+            stderr: Vec::new(),
+            writes: vec![write(1, Stdout, 100)],
+        };
+        assert_eq!(logs.lines(at(5)), vec![line(1, Stdout, "log")]);
     }
 }

@@ -5,11 +5,12 @@
 
 use ow_common::guest::ResultLine;
 use ow_common::protocol::sentences;
-use ow_common::runtime::Logs;
+use ow_common::runtime::{LogStream, LogWrite, Logs};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::async_trait;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -35,7 +36,17 @@ struct Captured {
     /// Whether the budget dropped bytes of stderr.
     stderr_dropped: bool,
     result_line: ResultLine,
+    /// When the kept bytes were written, at most [`MAX_LOG_WRITES`] records (later bytes
+    /// count as written at the end). A write that continues an unfinished line of the same
+    /// stream joins the previous record.
+    writes: Vec<LogWrite>,
+    /// Whether the last recorded write left a line unfinished.
+    line_open: bool,
 }
+
+/// The most write records one activation keeps: a bound on their memory however an action
+/// alternates its two streams.
+const MAX_LOG_WRITES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -62,6 +73,8 @@ impl Capture {
                 stdout_dropped: false,
                 stderr_dropped: false,
                 result_line: ResultLine::default(),
+                writes: Vec::new(),
+                line_open: false,
             })),
         }
     }
@@ -106,7 +119,40 @@ impl Capture {
             stderr.extend_from_slice(sentences::logs_truncated(captured.limit as u64).as_bytes());
             stderr.push(b'\n');
         }
-        (Logs { stdout, stderr }, result)
+        let writes = std::mem::take(&mut captured.writes);
+        (
+            Logs {
+                stdout,
+                stderr,
+                writes,
+            },
+            result,
+        )
+    }
+}
+
+impl Captured {
+    fn record_write(&mut self, stream: LogStream, len: usize, ends_line: bool) {
+        let at = SystemTime::now();
+        let room = self.writes.len() < MAX_LOG_WRITES;
+        let line_open = std::mem::replace(&mut self.line_open, !ends_line);
+        match self.writes.last_mut() {
+            Some(last) if last.stream == stream && line_open => {
+                last.len += len;
+                last.at = at;
+            }
+            _ if room => self.writes.push(LogWrite { at, stream, len }),
+            _ => {}
+        }
+    }
+}
+
+impl From<Stream> for LogStream {
+    fn from(stream: Stream) -> Self {
+        match stream {
+            Stream::Stdout => Self::Stdout,
+            Stream::Stderr => Self::Stderr,
+        }
     }
 }
 
@@ -117,6 +163,10 @@ impl CaptureStream {
         let kept = bytes.len().min(captured.remaining);
         captured.remaining -= kept;
         let dropped = kept < bytes.len();
+        if kept > 0 {
+            let ends_line = bytes[kept - 1] == b'\n';
+            captured.record_write(self.stream.into(), kept, ends_line);
+        }
         match self.stream {
             Stream::Stdout => {
                 captured.stdout.extend_from_slice(&bytes[..kept]);
@@ -230,5 +280,36 @@ mod tests {
         let (logs, _) = captured(2, &[b"{}\n"], false);
         assert_eq!(logs.stdout, b"{}");
         assert!(!logs.stderr.is_empty());
+    }
+
+    #[test]
+    fn writes_are_recorded_in_order_and_an_unfinished_line_joins_its_record() {
+        let capture = Capture::new(1024);
+        capture.stdout().write_all(b"out ");
+        capture.stdout().write_all(b"1\n");
+        capture.stderr().write_all(b"err 1\n");
+        capture.stdout().write_all(b"out 2\n");
+        capture.stdout().write_all(b"out 3\n");
+        let (logs, _) = capture.finish(false);
+        let records: Vec<(LogStream, usize)> = logs
+            .writes
+            .iter()
+            .map(|write| (write.stream, write.len))
+            .collect();
+        assert_eq!(
+            records,
+            [
+                (LogStream::Stdout, 6),
+                (LogStream::Stderr, 6),
+                (LogStream::Stdout, 6),
+                (LogStream::Stdout, 6)
+            ]
+        );
+        let texts: Vec<String> = logs
+            .lines(SystemTime::now())
+            .into_iter()
+            .map(|line| line.text)
+            .collect();
+        assert_eq!(texts, ["out 1", "err 1", "out 2", "out 3"]);
     }
 }

@@ -207,8 +207,7 @@ impl Standalone {
                 };
                 let Completion { outcome, logs } = warm.action.run(activation).await;
                 let end = SystemTime::now();
-                let mut lines = records::log_lines(end, "stdout", &logs.stdout);
-                lines.extend(records::log_lines(end, "stderr", &logs.stderr));
+                let lines = records::log_lines(&logs, end);
                 let timed_out = matches!(outcome, Err(RunError::Timeout { .. }));
                 let status = ActivationStatus::of(&outcome);
                 let result = outcome.unwrap_or_else(|error| json!({ "error": error.to_string() }));

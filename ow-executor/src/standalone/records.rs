@@ -1,7 +1,7 @@
 //! The JSON records of the REST API, shaped like OpenWhisk's: actions as stored and listed,
 //! activations as recorded, and the log line format.
 
-use ow_common::runtime::RunError;
+use ow_common::runtime::{Logs, RunError};
 use serde_json::{Map, Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -150,12 +150,15 @@ pub fn activation_summary(record: &Value) -> Value {
     Value::Object(summary)
 }
 
-/// Splits captured output into OpenWhisk log lines: `<time padded to 30> <stream>: <line>`.
-pub fn log_lines(time: SystemTime, stream: &str, bytes: &[u8]) -> Vec<String> {
-    let stamp = format!("{:<30}", iso8601_nanos(time));
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(|line| format!("{stamp} {stream}: {line}"))
+/// An activation's logs as OpenWhisk stores them, in the order they were written:
+/// `<time padded to 30> <stream>: <line>`.
+pub fn log_lines(logs: &Logs, end: SystemTime) -> Vec<String> {
+    logs.lines(end)
+        .into_iter()
+        .map(|line| {
+            let stamp = iso8601_nanos(line.at);
+            format!("{stamp:<30} {}: {}", line.stream.name(), line.text)
+        })
         .collect()
 }
 
@@ -216,11 +219,17 @@ mod tests {
     #[test]
     fn log_lines_carry_time_and_stream() {
         let time = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        let logs = Logs {
+            stdout: b"one\ntwo\n".to_vec(),
+            stderr: b"three\n".to_vec(),
+            writes: Vec::new(),
+        };
         assert_eq!(
-            log_lines(time, "stdout", b"one\ntwo\n"),
+            log_lines(&logs, time),
             vec![
                 "2023-11-14T22:13:20.000000005Z stdout: one",
-                "2023-11-14T22:13:20.000000005Z stdout: two"
+                "2023-11-14T22:13:20.000000005Z stdout: two",
+                "2023-11-14T22:13:20.000000005Z stderr: three"
             ]
         );
     }
