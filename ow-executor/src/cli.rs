@@ -124,8 +124,9 @@ pub struct EngineArgs {
     pub trust_precompiled: bool,
 
     /// Activations that may run at once (instance slots the engine reserves); more wait for
-    /// a slot until their deadline.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), env = "OW_MAX_INSTANCES")]
+    /// a slot until their deadline. Each slot reserves about 4 GiB of address space (not
+    /// memory), hence the bound.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000), env = "OW_MAX_INSTANCES")]
     pub max_instances: u32,
 }
 

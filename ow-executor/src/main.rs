@@ -11,7 +11,7 @@ use ow_executor::{runtime, server, telemetry};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
@@ -79,13 +79,25 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             (listener, executor.router())
         }
     };
-    server::serve(listener, router, shutdown_signal())
+    let stopping = Arc::new(std::sync::OnceLock::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = stopping.set(Instant::now());
+        }
+    };
+    server::serve(listener, router, signal)
         .shutdown_grace(shutdown_grace)
         .await
         .context("the server failed")?;
-    // Activations accepted with a 202 run on after their request ended.
+    // Activations accepted with a 202 run on after their request ended: they get what is
+    // left of the grace period.
     if let Some(standalone) = standalone_server {
-        standalone.finish_activations(shutdown_grace).await;
+        let spent = stopping.get().map_or(Duration::ZERO, Instant::elapsed);
+        standalone
+            .finish_activations(shutdown_grace.saturating_sub(spent))
+            .await;
     }
     Ok(())
 }

@@ -150,7 +150,11 @@ impl WasmtimeAction {
                 }
             }
         };
-        let (logs, result_line) = capture.finish(stdio);
+        // A WASI command that finished answers on its last stdout line; one that failed
+        // answered nothing, and every line it printed is a log.
+        let answered_on_stdout =
+            stdio && matches!(outcome, Ok(_) | Err(RunError::Exit { code: 0 }));
+        let (logs, result_line) = capture.finish(answered_on_stdout);
         let outcome = match (outcome, self.abi) {
             (Ok(bytes), GuestAbi::Sdk { .. }) => guest::parse_result(&bytes),
             // A WASI command that finished (or exited 0) answers on its last stdout line.

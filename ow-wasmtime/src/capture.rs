@@ -133,16 +133,17 @@ impl Capture {
 
 impl Captured {
     fn record_write(&mut self, stream: LogStream, len: usize, ends_line: bool) {
+        if self.writes.len() >= MAX_LOG_WRITES {
+            return; // the rest counts as written at the end
+        }
         let at = SystemTime::now();
-        let room = self.writes.len() < MAX_LOG_WRITES;
         let line_open = std::mem::replace(&mut self.line_open, !ends_line);
         match self.writes.last_mut() {
             Some(last) if last.stream == stream && line_open => {
                 last.len += len;
                 last.at = at;
             }
-            _ if room => self.writes.push(LogWrite { at, stream, len }),
-            _ => {}
+            _ => self.writes.push(LogWrite { at, stream, len }),
         }
     }
 }

@@ -143,7 +143,6 @@ impl Wasmtime {
             .get(&code.hash)
             .and_then(Weak::upgrade);
         if let Some(module) = cached {
-            self.keep_recent(&module);
             return Ok(module);
         }
         let module = match code.format {
@@ -176,8 +175,6 @@ impl Wasmtime {
                 module
             }
         };
-        drop(modules);
-        self.keep_recent(&module);
         Ok(module)
     }
 
@@ -227,6 +224,8 @@ impl Wasmtime {
                 dir.display()
             )));
         }
+        // Only code that prepared counts as recent: refused code is not kept compiled.
+        self.keep_recent(&module);
         Ok(Arc::new(WasmtimeAction::new(
             pre,
             module,

@@ -190,24 +190,19 @@ pub async fn put_action(
         })?;
     // Another create or update of this action may have landed while this one prepared: the
     // store writes only over what this request read, so one of two racing writes wins.
-    match &existing {
-        None if !app.store.create_action(namespace, &name, &record)? => {
-            return Err(already_exists());
-        }
-        Some(read) => {
-            let read_version = read["version"].as_str().unwrap_or_default();
-            if !app
-                .store
-                .update_action(namespace, &name, &record, read_version)?
-            {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "Concurrent modification to resource detected.",
-                )
-                .into());
-            }
-        }
-        None => {}
+    let stored = match &existing {
+        None => app.store.create_action(namespace, &name, &record)?,
+        Some(read) => app.store.update_action(namespace, &name, &record, read)?,
+    };
+    if !stored {
+        return Err(match existing {
+            None => already_exists(),
+            Some(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "Concurrent modification to resource detected.",
+            )
+            .into(),
+        });
     }
     app.pool.install(namespace, &name, warm).await;
     ok(&record)

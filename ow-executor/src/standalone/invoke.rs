@@ -74,11 +74,17 @@ pub async fn invoke(
         match tokio::time::timeout(Duration::from_millis(wait_ms), task).await {
             // The activation goes on and is recorded; the caller polls for it by id.
             Err(_elapsed) => accepted(),
-            Ok(Err(join_error)) => Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("The activation failed inside the server: {join_error}"),
-            )
-            .into()),
+            Ok(Err(join_error)) => {
+                // Record it, so that the id this answer carries leads somewhere.
+                let message = format!("The activation failed inside the server: {join_error}");
+                let mut failed = interrupted;
+                failed["response"] = records::response(
+                    ActivationStatus::InternalError,
+                    &json!({ "error": message }),
+                );
+                app.store.put_activation(&failed)?;
+                Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into())
+            }
             Ok(Ok(Err(store_error))) => Err(store_error.into()),
             Ok(Ok(Ok(activation))) => {
                 let status = match activation["response"]["status"].as_str() {
@@ -227,7 +233,7 @@ impl Standalone {
             "publish": false,
             "start": start_ms,
             "end": end_ms,
-            "duration": end_ms - start_ms,
+            "duration": end_ms.saturating_sub(start_ms),
             "response": records::response(status, &result),
             "logs": logs,
             "annotations": annotations,
@@ -239,7 +245,7 @@ impl Standalone {
             cold = activation["annotations"]
                 .as_array()
                 .is_some_and(|a| records::lookup(a, "initTime").is_some()),
-            duration_ms = end_ms - start_ms,
+            duration_ms = end_ms.saturating_sub(start_ms),
             status = status.as_str(),
             "activation finished"
         );

@@ -1,7 +1,7 @@
 //! The warm-container pool of standalone mode: one prepared action per action version, reused
 //! by every warm start, dropped after an idle time, re-prepared after an update. Each action
-//! has one slot: concurrent cold starts of it prepare once, and its concurrency permits
-//! outlive the entry (an idle drop or an update with the same limit keeps them), so the limit
+//! has one slot: concurrent cold starts of it prepare once, an update with the same limit
+//! keeps the permits, and no entry whose permits are held is dropped, so the concurrency limit
 //! holds across cold starts.
 
 use crate::standalone::records::{ActionLimits, lookup};
@@ -179,7 +179,8 @@ impl WarmPool {
     }
 
     /// Drops entries idle for longer than the idle timeout. An entry an activation still holds
-    /// (one that runs longer than the idle timeout) or one being prepared is kept.
+    /// (one that runs longer than the idle timeout), whose permits an activation of an older
+    /// version holds, or that is being prepared is kept.
     pub fn drop_idle(&self) -> usize {
         let now = Instant::now();
         let mut slots = self.slots.lock().expect("pool lock");
@@ -188,8 +189,11 @@ impl WarmPool {
             let Ok(mut current) = slot.warm.try_lock() else {
                 return true; // a cold start is preparing it
             };
+            // Idle: no activation holds the entry or (an older version's) permits, and none
+            // came for the idle timeout.
             let idle = current.as_ref().is_some_and(|warm| {
                 Arc::strong_count(warm) == 1
+                    && warm.permits.available_permits() == warm.limits.concurrency as usize
                     && now.duration_since(*warm.last_used.lock().expect("last-used lock"))
                         >= self.idle_timeout
             });
@@ -247,4 +251,48 @@ pub fn provides_api_key(record: &Value) -> bool {
         .as_array()
         .and_then(|list| lookup(list, "provide-api-key"))
         .is_some_and(|value| value == true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use ow_wasm_action_artifacts as artifacts;
+    use serde_json::json;
+
+    fn sleep_action(version: &str) -> Value {
+        let zip =
+            ow_common::code::zip_module("action.wasm", &artifacts::read(artifacts::SLEEP)).unwrap();
+        let code = base64::engine::general_purpose::STANDARD.encode(zip);
+        json!({"name": "sleep", "version": version, "exec": {"code": code},
+               "limits": {"concurrency": 1}})
+    }
+
+    #[tokio::test]
+    async fn an_entry_is_not_dropped_while_an_older_version_holds_its_permit() {
+        let engine = crate::engines::build(Default::default(), &Default::default()).unwrap();
+        let pool = WarmPool::new(engine, Duration::ZERO);
+        let (first, cold) = pool.get("guest", &sleep_action("0.0.1")).await.unwrap();
+        assert!(cold.is_some());
+        // An activation of 0.0.1 runs while the action is updated to 0.0.2.
+        let running = first.permits.clone().acquire_owned().await.unwrap();
+        let second = pool.prepare(&sleep_action("0.0.2")).await.unwrap();
+        pool.install("guest", "sleep", second).await;
+        let (current, cold) = pool.get("guest", &sleep_action("0.0.2")).await.unwrap();
+        assert!(cold.is_none(), "installed warm");
+        assert!(
+            Arc::ptr_eq(&current.permits, &first.permits),
+            "same limit, same permits"
+        );
+        drop((first, current));
+
+        assert_eq!(
+            pool.drop_idle(),
+            0,
+            "0.0.1's activation still holds the one permit"
+        );
+        drop(running);
+        assert_eq!(pool.drop_idle(), 1);
+        assert!(pool.is_empty());
+    }
 }

@@ -118,19 +118,28 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// Replaces an action that is still at `expected_version`; false (and nothing written)
-    /// when another update or a delete came first.
+    /// Replaces an action that is still the one `read` (same version, same update time);
+    /// false (and nothing written) when another update, or a delete and a new create, came
+    /// first.
     pub fn update_action(
         &self,
         namespace: &str,
         name: &str,
         record: &Value,
-        expected_version: &str,
+        read: &Value,
     ) -> Result<bool, StoreError> {
         let updated = self.connection().execute(
             "UPDATE actions SET record = ?3
-             WHERE namespace = ?1 AND name = ?2 AND json_extract(record, '$.version') = ?4",
-            params![namespace, name, record.to_string(), expected_version],
+             WHERE namespace = ?1 AND name = ?2
+               AND json_extract(record, '$.version') = ?4
+               AND json_extract(record, '$.updated') = ?5",
+            params![
+                namespace,
+                name,
+                record.to_string(),
+                read["version"].as_str().unwrap_or_default(),
+                read["updated"].as_u64().unwrap_or_default()
+            ],
         )?;
         Ok(updated == 1)
     }
@@ -349,26 +358,26 @@ mod tests {
     fn a_second_create_and_a_stale_update_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = json!({"name": "add", "version": "0.0.1"});
+        let first = json!({"name": "add", "version": "0.0.1", "updated": 1});
         assert!(store.create_action("guest", "add", &first).unwrap());
-        assert!(
-            !store
-                .create_action("guest", "add", &json!({"version": "9.9.9"}))
-                .unwrap()
-        );
-        let second = json!({"name": "add", "version": "0.0.2"});
+        let other = json!({"version": "9.9.9"});
+        assert!(!store.create_action("guest", "add", &other).unwrap());
+        let second = json!({"name": "add", "version": "0.0.2", "updated": 2});
         assert!(
             store
-                .update_action("guest", "add", &second, "0.0.1")
+                .update_action("guest", "add", &second, &first)
                 .unwrap()
         );
         let stale = json!({"name": "add", "version": "0.0.2", "stale": true});
-        assert!(
-            !store
-                .update_action("guest", "add", &stale, "0.0.1")
-                .unwrap()
-        );
+        assert!(!store.update_action("guest", "add", &stale, &first).unwrap());
         assert_eq!(store.action("guest", "add").unwrap().unwrap(), second);
+        // Deleted and created anew at the same version while an update prepared: not the
+        // action the update read.
+        assert!(store.delete_action("guest", "add").unwrap());
+        let recreated = json!({"name": "add", "version": "0.0.1", "updated": 3});
+        assert!(store.create_action("guest", "add", &recreated).unwrap());
+        assert!(!store.update_action("guest", "add", &stale, &first).unwrap());
+        assert_eq!(store.action("guest", "add").unwrap().unwrap(), recreated);
     }
 
     #[test]

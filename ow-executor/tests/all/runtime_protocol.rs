@@ -225,8 +225,8 @@ fn a_result_that_is_not_a_dictionary_is_a_502() {
 }
 
 /// Runs `module` twice: both runs must be a 502 with the platform's sentence. Returns the
-/// executor's stderr after both.
-fn two_runs_without_a_valid_response(module: &str) -> String {
+/// executor's stdout and stderr after both.
+fn two_runs_without_a_valid_response(module: &str) -> (String, String) {
     let executor = Executor::runtime(&[]);
     executor.init_ok(module);
     for _ in 0..2 {
@@ -241,12 +241,12 @@ fn two_runs_without_a_valid_response(module: &str) -> String {
     }
     let (stdout, stderr) = executor.logs_after(2);
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
-    stderr
+    (stdout, stderr)
 }
 
 #[test]
 fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
-    let stderr = two_runs_without_a_valid_response(artifacts::wat::UNREACHABLE);
+    let (_, stderr) = two_runs_without_a_valid_response(artifacts::wat::UNREACHABLE);
     assert_eq!(
         stderr.matches("The action trapped: ").count(),
         2,
@@ -257,7 +257,9 @@ fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
 
 #[test]
 fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs() {
-    let stderr = two_runs_without_a_valid_response(artifacts::wat::EXIT_CODE);
+    let (stdout, stderr) = two_runs_without_a_valid_response(artifacts::wat::EXIT_CODE);
+    // A command that failed answered nothing: its last stdout line is a log like the others.
+    assert_eq!(stdout.matches("config missing\n").count(), 2, "{stdout}");
     assert_eq!(
         stderr.matches("The action exited with code 3.\n").count(),
         2,
