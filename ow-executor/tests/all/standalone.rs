@@ -700,6 +700,16 @@ fn two_sleeps_at_once(server: Executor) -> Vec<Value> {
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// Of two 500 ms activations under a concurrency limit of 1, one ran at once and the other
+/// waited for it to finish.
+fn assert_one_waited_for_the_other(records: &[Value]) {
+    let waits: Vec<u64> = records
+        .iter()
+        .map(|record| annotation(record, "waitTime").unwrap().as_u64().unwrap())
+        .collect();
+    assert!(waits.iter().any(|&w| w >= 400), "waitTime {waits:?}");
+}
+
 #[test]
 fn the_concurrency_limit_queues_activations_of_one_action() {
     let (server, _data) = server();
@@ -709,12 +719,7 @@ fn the_concurrency_limit_queues_activations_of_one_action() {
         artifacts::SLEEP,
         json!({"limits": {"concurrency": 1}}),
     );
-    let waits: Vec<u64> = two_sleeps_at_once(server)
-        .iter()
-        .map(|record| annotation(record, "waitTime").unwrap().as_u64().unwrap())
-        .collect();
-    // One ran at once; the other waited for it to finish.
-    assert!(waits.iter().any(|&w| w >= 400), "waitTime {waits:?}");
+    assert_one_waited_for_the_other(&two_sleeps_at_once(server));
 }
 
 #[test]
@@ -832,11 +837,7 @@ fn the_concurrency_limit_holds_when_two_invokes_find_the_action_cold() {
         .filter(|record| annotation(record, "initTime").is_some())
         .count();
     assert_eq!(cold, 1, "prepared once: {records:?}");
-    let waits: Vec<u64> = records
-        .iter()
-        .map(|record| annotation(record, "waitTime").unwrap().as_u64().unwrap())
-        .collect();
-    assert!(waits.iter().any(|&w| w >= 400), "waitTime {waits:?}");
+    assert_one_waited_for_the_other(&records);
 }
 
 #[test]
