@@ -5,7 +5,7 @@
 
 use super::api::{QueryMap, flag, number};
 use super::auth::authorize;
-use super::records::{self, ActivationStatus, WASM_KIND};
+use super::records::{self, ActivationStatus};
 use super::{RestError, Standalone, new_id, pool, with_activation_id};
 use crate::error::{ApiError, json_response};
 use axum::body::Body;
@@ -107,30 +107,21 @@ pub async fn invoke(
 
 /// The record kept for an activation that the server stopped before it finished.
 fn interrupted_record(namespace: &str, record: &Value, activation_id: &str) -> Value {
-    let name = record["name"].as_str().unwrap_or_default();
     let start = records::epoch_millis(SystemTime::now());
     let result = json!({
         "error": "The activation was interrupted: the server stopped before it finished."
     });
-    json!({
-        "namespace": namespace,
-        "name": name,
-        "version": record["version"],
-        "subject": namespace,
-        "activationId": activation_id,
-        "publish": false,
-        "start": start,
-        "end": start,
-        "duration": 0,
-        "response": records::response(ActivationStatus::InternalError, &result),
-        "logs": [],
-        "annotations": [
-            {"key": "path", "value": format!("{namespace}/{name}")},
-            {"key": "kind", "value": WASM_KIND},
-            {"key": "limits", "value": record["limits"]},
-            {"key": "timeout", "value": false},
-        ],
-    })
+    let mut annotations = records::activation_annotations(namespace, record);
+    annotations.push(json!({"key": "timeout", "value": false}));
+    records::activation_record(
+        namespace,
+        record,
+        activation_id,
+        (start, start),
+        records::response(ActivationStatus::InternalError, &result),
+        Vec::new(),
+        annotations,
+    )
 }
 
 /// The invoke body: a JSON object of parameters; empty means none.
@@ -161,14 +152,8 @@ impl Standalone {
         activation_id: String,
         received: Instant,
     ) -> Result<Value, super::store::StoreError> {
-        let name = record["name"].as_str().unwrap_or_default().to_owned();
-        let version = record["version"].as_str().unwrap_or_default().to_owned();
         let start = SystemTime::now();
-        let mut annotations = vec![
-            json!({"key": "path", "value": format!("{namespace}/{name}")}),
-            json!({"key": "kind", "value": WASM_KIND}),
-            json!({"key": "limits", "value": record["limits"]}),
-        ];
+        let mut annotations = records::activation_annotations(namespace, &record);
         let (status, result, logs, timed_out) = match self.pool.get(namespace, &record).await {
             Err(error) => {
                 let result =
@@ -224,24 +209,19 @@ impl Standalone {
         let end = SystemTime::now();
         let start_ms = records::epoch_millis(start);
         let end_ms = records::epoch_millis(end);
-        let activation = json!({
-            "namespace": namespace,
-            "name": name,
-            "version": version,
-            "subject": namespace,
-            "activationId": activation_id,
-            "publish": false,
-            "start": start_ms,
-            "end": end_ms,
-            "duration": end_ms.saturating_sub(start_ms),
-            "response": records::response(status, &result),
-            "logs": logs,
-            "annotations": annotations,
-        });
+        let activation = records::activation_record(
+            namespace,
+            &record,
+            &activation_id,
+            (start_ms, end_ms),
+            records::response(status, &result),
+            logs,
+            annotations,
+        );
         self.store.put_activation(&activation)?;
         tracing::info!(
             activation_id,
-            action = name,
+            action = record["name"].as_str().unwrap_or_default(),
             cold = activation["annotations"]
                 .as_array()
                 .is_some_and(|a| records::lookup(a, "initTime").is_some()),

@@ -106,6 +106,43 @@ impl ActivationStatus {
     }
 }
 
+/// The annotations every activation record of the stored `action` starts with: its `path`,
+/// `kind` and `limits`.
+pub fn activation_annotations(namespace: &str, action: &Value) -> Vec<Value> {
+    let name = action["name"].as_str().unwrap_or_default();
+    vec![
+        json!({"key": "path", "value": format!("{namespace}/{name}")}),
+        json!({"key": "kind", "value": WASM_KIND}),
+        json!({"key": "limits", "value": action["limits"]}),
+    ]
+}
+
+/// An activation record of the stored `action`, shaped like OpenWhisk's.
+pub fn activation_record(
+    namespace: &str,
+    action: &Value,
+    activation_id: &str,
+    (start_ms, end_ms): (u64, u64),
+    response: Value,
+    logs: Vec<String>,
+    annotations: Vec<Value>,
+) -> Value {
+    json!({
+        "namespace": namespace,
+        "name": action["name"].as_str().unwrap_or_default(),
+        "version": action["version"].as_str().unwrap_or_default(),
+        "subject": namespace,
+        "activationId": activation_id,
+        "publish": false,
+        "start": start_ms,
+        "end": end_ms,
+        "duration": end_ms.saturating_sub(start_ms),
+        "response": response,
+        "logs": logs,
+        "annotations": annotations,
+    })
+}
+
 /// The `response` object of an activation record.
 pub fn response(status: ActivationStatus, result: &Value) -> Value {
     let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
