@@ -84,11 +84,7 @@ impl Completion {
     /// (an exit code, a trap) is added to the logs as the last stderr line.
     pub fn new(outcome: Result<Value, RunError>, mut logs: Logs) -> Self {
         if let Some(detail) = outcome.as_ref().err().and_then(RunError::detail) {
-            if !logs.stderr.is_empty() && !logs.stderr.ends_with(b"\n") {
-                logs.stderr.push(b'\n');
-            }
-            logs.stderr.extend_from_slice(detail.as_bytes());
-            logs.stderr.push(b'\n');
+            logs.push_stderr_line(&detail);
         }
         Self { outcome, logs }
     }
@@ -158,6 +154,16 @@ pub struct LogLine {
 }
 
 impl Logs {
+    /// Adds a line of the platform's own (a truncation notice, a trap) to the end of stderr,
+    /// on a line of its own.
+    pub fn push_stderr_line(&mut self, line: &str) {
+        if !self.stderr.is_empty() && !self.stderr.ends_with(b"\n") {
+            self.stderr.push(b'\n');
+        }
+        self.stderr.extend_from_slice(line.as_bytes());
+        self.stderr.push(b'\n');
+    }
+
     /// The lines of both streams in the order they were completed, as `wsk activation logs`
     /// shows them; bytes [`Logs::writes`] does not cover count as written at `end`, stdout's
     /// before stderr's.

@@ -98,36 +98,30 @@ impl Capture {
     pub(crate) fn finish(&self, stdio_result: bool) -> (Logs, Option<(Vec<u8>, usize)>) {
         let mut captured = self.shared.lock().expect("capture lock");
         let mut stdout = std::mem::take(&mut captured.stdout);
-        let mut stderr = std::mem::take(&mut captured.stderr);
         let mut result = None;
-        let mut truncated = captured.stdout_dropped || captured.stderr_dropped;
-        if stdio_result {
+        let stdout_logs_lost = if stdio_result {
             // The result line is not a log: only bytes before it count as lost logs.
             let logs_len = captured.result_line.logs_len();
-            truncated = captured.stderr_dropped || logs_len > stdout.len();
             result = captured
                 .result_line
                 .line()
                 .map(<[u8]>::to_vec)
                 .zip(captured.result_line.line_len());
+            let lost = logs_len > stdout.len();
             stdout.truncate(logs_len);
+            lost
+        } else {
+            captured.stdout_dropped
+        };
+        let mut logs = Logs {
+            stdout,
+            stderr: std::mem::take(&mut captured.stderr),
+            writes: std::mem::take(&mut captured.writes),
+        };
+        if captured.stderr_dropped || stdout_logs_lost {
+            logs.push_stderr_line(&sentences::logs_truncated(captured.limit as u64));
         }
-        if truncated {
-            if !stderr.is_empty() && !stderr.ends_with(b"\n") {
-                stderr.push(b'\n');
-            }
-            stderr.extend_from_slice(sentences::logs_truncated(captured.limit as u64).as_bytes());
-            stderr.push(b'\n');
-        }
-        let writes = std::mem::take(&mut captured.writes);
-        (
-            Logs {
-                stdout,
-                stderr,
-                writes,
-            },
-            result,
-        )
+        (logs, result)
     }
 }
 
