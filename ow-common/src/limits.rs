@@ -71,9 +71,7 @@ impl ActionLimits {
     pub fn from_json(value: &Value) -> Self {
         Self::default().merged(Some(value)).unwrap_or_default()
     }
-}
 
-impl ActionLimits {
     /// The limits an engine enforces for these (the result cap is OpenWhisk's 1 MB).
     pub fn engine_limits(self) -> Limits {
         Limits {

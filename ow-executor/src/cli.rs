@@ -1,7 +1,7 @@
 //! Command-line arguments of `ow-executor`. Every flag can also come from an `OW_*`
 //! environment variable; everything is validated before a socket is bound.
 
-use crate::engines::{EngineKind, EngineOptions};
+use crate::engines::{DEFAULT_MAX_INSTANCES, EngineKind, EngineOptions};
 use clap::{Args, Parser, Subcommand};
 use ow_common::runtime::{Limits, WasmRuntime};
 use std::net::SocketAddr;
@@ -126,7 +126,7 @@ pub struct EngineArgs {
     /// Activations that may run at once (instance slots the engine reserves); more wait for
     /// a slot until their deadline. Each slot reserves about 4 GiB of address space (not
     /// memory), hence the bound.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000), env = "OW_MAX_INSTANCES")]
+    #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES, value_parser = clap::value_parser!(u32).range(1..=20_000), env = "OW_MAX_INSTANCES")]
     pub max_instances: u32,
 }
 

@@ -21,6 +21,9 @@ impl Default for EngineKind {
     }
 }
 
+/// Activations that may run at once unless `--max-instances` says otherwise.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
 /// Engine settings common to every engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -34,7 +37,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             trust_precompiled: false,
-            max_instances: 1000,
+            max_instances: DEFAULT_MAX_INSTANCES,
         }
     }
 }
