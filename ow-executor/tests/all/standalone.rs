@@ -802,15 +802,10 @@ fn oversized_bodies_are_refused_with_413_and_a_sentence() {
     assert_eq!(answer.body, json!({"result": 2}));
 }
 
-#[test]
-fn startup_prints_the_wsk_command_that_points_at_this_server() {
-    let (server, _data) = server();
-    let expected = format!(
-        "wsk property set --apihost '{}' --auth '{GUEST}'",
-        server.base_url
-    );
+/// Waits (at most 10 s) until the server has printed `expected` on stdout.
+fn wait_for_stdout(server: &Executor, expected: &str) {
     let started = Instant::now();
-    while !server.stdout().contains(&expected) {
+    while !server.stdout().contains(expected) {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "stdout: {}",
@@ -818,6 +813,16 @@ fn startup_prints_the_wsk_command_that_points_at_this_server() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn startup_prints_the_wsk_command_that_points_at_this_server() {
+    let (server, _data) = server();
+    let expected = format!(
+        "wsk property set --apihost '{}' --auth '{GUEST}'",
+        server.base_url
+    );
+    wait_for_stdout(&server, &expected);
 }
 
 #[test]
@@ -886,13 +891,5 @@ fn a_wildcard_listen_address_is_advertised_as_loopback() {
     let server = Executor::standalone(data.path(), &["--listen", "0.0.0.0:0"]);
     let port = server.base_url.rsplit(':').next().unwrap().to_owned();
     let expected = format!("--apihost 'http://127.0.0.1:{port}'");
-    let started = Instant::now();
-    while !server.stdout().contains(&expected) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "stdout: {}",
-            server.stdout()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_stdout(&server, &expected);
 }
