@@ -1,0 +1,221 @@
+//! WAMR 2.4.3 (its fast interpreter, through `wamrx-sys`) behind ow-wasm's
+//! [`WasmRuntime`](ow_common::runtime::WasmRuntime) trait: [`Wamr`] is the shared host layer
+//! ([`Host`]) around [`WamrEngine`].
+//!
+//! What it does:
+//!
+//! * Each module is loaded (validated and prepared for the interpreter) once per content hash;
+//!   every activation gets a fresh instance with its own WASI preview 1 context: `argv`
+//!   `["action"]`, the activation's environment, the granted directory at `/data` and nothing
+//!   else of the host's file system, stdin holding the parameters (stdio ABI), and stdout and
+//!   stderr drained from pipes into the log capture while the guest runs, so the log budget
+//!   bounds the executor's memory however much an action prints.
+//! * Linear memory is capped at the action's memory limit (`max_memory_pages`); a growth the cap
+//!   refuses is noticed, so the trap that follows reads as the memory limit.
+//! * At its deadline an instance is stopped by `wasm_runtime_terminate`: a loop stops within a
+//!   millisecond; a wait in `http`.`get` ends at once.
+//! * Imports are checked at prepare: WASI preview 1 functions, and `http`.`get` for actions
+//!   granted `net_access`, each with the type the executor provides; anything else is refused.
+//! * Traps (including stack exhaustion) are reported in WAMR's words.
+//!
+//! What it does not do:
+//!
+//! * No suspension: WAMR cannot pause a call, so every activation holds one of the crate's
+//!   instance threads from instantiation to teardown, while it computes and while it waits (a
+//!   WASI sleep, a blocking read, `http`.`get`). The pool grows on demand up to the engine's
+//!   instance slots (`--max-instances`) and shrinks when idle; concurrency costs one OS thread
+//!   and five file descriptors (stdin, and a pipe each for stdout and stderr) per activation
+//!   in flight, so the process's thread and open-file limits bound it.
+//! * stdout and stderr are drained separately, so lines the guest writes to the two streams
+//!   within the same moment may be recorded in either order (each stream's own order is kept).
+//! * A WASI sleep is stopped up to a second late: WAMR sleeps in one-second steps and checks
+//!   for the stop between them.
+//! * A module's start function, and a WASI reactor's `_initialize` (which WAMR calls itself
+//!   while instantiating any module importing WASI), run before the instance can be stopped:
+//!   the deadline cannot end them.
+//! * Tables are not capped by the memory limit: WAMR caps a table without a declared maximum
+//!   at its own size (1024 elements, or twice the initial size) and reports no refused growth.
+//! * No fuel or instruction metering (not compiled into this WAMR); the deadline is the only
+//!   bound on computation.
+//! * No precompiled artifacts: WAMR's AOT compiler `wamrc` is not shipped by any registry, so
+//!   this executor's WAMR runs portable `.wasm` only ([`precompile`] says so).
+//! * No components (core modules only).
+//!
+//! Process-wide effects: WAMR is initialised once and never torn down; it installs a handler
+//! for the real-time signal `SIGRTMIN+3`, which it sends its own threads to interrupt blocking
+//! WASI calls (moved off WAMR's default `SIGUSR1`, which Wasmer uses), so nothing else in the
+//! process may use that signal; its own log lines are silenced.
+
+#![deny(missing_docs)]
+
+mod ffi;
+mod http;
+mod instance;
+mod pool;
+mod stdio;
+#[cfg(test)]
+mod tests;
+
+pub use instance::WamrLinked;
+
+use ffi::ExternKind;
+use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
+use ow_common::code::ModuleFormat;
+use ow_common::host::abi::GuestAbi;
+use ow_common::host::admission::WASI_P1_MODULE;
+use ow_common::host::{Engine, Host, ModuleInterface};
+use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
+use pool::Pool;
+use std::sync::Arc;
+
+/// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
+pub const ENGINE_NAME: &str = "wamr";
+
+/// WAMR in the shared host layer: what an executor holds.
+pub type Wamr = Host<WamrEngine>;
+
+/// How many threads at most stop instances at once (each stop is brief).
+const STOPPER_THREADS: usize = 4;
+
+/// The native stack of a stopper thread.
+const STOPPER_THREAD_STACK_BYTES: usize = 128 * 1024;
+
+/// The WAMR engine: loads and links actions and runs their instances on its own threads.
+pub struct WamrEngine {
+    threads: Arc<Threads>,
+}
+
+impl std::fmt::Debug for WamrEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WamrEngine")
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// A loaded module and what prepare needs to know of it.
+pub struct WamrModule {
+    loaded: ffi::Module,
+    exports: Vec<ffi::Export>,
+    imports: Vec<ffi::Import>,
+    /// Whether it imports WASI, which makes WAMR call its `_initialize` while instantiating.
+    imports_wasi: bool,
+}
+
+impl std::fmt::Debug for WamrModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WamrModule")
+            .field("exports", &self.exports)
+            .field("imports", &self.imports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine for WamrEngine {
+    type Module = WamrModule;
+    type Linked = WamrLinked;
+
+    const NAME: &'static str = ENGINE_NAME;
+    const ARTIFACT: Option<ModuleFormat> = None;
+
+    fn new(config: &EngineConfig) -> anyhow::Result<Self> {
+        ffi::init_runtime().map_err(|e| anyhow::anyhow!("cannot start WAMR: {e}"))?;
+        let instances = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
+        Ok(Self {
+            threads: Arc::new(Threads {
+                instances: Pool::new("ow-wamr-instance", instances, INSTANCE_THREAD_STACK_BYTES),
+                stoppers: Pool::new(
+                    "ow-wamr-stopper",
+                    STOPPER_THREADS,
+                    STOPPER_THREAD_STACK_BYTES,
+                ),
+            }),
+        })
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<WamrModule, InitError> {
+        let loaded = ffi::Module::load(wasm).map_err(InitError::InvalidModule)?;
+        let imports = loaded.imports();
+        let imports_wasi = imports.iter().any(|import| {
+            import.kind == ExternKind::Function
+                && matches!(import.module.as_str(), WASI_P1_MODULE | "wasi_unstable")
+        });
+        Ok(WamrModule {
+            exports: loaded.exports(),
+            imports,
+            imports_wasi,
+            loaded,
+        })
+    }
+
+    fn load_trusted_artifact(&self, _artifact: &[u8]) -> Result<WamrModule, InitError> {
+        Err(InitError::IncompatibleArtifact {
+            found: ModuleFormat::WamrAot,
+            engine: ENGINE_NAME,
+            reason: "this WAMR has no AOT loader".to_owned(),
+        })
+    }
+
+    fn interface(&self, module: &WamrModule) -> ModuleInterface {
+        ModuleInterface {
+            functions: module
+                .exports
+                .iter()
+                .filter(|export| export.kind == ExternKind::Function)
+                .map(|export| export.name.clone())
+                .collect(),
+            imports: module
+                .imports
+                .iter()
+                .map(|import| (import.module.clone(), import.name.clone()))
+                .collect(),
+        }
+    }
+
+    fn link(
+        &self,
+        module: &Arc<WamrModule>,
+        _guest_abi: GuestAbi,
+        config: &ActionConfig,
+    ) -> Result<WamrLinked, InitError> {
+        // The host allowed every import's name; WAMR says whether it provides it with that type.
+        check_linked(&module.imports)?;
+        Ok(WamrLinked {
+            module: module.clone(),
+            settings: Arc::new(ActionSettings::new(config)?),
+            threads: self.threads.clone(),
+        })
+    }
+}
+
+/// Refuses an import WAMR did not link: a function of another type than the one provided, or
+/// anything that is not a function (the executor provides functions only).
+fn check_linked(imports: &[ffi::Import]) -> Result<(), InitError> {
+    for import in imports {
+        let name = format!("{}.{}", import.module, import.name);
+        if import.kind != ExternKind::Function {
+            return Err(InitError::InvalidModule(format!(
+                "it imports {name} as a {}, and the executor provides only functions there",
+                import.kind.noun()
+            )));
+        }
+        if !import.linked {
+            return Err(InitError::InvalidModule(format!(
+                "it imports {name} with the type {}, which is not the type the executor \
+                 provides",
+                import.signature.as_deref().unwrap_or("(?)")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Would compile a portable module to a WAMR AOT artifact; refuses, because that needs WAMR's
+/// compiler.
+pub fn precompile(_wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    anyhow::bail!(
+        "WAMR precompiles with its AOT compiler wamrc, which no package registry ships, so this \
+         executor's WAMR runs portable .wasm only: send the .wasm itself, or zip it with \
+         `ow-precompiler --engine none action.wasm -o action.zip`."
+    )
+}

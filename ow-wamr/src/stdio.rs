@@ -1,0 +1,93 @@
+//! One activation's stdio as WAMR needs it: real file descriptors.
+//!
+//! stdin is an in-memory file holding the parameters (the stdio ABI) or nothing. stdout and
+//! stderr are pipes: WAMR writes each guest `fd_write` straight into one (it buffers nothing),
+//! and the activation's future drains both into its [`LogCapture`] while the guest runs. The
+//! capture keeps what fits the log budget and drops the rest, so a guest flooding its output
+//! costs the executor a pipe buffer (64 KiB) per stream, never memory that grows with the flood;
+//! a guest that writes faster than the drain reads waits in `writev`, which the deadline
+//! interrupts. (An in-memory file for stdout would keep every byte until the activation ends.)
+//!
+//! Should the activation be abandoned while the guest still writes, the read ends close with
+//! the future, and the guest's writes fail (`EPIPE`: Rust programs, the executor included,
+//! ignore `SIGPIPE`) until the guest is stopped.
+
+use crate::ffi;
+use ow_common::host::capture::LogCapture;
+use ow_common::runtime::LogStream;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use tokio::net::unix::pipe;
+
+/// How much one drain step reads at most (on the async worker's stack, not per activation).
+const DRAIN_CHUNK_BYTES: usize = 16 * 1024;
+
+/// The descriptors WAMR gives the guest as fds 0, 1 and 2. Dropping them closes the pipes'
+/// writing ends, which ends the drains.
+#[derive(Debug)]
+pub(crate) struct GuestStdio {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl GuestStdio {
+    /// stdin, stdout and stderr, for WAMR.
+    pub(crate) fn fds(&self) -> [BorrowedFd<'_>; 3] {
+        [self.stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()]
+    }
+}
+
+/// The host's ends of the output pipes.
+#[derive(Debug)]
+pub(crate) struct OutputDrains {
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+}
+
+/// Opens one activation's stdio, with `stdin` as the guest's stdin. Must be called inside the
+/// tokio runtime that will drain the output.
+pub(crate) fn open(stdin: &[u8]) -> io::Result<(GuestStdio, OutputDrains)> {
+    let stdin = ffi::memfd_with(stdin)?;
+    let (stdout_reader, stdout) = io::pipe()?;
+    let (stderr_reader, stderr) = io::pipe()?;
+    let drains = OutputDrains {
+        stdout: pipe::Receiver::from_owned_fd(stdout_reader.into())?,
+        stderr: pipe::Receiver::from_owned_fd(stderr_reader.into())?,
+    };
+    let guest = GuestStdio {
+        stdin,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+    };
+    Ok((guest, drains))
+}
+
+impl OutputDrains {
+    /// Hands everything the guest writes to `capture`, until both writing ends are closed.
+    pub(crate) async fn drain_into(self, capture: &LogCapture) {
+        tokio::join!(
+            drain(&self.stdout, LogStream::Stdout, capture),
+            drain(&self.stderr, LogStream::Stderr, capture)
+        );
+    }
+}
+
+async fn drain(pipe: &pipe::Receiver, stream: LogStream, capture: &LogCapture) {
+    loop {
+        if pipe.readable().await.is_err() {
+            return;
+        }
+        // Read all that is there before waiting again; the buffer lives only for this step.
+        let mut chunk = [0; DRAIN_CHUNK_BYTES];
+        loop {
+            match pipe.try_read(&mut chunk) {
+                Ok(0) => return,
+                Ok(read) => capture.write(stream, &chunk[..read]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The conformance suite every engine is held to, run on WAMR with its gaps, and what is WAMR's
+//! own: which imports it links, who runs a reactor's `_initialize`, the memory limit on an
+//! initial memory, output floods, and `http`.`get`'s own checks.
+
+use crate::{Wamr, WamrEngine};
+use ow_common::code::ModuleCode;
+use ow_common::host::abi::GuestAbi;
+use ow_common::host::capture::LogCapture;
+use ow_common::host::slots::InstanceSlots;
+use ow_common::host::{Engine, Execution, GuestStop, LinkedModule};
+use ow_common::protocol::sentences;
+use ow_common::runtime::{
+    ActionConfig, Activation, Completion, EngineConfig, InitError, Limits, PreparedAction,
+    RunError, WasmRuntime,
+};
+use ow_common::testing::ow_wasm_action_artifacts as artifacts;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+ow_common::conformance_suite! {
+    engine: |config| Arc::new(Wamr::start(config).expect("the engine builds")),
+    gaps: [
+        table_growth_counts_against_the_memory_limit =>
+            "WAMR caps a table at its own size (1024 elements without a declared maximum), \
+             has no API to set the cap and reports no refused table growth",
+        sleeping_activations_hold_no_thread =>
+            "WAMR cannot suspend a call: every sleeping activation holds an OS thread of the \
+             engine (and its five stdio file descriptors) until it wakes",
+        waiting_in_http_get_holds_no_thread =>
+            "WAMR cannot suspend a native: every activation waiting in http.get holds an OS \
+             thread of the engine until its answer comes",
+    ],
+}
+
+fn engine() -> Wamr {
+    Wamr::start(&EngineConfig::default()).expect("the engine builds")
+}
+
+async fn prepare(
+    engine: &Wamr,
+    wat: &str,
+    config: ActionConfig,
+) -> Result<Arc<dyn PreparedAction>, InitError> {
+    let wasm = wat::parse_str(wat).expect("the test module is valid WAT");
+    engine.prepare(ModuleCode::new(wasm), config).await
+}
+
+async fn run(action: &Arc<dyn PreparedAction>, params: Value, time_limit: Duration) -> Completion {
+    action
+        .run(Activation {
+            params,
+            env: Vec::new(),
+            deadline: Instant::now() + time_limit,
+            time_limit,
+        })
+        .await
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the test runtime starts")
+}
+
+/// Every function of WASI preview 1, with its type: what every action may import.
+const WASI_P1_IMPORTS: &str = r#"
+  (import "wasi_snapshot_preview1" "args_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_sizes_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_res_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_advise" (func (param i32 i64 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_allocate" (func (param i32 i64 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_datasync" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_set_flags" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_fdstat_set_rights" (func (param i32 i64 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func (param i32 i64) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_filestat_set_times" (func (param i32 i64 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_pread" (func (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_pwrite" (func (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_readdir" (func (param i32 i32 i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_renumber" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_seek" (func (param i32 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_sync" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_tell" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_create_directory" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_filestat_get" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_filestat_set_times" (func (param i32 i32 i32 i32 i64 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_link" (func (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_readlink" (func (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_remove_directory" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_rename" (func (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_symlink" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_unlink_file" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+  (import "wasi_snapshot_preview1" "proc_raise" (func (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_recv" (func (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_send" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_shutdown" (func (param i32 i32) (result i32)))
+"#;
+
+/// A command importing `imports` that does nothing.
+fn command_importing(imports: &str) -> String {
+    format!(r#"(module {imports} (memory (export "memory") 1) (func (export "_start")))"#)
+}
+
+#[test]
+fn wamr_links_all_of_wasi_preview_1_and_http_get_and_refuses_other_types() {
+    use ow_common::host::admission::WASI_P1_FUNCTIONS;
+    assert_eq!(
+        WASI_P1_IMPORTS.matches("(import").count(),
+        WASI_P1_FUNCTIONS.len()
+    );
+    runtime().block_on(async {
+        let engine = engine();
+        let http_get = r#"(import "http" "get" (func (param i32 i32) (result i64)))"#;
+        let net_access = ActionConfig {
+            capabilities: ow_common::capabilities::Capabilities {
+                net_access: true,
+                ..Default::default()
+            },
+            ..ActionConfig::default()
+        };
+        let everything = command_importing(&format!("{WASI_P1_IMPORTS}{http_get}"));
+        let action = prepare(&engine, &everything, net_access.clone())
+            .await
+            .expect("WAMR provides every WASI preview 1 function and http.get");
+        let completion = run(&action, json!({}), Duration::from_secs(60)).await;
+        assert_eq!(completion.outcome, Err(RunError::NoValidResponse));
+
+        // A name the executor provides, with another type, is refused with the type.
+        let wrong_exit = command_importing(
+            r#"(import "wasi_snapshot_preview1" "proc_exit" (func (param i64)))"#,
+        );
+        match prepare(&engine, &wrong_exit, ActionConfig::default()).await {
+            Err(InitError::InvalidModule(why)) => assert_eq!(
+                why,
+                "it imports wasi_snapshot_preview1.proc_exit with the type (i64) -> (), which \
+                 is not the type the executor provides"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let wrong_get =
+            command_importing(r#"(import "http" "get" (func (param i32) (result i64)))"#);
+        assert!(matches!(
+            prepare(&engine, &wrong_get, net_access).await,
+            Err(InitError::InvalidModule(_))
+        ));
+        // Only functions are provided, whatever the name.
+        let global = command_importing(r#"(import "wasi_snapshot_preview1" "fd_write" (global i32))"#);
+        match prepare(&engine, &global, ActionConfig::default()).await {
+            Err(InitError::InvalidModule(why)) => assert_eq!(
+                why,
+                "it imports wasi_snapshot_preview1.fd_write as a global, and the executor \
+                 provides only functions there"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // WAMR links preview 0 and its socket extensions; the executor does not offer them.
+        let extensions = command_importing(
+            r#"(import "wasi_unstable" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+               (import "wasi_snapshot_preview1" "sock_open" (func (param i32 i32 i32 i32) (result i32)))"#,
+        );
+        assert_eq!(
+            prepare(&engine, &extensions, ActionConfig::default()).await.unwrap_err(),
+            InitError::UnknownImports(vec![
+                "wasi_unstable.fd_write".to_owned(),
+                "wasi_snapshot_preview1.sock_open".to_owned()
+            ])
+        );
+    });
+}
+
+/// An SDK reactor counting its `_initialize` calls and answering `{"n": <count>}`.
+fn counting_reactor(extra_import: &str) -> String {
+    format!(
+        r#"(module
+          {extra_import}
+          (memory (export "memory") 1)
+          (global $inits (mut i32) (i32.const 0))
+          (data (i32.const 2048) "{{\22n\22:0}}")
+          (func (export "_initialize")
+            (global.set $inits (i32.add (global.get $inits) (i32.const 1))))
+          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "__ow_main") (param i32 i32) (result i64)
+            (i32.store8 (i32.const 2053) (i32.add (i32.const 48) (global.get $inits)))
+            (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 7))))"#
+    )
+}
+
+#[test]
+fn a_reactor_is_initialised_once_whether_wamr_or_the_engine_calls_initialize() {
+    runtime().block_on(async {
+        let engine = engine();
+        let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
+        // With a WASI import WAMR calls `_initialize` itself; without, the engine does.
+        for import in [wasi, ""] {
+            let action = prepare(&engine, &counting_reactor(import), ActionConfig::default())
+                .await
+                .expect("the reactor prepares");
+            for _ in 0..2 {
+                let completion = run(&action, json!({}), Duration::from_secs(60)).await;
+                assert_eq!(
+                    completion.outcome,
+                    Ok(json!({"n": 1})),
+                    "import: {import:?}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn an_initial_memory_over_the_limit_is_the_memory_limit() {
+    runtime().block_on(async {
+        let engine = engine();
+        let limits = Limits {
+            memory_bytes: 1024 * 1024,
+            ..Limits::default()
+        };
+        let module = r#"(module
+          (memory (export "memory") 17)
+          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "__ow_main") (param i32 i32) (result i64)
+            (i64.or (i64.shl (i64.extend_i32_u (local.get 0)) (i64.const 32))
+                    (i64.extend_i32_u (local.get 1)))))"#;
+        let config = ActionConfig {
+            limits,
+            ..ActionConfig::default()
+        };
+        let action = prepare(&engine, module, config).await.expect("it prepares");
+        assert_eq!(
+            run(&action, json!({}), Duration::from_secs(60))
+                .await
+                .outcome,
+            Err(RunError::MemoryLimit { limit_mb: 1 })
+        );
+        // Within the limit it runs.
+        let action = prepare(&engine, module, ActionConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            run(&action, json!({}), Duration::from_secs(60))
+                .await
+                .outcome,
+            Ok(json!({}))
+        );
+    });
+}
+
+#[test]
+fn a_flood_of_output_is_drained_and_dropped_past_the_log_limit() {
+    // 512 writes of 64 KiB (32 MiB) of `x` lines, then the result line.
+    let flood = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write"
+        (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 3)
+      (data (i32.const 0) "\00\00\01\00\00\00\01\00")
+      (data (i32.const 16) "\00\00\02\00\0c\00\00\00")
+      (data (i32.const 131072) "{\22ok\22:true}\0a")
+      (func (export "_start") (local $left i32)
+        (memory.fill (i32.const 65536) (i32.const 120) (i32.const 65536))
+        (i32.store8 (i32.const 131071) (i32.const 10))
+        (local.set $left (i32.const 512))
+        (loop $again
+          (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+          (local.set $left (i32.sub (local.get $left) (i32.const 1)))
+          (br_if $again (local.get $left)))
+        (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 8)))))"#;
+    runtime().block_on(async {
+        let engine = engine();
+        let limits = Limits {
+            log_bytes: 1000,
+            ..Limits::default()
+        };
+        let config = ActionConfig {
+            limits,
+            ..ActionConfig::default()
+        };
+        let action = prepare(&engine, flood, config).await.expect("it prepares");
+        let completion = run(&action, json!({}), Duration::from_secs(60)).await;
+        assert_eq!(completion.outcome, Ok(json!({"ok": true})));
+        assert_eq!(completion.logs.stdout, vec![b'x'; 1000]);
+        assert_eq!(
+            String::from_utf8(completion.logs.stderr).unwrap(),
+            format!("{}\n", sentences::logs_truncated(1000))
+        );
+    });
+}
+
+#[test]
+fn http_get_stops_at_the_deadline_and_its_native_checks_the_grant_itself() {
+    runtime().block_on(async {
+        let engine = engine();
+        let net_access = ActionConfig {
+            capabilities: ow_common::capabilities::Capabilities {
+                net_access: true,
+                ..Default::default()
+            },
+            ..ActionConfig::default()
+        };
+        let wasm = artifacts::read(artifacts::NET);
+        let action = engine
+            .prepare(ModuleCode::new(wasm.clone()), net_access)
+            .await
+            .expect("net prepares with net_access");
+        let completion = run(&action, json!({}), Duration::from_millis(100)).await;
+        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 100 }));
+
+        // Linked past the host's import check, without the grant: the native refuses.
+        let wamr: &WamrEngine = engine.engine();
+        let module = Arc::new(wamr.compile(&wasm).expect("net loads"));
+        let guest_abi = GuestAbi::Sdk { reactor: false };
+        let linked = wamr
+            .link(&module, guest_abi, &ActionConfig::default())
+            .expect("it links");
+        let slots = InstanceSlots::new(1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let end = linked
+            .execute(Execution {
+                guest_abi,
+                result_limit: 1024 * 1024,
+                params: b"{}".to_vec(),
+                stdin: false,
+                env: Vec::new(),
+                capture: LogCapture::new(1024, 1024 * 1024),
+                deadline,
+                slot: slots.acquire_until(deadline).await.expect("a free slot"),
+            })
+            .await;
+        assert_eq!(
+            end.result,
+            Err(GuestStop::Trap(
+                "http.get is not granted to this action: it needs the net_access annotation"
+                    .to_owned()
+            ))
+        );
+    });
+}
+
+#[test]
+fn precompiling_for_wamr_is_refused_with_what_to_send_instead() {
+    let refused = crate::precompile(b"\0asm\x01\0\0\0")
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("wamrc"), "{refused}");
+    assert!(
+        refused.contains("ow-precompiler --engine none"),
+        "{refused}"
+    );
+}
