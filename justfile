@@ -4,14 +4,19 @@
 quickstart:
     cargo run --release -p ow-executor --example quickstart
 
-# The whole test suite, as CI runs it.
+# The whole test suite on every engine, as CI runs it.
 test:
-    cargo test --workspace --locked
+    cargo test --workspace --all-features --locked
 
 # Formatting and lints, as CI checks them.
 check:
     cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+# Every example action as a zip for `wsk action create`, portable and precompiled per engine,
+# in target/examples.
+examples:
+    cargo run --release -p ow-precompiler --all-features --example pack_examples -- target/examples
 
 # Criterion benchmarks of the Wasmtime engine (prepare, warm activation).
 bench:

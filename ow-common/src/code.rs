@@ -17,6 +17,10 @@ pub const MAX_ZIP_ENTRIES: usize = 1024;
 /// The entry picked when `main` does not name one.
 pub const DEFAULT_ENTRY: &str = "action.wasm";
 
+/// How a Wasmer (7.x "universal") serialized artifact begins: this magic, then `WASMER\0\0`,
+/// the artifact ABI version and the metadata length.
+const WASMER_ARTIFACT_MAGIC: &[u8] = b"wasmer-universal";
+
 /// How the names of a Wasmtime artifact's own ELF sections begin.
 const WASMTIME_SECTION_PREFIX: &[u8] = b".wasmtime";
 
@@ -67,7 +71,7 @@ impl ModuleFormat {
             } else {
                 Self::NativeProgram
             }
-        } else if bytes.starts_with(b"\0wasmer") || bytes.starts_with(b"wasmer-") {
+        } else if bytes.starts_with(WASMER_ARTIFACT_MAGIC) {
             Self::WasmerArtifact
         } else if bytes.starts_with(b"\0aot") {
             Self::WamrAot
@@ -990,11 +994,12 @@ mod tests {
     #[test]
     fn sniff_wasmer_artifact() {
         assert_eq!(
-            ModuleFormat::sniff(b"\0wasmer\x01"),
+            ModuleFormat::sniff(b"wasmer-universalWASMER\0\0\x18\0\0\0"),
             ModuleFormat::WasmerArtifact
         );
-        assert_eq!(
-            ModuleFormat::sniff(b"wasmer-universal"),
+        // A prefix of the magic is not an artifact.
+        assert_ne!(
+            ModuleFormat::sniff(b"wasmer-"),
             ModuleFormat::WasmerArtifact
         );
     }
@@ -1167,7 +1172,7 @@ mod properties {
             b"\0asm\x01\0\0\0",
             b"\0asm\x0d\0\x01\0",
             b"\x7fELF",
-            b"\0wasmer-universal",
+            b"wasmer-universal",
             b"\0aot",
             b"PK\x03\x04",
             b"PK\x05\x06",

@@ -23,6 +23,9 @@ pub const DEFAULT_LOG_LIMIT_BYTES: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// OpenWhisk's default result size limit (1 MB).
 pub const DEFAULT_RESULT_LIMIT_BYTES: u64 = 1024 * 1024;
+/// The most elements one table may grow to. Tables count against the memory limit by element
+/// count: every engine caps them here, and a refused growth reads as the memory limit.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Per-action limits an engine enforces on every activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,10 +243,75 @@ impl<'a> LineSplitter<'a> {
     }
 }
 
+/// Engine settings every engine takes. The defaults suit an executor serving one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Accept the engine's precompiled artifacts. They are native code: deserializing
+    /// untrusted ones is unsafe, so this is off unless the operator trusts the action source.
+    pub trust_precompiled: bool,
+    /// How many instances may exist at once: the bound on concurrently running activations.
+    /// Activations beyond it wait for a slot, until their deadline. Default 1000.
+    pub max_instances: u32,
+    /// How many of the most recently prepared modules stay compiled after the last action
+    /// using them is gone. Modules in use are always kept. Default 128.
+    pub kept_modules: usize,
+}
+
+/// Activations that may run at once unless configured otherwise.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            trust_precompiled: false,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            kept_modules: 128,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets [`EngineConfig::trust_precompiled`].
+    pub fn trust_precompiled(&mut self, trust: bool) -> &mut Self {
+        self.trust_precompiled = trust;
+        self
+    }
+
+    /// Sets [`EngineConfig::max_instances`].
+    pub fn max_instances(&mut self, count: u32) -> &mut Self {
+        self.max_instances = count;
+        self
+    }
+
+    /// Sets [`EngineConfig::kept_modules`].
+    pub fn kept_modules(&mut self, count: usize) -> &mut Self {
+        self.kept_modules = count;
+        self
+    }
+}
+
+/// What an engine is doing, for operators and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Distinct modules compiled and held by a prepared action or kept as recent.
+    pub cached_modules: usize,
+    /// How many times a module was compiled or deserialized rather than found in the cache.
+    pub module_loads: u64,
+    /// Activations holding an instance slot right now.
+    pub instances_in_use: usize,
+    /// How many instance slots there are.
+    pub instance_slots: usize,
+    /// Activations waiting for an instance slot right now.
+    pub waiting_for_instance: usize,
+}
+
 /// An engine: turns action code into a prepared, instantiable action.
 pub trait WasmRuntime: Send + Sync + 'static {
     /// The engine's name, as `--engine` spells it.
     fn name(&self) -> &'static str;
+
+    /// What the engine is doing right now.
+    fn stats(&self) -> EngineStats;
 
     /// Validates and compiles (or deserializes) the code, links it against the host functions
     /// the configuration grants and pre-instantiates it. Identical code is compiled once.
@@ -262,7 +330,7 @@ pub trait PreparedAction: Send + Sync + fmt::Debug {
 }
 
 /// Why an action could not be prepared. Every message says what to do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InitError {
     /// The code could not be decoded.
     #[error(transparent)]
@@ -289,6 +357,17 @@ pub enum InitError {
         engine: &'static str,
         /// Why it was refused.
         reason: String,
+    },
+    /// A precompiled artifact, for an engine that runs portable modules only.
+    #[error(
+        "The action code is {found}, and this executor's {engine} runs portable modules only; \
+         send the .wasm."
+    )]
+    PortableOnly {
+        /// What was found.
+        found: ModuleFormat,
+        /// The engine that refused it.
+        engine: &'static str,
     },
     /// A format this engine does not run (a component, for now).
     #[error(
@@ -323,6 +402,17 @@ pub enum InitError {
     /// The `limits` annotation is not one OpenWhisk would accept.
     #[error("The action's limits cannot be applied: {0}")]
     Limits(String),
+    /// The action's `engine` annotation names an engine this executor does not have.
+    #[error(
+        "The action asks for the engine {asked}, which this executor was not built with; it \
+         has {available}."
+    )]
+    UnavailableEngine {
+        /// What the annotation asked for.
+        asked: String,
+        /// The engines compiled in.
+        available: String,
+    },
     /// The engine failed for a reason that is not the action's fault.
     #[error("The executor could not prepare the action: {0}")]
     Engine(String),

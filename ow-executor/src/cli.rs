@@ -1,9 +1,9 @@
 //! Command-line arguments of `ow-executor`. Every flag can also come from an `OW_*`
 //! environment variable; everything is validated before a socket is bound.
 
-use crate::engines::{DEFAULT_MAX_INSTANCES, EngineKind, EngineOptions};
+use crate::engines::{EngineKind, Engines};
 use clap::{Args, Parser, Subcommand};
-use ow_common::runtime::{Limits, WasmRuntime};
+use ow_common::runtime::{DEFAULT_MAX_INSTANCES, EngineConfig, Limits};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,7 +114,7 @@ pub struct RuntimeArgs {
 /// Which engine runs the actions and what it trusts.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// The Wasm engine.
+    /// The Wasm engine of actions that do not name one with the `engine` annotation.
     #[arg(long, value_enum, default_value_t, env = "OW_ENGINE")]
     pub engine: EngineKind,
 
@@ -131,17 +131,18 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The engine options these flags describe.
-    pub fn options(&self) -> EngineOptions {
-        EngineOptions {
-            trust_precompiled: self.trust_precompiled,
-            max_instances: self.max_instances,
-        }
+    /// The engine configuration these flags describe.
+    pub fn config(&self) -> EngineConfig {
+        let mut config = EngineConfig::default();
+        config
+            .trust_precompiled(self.trust_precompiled)
+            .max_instances(self.max_instances);
+        config
     }
 
-    /// Builds the engine these flags describe.
-    pub fn build(&self) -> anyhow::Result<Arc<dyn WasmRuntime>> {
-        crate::engines::build(self.engine, &self.options())
+    /// The engines these flags describe, the default one built.
+    pub fn build(&self) -> anyhow::Result<Arc<Engines>> {
+        Ok(Arc::new(Engines::new(self.engine, self.config())?))
     }
 }
 

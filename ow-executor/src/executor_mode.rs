@@ -3,6 +3,7 @@
 //! `/{id}/destroy` speak the runtime protocol to it. Each container is a [`Container`], the
 //! same code `runtime` mode serves.
 
+use crate::engines::Engines;
 use crate::error::{ApiError, json_response};
 use crate::logs::ActivationLogSink;
 use crate::runtime::{Container, RuntimeSettings, answer_init, answer_run};
@@ -12,7 +13,6 @@ use axum::extract::{Path, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use ow_common::runtime::WasmRuntime;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 /// The container table of executor mode.
 pub struct Executor {
-    engine: Arc<dyn WasmRuntime>,
+    engines: Arc<Engines>,
     settings: RuntimeSettings,
     logs: Arc<dyn ActivationLogSink>,
     port: u16,
@@ -39,13 +39,13 @@ impl std::fmt::Debug for Executor {
 impl Executor {
     /// An executor whose containers are reached on `port` (its own).
     pub fn new(
-        engine: Arc<dyn WasmRuntime>,
+        engines: Arc<Engines>,
         settings: RuntimeSettings,
         logs: Arc<dyn ActivationLogSink>,
         port: u16,
     ) -> Arc<Self> {
         Arc::new(Self {
-            engine,
+            engines,
             settings,
             logs,
             port,
@@ -92,7 +92,7 @@ impl Executor {
 async fn start(State(executor): State<Arc<Executor>>) -> Response {
     let id = format!("wasm-{}", executor.next_id.fetch_add(1, Ordering::Relaxed));
     let container = Container::new(
-        executor.engine.clone(),
+        executor.engines.clone(),
         executor.settings.clone(),
         executor.logs.clone(),
     );

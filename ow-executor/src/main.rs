@@ -39,14 +39,14 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
     let mut standalone_server = None;
     let (listener, router) = match command {
         Command::Runtime(args) => {
-            let engine = args.engine.build()?;
+            let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let settings = runtime_settings(&args.limits);
-            let container = Arc::new(Container::new(engine, settings, Arc::new(ProcessStreams)));
+            let container = Arc::new(Container::new(engines, settings, Arc::new(ProcessStreams)));
             (listener, runtime::router(container))
         }
         Command::Standalone(args) => {
-            let engine = args.engine.build()?;
+            let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let address = reachable(listener.local_addr()?);
             let settings = StandaloneSettings {
@@ -54,7 +54,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                 idle_timeout: args.idle_timeout,
                 api_host: format!("http://{address}"),
             };
-            let standalone = Standalone::open(engine, settings.clone())?;
+            let standalone = Standalone::open(engines.default_engine(), settings.clone())?;
             #[allow(clippy::print_stdout)]
             {
                 println!("ow-wasm standalone serves the OpenWhisk API on http://{address}");
@@ -71,11 +71,11 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             (listener, standalone.router())
         }
         Command::Executor(args) => {
-            let engine = args.engine.build()?;
+            let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let port = listener.local_addr()?.port();
             let settings = runtime_settings(&args.limits);
-            let executor = Executor::new(engine, settings, Arc::new(ProcessStreams), port);
+            let executor = Executor::new(engines, settings, Arc::new(ProcessStreams), port);
             (listener, executor.router())
         }
     };

@@ -4,6 +4,7 @@
 //! concurrently with any others. The rules (statuses, sentences, sentinels, the `__OW_*`
 //! environment) are those of the official Node.js runtime.
 
+use crate::engines::Engines;
 use crate::error::{ApiError, json_response};
 use crate::logs::ActivationLogSink;
 use crate::server::read_json_body;
@@ -17,9 +18,7 @@ use ow_common::capabilities::Capabilities;
 use ow_common::code::decode_action_code;
 use ow_common::limits::ActionLimits;
 use ow_common::protocol::{InitRequest, RunRequest, sentences};
-use ow_common::runtime::{
-    ActionConfig, Activation, Completion, InitError, Limits, PreparedAction, WasmRuntime,
-};
+use ow_common::runtime::{ActionConfig, Activation, Completion, InitError, Limits, PreparedAction};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -73,7 +72,7 @@ struct Ready {
 
 /// One action container.
 pub struct Container {
-    engine: Arc<dyn WasmRuntime>,
+    engines: Arc<Engines>,
     settings: RuntimeSettings,
     logs: Arc<dyn ActivationLogSink>,
     phase: Mutex<Phase>,
@@ -82,7 +81,7 @@ pub struct Container {
 impl std::fmt::Debug for Container {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Container")
-            .field("engine", &self.engine.name())
+            .field("engines", &self.engines)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -91,12 +90,12 @@ impl std::fmt::Debug for Container {
 impl Container {
     /// A fresh, uninitialised container.
     pub fn new(
-        engine: Arc<dyn WasmRuntime>,
+        engines: Arc<Engines>,
         settings: RuntimeSettings,
         logs: Arc<dyn ActivationLogSink>,
     ) -> Self {
         Self {
-            engine,
+            engines,
             settings,
             logs,
             phase: Mutex::new(Phase::Uninitialized),
@@ -155,8 +154,9 @@ impl Container {
                 ..limits.engine_limits()
             },
         };
+        let engine = self.engines.for_action(value.annotations.as_ref())?;
         let started = Instant::now();
-        let action = self.engine.prepare(code, config).await?;
+        let action = engine.prepare(code, config).await?;
         tracing::info!(
             action = value.name.as_deref(),
             prepare_us = started.elapsed().as_micros() as u64,

@@ -7,8 +7,8 @@
 use anyhow::{Context, bail};
 use ow_common::code::{ModuleFormat, zip_module};
 
-#[cfg(not(any(feature = "wasmtime")))]
-compile_error!("ow-precompiler needs at least one engine feature: `wasmtime`");
+#[cfg(not(any(feature = "wasmtime", feature = "wasmer", feature = "wamr")))]
+compile_error!("ow-precompiler needs at least one engine feature: `wasmtime`, `wasmer` or `wamr`");
 
 /// What to put in the zip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +18,25 @@ pub enum Target {
     /// A Wasmtime artifact, loaded by `ow-executor --engine wasmtime --trust-precompiled`.
     #[cfg(feature = "wasmtime")]
     Wasmtime,
+    /// A Wasmer artifact, loaded by `ow-executor --engine wasmer --trust-precompiled`.
+    #[cfg(feature = "wasmer")]
+    Wasmer,
+    /// WAMR ahead-of-time code: refused, since making it needs `wamrc`, which no package
+    /// registry ships; WAMR runs the portable module (`none`).
+    #[cfg(feature = "wamr")]
+    Wamr,
+}
+
+impl Target {
+    /// Whether packaging for this target can succeed: every target but an engine that has no
+    /// precompiler of its own (WAMR).
+    pub fn can_package(self) -> bool {
+        match self {
+            #[cfg(feature = "wamr")]
+            Self::Wamr => false,
+            _ => true,
+        }
+    }
 }
 
 /// Builds the action zip for `wasm`, returning it and the name of its entry.
@@ -33,6 +52,13 @@ pub fn package(target: Target, wasm: &[u8]) -> anyhow::Result<(Vec<u8>, &'static
             "action.cwasm",
             ow_wasmtime::precompile(wasm).context("Wasmtime cannot compile the module")?,
         ),
+        #[cfg(feature = "wasmer")]
+        Target::Wasmer => (
+            "action.wasmu",
+            ow_wasmer::precompile(wasm).context("Wasmer cannot compile the module")?,
+        ),
+        #[cfg(feature = "wamr")]
+        Target::Wamr => ("action.aot", ow_wamr::precompile(wasm)?),
     };
     Ok((zip_module(entry, &bytes)?, entry))
 }

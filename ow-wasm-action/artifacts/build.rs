@@ -41,6 +41,13 @@ fn main() {
         )
         .unwrap();
     }
+    generated.push_str(
+        "\n/// Every example action, `(name, path)`.\npub const EXAMPLES: &[(&str, &str)] = &[\n",
+    );
+    for name in &examples {
+        writeln!(generated, "    ({name:?}, {}),", name.to_uppercase()).unwrap();
+    }
+    generated.push_str("];\n");
     generated.push_str("\n/// Test modules written in WebAssembly text, one per hostile or odd case.\npub mod wat {\n");
     for (name, path) in &wat_modules {
         writeln!(

@@ -7,9 +7,9 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ow_common::code::ModuleCode;
-use ow_common::runtime::{ActionConfig, Activation, WasmRuntime};
+use ow_common::runtime::{ActionConfig, Activation, EngineConfig, WasmRuntime};
 use ow_wasm_action_artifacts as artifacts;
-use ow_wasmtime::{Wasmtime, WasmtimeConfig};
+use ow_wasmtime::Wasmtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ fn activation(params: serde_json::Value) -> Activation {
 
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let engine = Wasmtime::new(WasmtimeConfig::default()).unwrap();
+    let engine = Wasmtime::start(&EngineConfig::default()).unwrap();
     let add = artifacts::read(artifacts::ADD);
 
     let mut prepare = c.benchmark_group("prepare");

@@ -1,6 +1,7 @@
 //! The process-wide Wasmtime engine: its configuration and the epoch ticker that lets
 //! activations be interrupted at their deadline.
 
+use ow_common::runtime::EngineConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -14,56 +15,9 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// The largest linear memory any action may be granted (OpenWhisk's maximum memory limit).
 pub(crate) const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
-/// Engine settings. The defaults suit an executor serving one machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WasmtimeConfig {
-    /// Accept Wasmtime precompiled artifacts (`.cwasm`). They are native code: deserializing
-    /// untrusted ones is unsafe, so this is off unless the operator trusts the action source.
-    pub trust_precompiled: bool,
-    /// How many instances may exist at once (the pooling allocator's slots): the bound on
-    /// concurrently running activations. Activations beyond it wait for a slot, until their
-    /// deadline. Default 1000.
-    pub max_instances: u32,
-    /// How many of the most recently prepared modules stay compiled after the last action
-    /// using them is gone, so that preparing the same code again (a new container after a
-    /// destroy, an idle action woken up) costs no compile. Modules in use are always kept.
-    /// Default 128.
-    pub kept_modules: usize,
-}
-
-impl Default for WasmtimeConfig {
-    fn default() -> Self {
-        Self {
-            trust_precompiled: false,
-            max_instances: 1000,
-            kept_modules: 128,
-        }
-    }
-}
-
-impl WasmtimeConfig {
-    /// Sets [`WasmtimeConfig::trust_precompiled`].
-    pub fn trust_precompiled(&mut self, trust: bool) -> &mut Self {
-        self.trust_precompiled = trust;
-        self
-    }
-
-    /// Sets [`WasmtimeConfig::kept_modules`].
-    pub fn kept_modules(&mut self, count: usize) -> &mut Self {
-        self.kept_modules = count;
-        self
-    }
-
-    /// Sets [`WasmtimeConfig::max_instances`].
-    pub fn max_instances(&mut self, count: u32) -> &mut Self {
-        self.max_instances = count;
-        self
-    }
-}
-
 /// Builds the engine. Artifacts are only compatible with an engine built by the same code,
 /// which is why `ow-precompiler` calls this too.
-pub(crate) fn build_engine(config: &WasmtimeConfig) -> anyhow::Result<Engine> {
+pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<Engine> {
     let mut pooling = PoolingAllocationConfig::default();
     pooling
         .total_core_instances(config.max_instances)
@@ -71,7 +25,7 @@ pub(crate) fn build_engine(config: &WasmtimeConfig) -> anyhow::Result<Engine> {
         .total_tables(config.max_instances)
         .total_stacks(config.max_instances)
         .max_memory_size(MAX_MEMORY_BYTES)
-        .table_elements(crate::action::MAX_TABLE_ELEMENTS);
+        .table_elements(crate::instance::MAX_TABLE_ELEMENTS);
     let mut wasmtime_config = Config::new();
     wasmtime_config
         .epoch_interruption(true)

@@ -1,257 +1,143 @@
-//! Wasmtime behind ow-wasm's [`WasmRuntime`] trait, the default engine.
+//! Wasmtime behind ow-wasm's [`WasmRuntime`](ow_common::runtime::WasmRuntime) trait, the
+//! default engine: [`Wasmtime`] is the shared host layer ([`Host`]) around [`WasmtimeEngine`].
 //!
-//! One [`wasmtime::Engine`] per process with epoch interruption (a ticker thread) and the
-//! pooling instance allocator. Each prepared action is an `InstancePre`; identical module bytes
-//! are compiled once (by content hash) and shared. Every activation gets a fresh `Store`, a
-//! fresh WASI preview 1 context with in-memory stdio, and its own environment.
+//! What it does: one [`wasmtime::Engine`] per process with the pooling instance allocator and
+//! copy-on-write memory images; each prepared action is an `InstancePre`; every activation
+//! gets a fresh `Store` and WASI preview 1 context with in-memory stdio and its own
+//! environment. Deadlines stop computation by epoch interruption (a ticker thread) and cut
+//! waits in the host (WASI sleeps, `http`.`get`) by dropping the activation's future, so no
+//! activation holds a thread while it waits. Memory and tables are capped by a resource
+//! limiter. Precompiled Wasmtime artifacts load when the operator trusts them.
 //!
-//! The pooling allocator has a fixed number of instance slots; activations beyond it wait for a
-//! slot (until their deadline) instead of failing. Host functions beyond WASI are capabilities:
-//! an action granted `net_access` is linked with [`http`]'s `http`.`get`, any other action is
-//! refused at preparation if it imports it.
+//! What it does not: components (core modules only), and the pooling allocator bounds
+//! instances at once to its slots (`--max-instances`), each reserving address space.
 
 #![deny(missing_docs)]
 
-mod action;
 mod artifact;
-mod capture;
 mod engine;
 mod http;
+mod instance;
+mod stdio;
 #[cfg(test)]
 mod tests;
 
-pub use engine::WasmtimeConfig;
-
-use action::WasmtimeAction;
-use ow_common::code::{ModuleCode, ModuleFormat};
-use ow_common::guest::GuestAbi;
-use ow_common::runtime::{ActionConfig, BoxFuture, InitError, PreparedAction, WasmRuntime};
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::Semaphore;
-use wasmtime::{Engine, Linker, Module};
+use instance::{ActivationState, WasmtimeLinked};
+use ow_common::code::ModuleFormat;
+use ow_common::host::abi::GuestAbi;
+use ow_common::host::{Engine, Host, ModuleInterface};
+use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
+use std::sync::Arc;
+use wasmtime::{Linker, Module};
 
 /// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
 pub const ENGINE_NAME: &str = "wasmtime";
 
-/// The Wasmtime engine: compiles, caches and links actions.
-#[derive(Clone)]
-pub struct Wasmtime {
-    inner: Arc<Inner>,
-}
+/// Wasmtime in the shared host layer: what an executor holds.
+pub type Wasmtime = Host<WasmtimeEngine>;
 
-struct Inner {
-    engine: Engine,
-    config: WasmtimeConfig,
+/// The Wasmtime engine: compiles and links actions and runs their instances.
+pub struct WasmtimeEngine {
+    engine: wasmtime::Engine,
     /// WASI only: what every action may import.
-    wasi_only: Host,
+    wasi_only: Linker<ActivationState>,
     /// WASI and `http`.`get`: for actions granted `net_access`.
-    with_net: Host,
-    /// One permit per instance slot of the pooling allocator.
-    slots: Arc<Semaphore>,
-    /// Compiled modules by the BLAKE3 hash of their bytes, for as long as a prepared action
-    /// or [`Inner::recent`] holds them.
-    modules: Mutex<HashMap<[u8; 32], Weak<Module>>>,
-    /// The most recently prepared modules, newest first, at most `config.kept_modules`:
-    /// compiled code outlives its actions this long, and no longer.
-    recent: Mutex<VecDeque<Arc<Module>>>,
-    /// How many modules were compiled or deserialized (not taken from the cache).
-    loads: AtomicU64,
+    with_net: Linker<ActivationState>,
     _ticker: engine::EpochTicker,
 }
 
-/// A linker and the names it provides.
-struct Host {
-    linker: Linker<action::ActivationState>,
-    /// Every `(module, name)` the linker provides, to name the imports it does not.
-    provided: HashSet<(String, String)>,
-}
-
-impl Host {
-    fn new(engine: &Engine, net_access: bool) -> anyhow::Result<Self> {
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_async(
-            &mut linker,
-            |state: &mut action::ActivationState| &mut state.wasi,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        if net_access {
-            http::add_to_linker(&mut linker)
-                .map_err(|e| anyhow::anyhow!("cannot link http.get: {e}"))?;
-        }
-        let provided = action::provided_imports(engine, &linker);
-        Ok(Self { linker, provided })
-    }
-}
-
-impl std::fmt::Debug for Wasmtime {
+impl std::fmt::Debug for WasmtimeEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wasmtime")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
+        f.debug_struct("WasmtimeEngine").finish_non_exhaustive()
     }
 }
 
-impl Wasmtime {
-    /// Builds the engine, its linkers and its epoch ticker.
-    pub fn new(config: WasmtimeConfig) -> anyhow::Result<Self> {
-        let engine = engine::build_engine(&config)?;
-        let wasi_only = Host::new(&engine, false)?;
-        let with_net = Host::new(&engine, true)?;
-        let slots = Arc::new(Semaphore::new(config.max_instances as usize));
-        let ticker = engine::EpochTicker::start(&engine);
+fn linker(engine: &wasmtime::Engine, net_access: bool) -> anyhow::Result<Linker<ActivationState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut ActivationState| {
+        &mut state.wasi
+    })
+    .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+    if net_access {
+        http::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link http.get: {e}"))?;
+    }
+    Ok(linker)
+}
+
+impl WasmtimeEngine {
+    /// Every `(module, name)` pair the linker for `net_access` provides.
+    #[cfg(test)]
+    fn provided_imports(&self, net_access: bool) -> std::collections::HashSet<(String, String)> {
+        let linker = if net_access {
+            &self.with_net
+        } else {
+            &self.wasi_only
+        };
+        let mut store = wasmtime::Store::new(&self.engine, ActivationState::empty());
+        linker
+            .iter(&mut store)
+            .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
+            .collect()
+    }
+}
+
+impl Engine for WasmtimeEngine {
+    type Module = Module;
+    type Linked = WasmtimeLinked;
+
+    const NAME: &'static str = ENGINE_NAME;
+    const ARTIFACT: Option<ModuleFormat> = Some(ModuleFormat::WasmtimeArtifact);
+
+    fn new(config: &EngineConfig) -> anyhow::Result<Self> {
+        let engine = engine::build_engine(config)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                engine,
-                config,
-                wasi_only,
-                with_net,
-                slots,
-                modules: Mutex::new(HashMap::new()),
-                recent: Mutex::new(VecDeque::new()),
-                loads: AtomicU64::new(0),
-                _ticker: ticker,
-            }),
+            wasi_only: linker(&engine, false)?,
+            with_net: linker(&engine, true)?,
+            _ticker: engine::EpochTicker::start(&engine),
+            engine,
         })
     }
 
-    /// How many distinct modules are compiled and in use by a prepared action.
-    pub fn cached_modules(&self) -> usize {
-        let mut modules = self.inner.modules.lock().expect("module cache lock");
-        modules.retain(|_, module| module.strong_count() > 0);
-        modules.len()
+    fn compile(&self, wasm: &[u8]) -> Result<Module, InitError> {
+        Module::new(&self.engine, wasm).map_err(|e| InitError::InvalidModule(format!("{e:#}")))
     }
 
-    /// How many activations hold an instance slot right now.
-    pub fn instances_in_use(&self) -> usize {
-        self.inner.config.max_instances as usize - self.inner.slots.available_permits()
+    fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Module, InitError> {
+        artifact::deserialize_trusted(&self.engine, artifact)
     }
 
-    /// How many times a module was compiled or deserialized rather than taken from the cache.
-    pub fn module_loads(&self) -> u64 {
-        self.inner.loads.load(Ordering::Relaxed)
-    }
-
-    /// Compiles (or deserializes) the code, or takes it from the cache.
-    fn module(&self, code: &ModuleCode) -> Result<Arc<Module>, InitError> {
-        let cached = self
-            .inner
-            .modules
-            .lock()
-            .expect("module cache lock")
-            .get(&code.hash)
-            .and_then(Weak::upgrade);
-        if let Some(module) = cached {
-            return Ok(module);
-        }
-        let module = match code.format {
-            ModuleFormat::CoreModule => Module::new(&self.inner.engine, &code.bytes)
-                .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?,
-            ModuleFormat::WasmtimeArtifact => {
-                if !self.inner.config.trust_precompiled {
-                    return Err(InitError::UntrustedArtifact { found: code.format });
-                }
-                artifact::deserialize_trusted(&self.inner.engine, &code.bytes)?
-            }
-            ModuleFormat::WasmerArtifact | ModuleFormat::WamrAot => {
-                return Err(InitError::IncompatibleArtifact {
-                    found: code.format,
-                    engine: ENGINE_NAME,
-                    reason: "it was made for another engine".to_owned(),
-                });
-            }
-            found => return Err(InitError::UnsupportedFormat { found }),
-        };
-        self.inner.loads.fetch_add(1, Ordering::Relaxed);
-        let mut modules = self.inner.modules.lock().expect("module cache lock");
-        modules.retain(|_, module| module.strong_count() > 0);
-        // Two prepares of new code may race: the first to finish is the one kept.
-        let module = match modules.get(&code.hash).and_then(Weak::upgrade) {
-            Some(first) => first,
-            None => {
-                let module = Arc::new(module);
-                modules.insert(code.hash, Arc::downgrade(&module));
-                module
-            }
-        };
-        Ok(module)
-    }
-
-    /// Makes `module` the most recently prepared one, letting the oldest kept one go.
-    fn keep_recent(&self, module: &Arc<Module>) {
-        let mut recent = self.inner.recent.lock().expect("recent modules lock");
-        recent.retain(|kept| !Arc::ptr_eq(kept, module));
-        recent.push_front(module.clone());
-        recent.truncate(self.inner.config.kept_modules);
-    }
-
-    fn prepare_blocking(
-        &self,
-        code: ModuleCode,
-        config: ActionConfig,
-    ) -> Result<Arc<dyn PreparedAction>, InitError> {
-        let module = self.module(&code)?;
-        let abi = GuestAbi::detect(
-            module
+    fn interface(&self, module: &Module) -> ModuleInterface {
+        ModuleInterface {
+            functions: module
                 .exports()
-                .filter_map(|export| export.ty().func().is_some().then(|| export.name())),
-        )
-        .ok_or(InitError::NoEntryPoint)?;
-        let host = if config.capabilities.net_access {
-            &self.inner.with_net
-        } else {
-            &self.inner.wasi_only
-        };
-        let unknown: Vec<String> = module
-            .imports()
-            .filter(|import| {
-                let key = (import.module().to_owned(), import.name().to_owned());
-                !host.provided.contains(&key)
-            })
-            .map(|import| format!("{}.{}", import.module(), import.name()))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(InitError::UnknownImports(unknown));
+                .filter(|export| export.ty().func().is_some())
+                .map(|export| export.name().to_owned())
+                .collect(),
+            imports: module
+                .imports()
+                .map(|import| (import.module().to_owned(), import.name().to_owned()))
+                .collect(),
         }
-        let pre = host
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
-        if let Some(dir) = config.capabilities.dir.as_ref().filter(|dir| !dir.is_dir()) {
-            return Err(InitError::Capability(format!(
-                "the dir annotation names {}, which is not a directory on the executor's host",
-                dir.display()
-            )));
-        }
-        // Only code that prepared counts as recent: refused code is not kept compiled.
-        self.keep_recent(&module);
-        Ok(Arc::new(WasmtimeAction::new(
-            pre,
-            module,
-            abi,
-            config,
-            self.inner.slots.clone(),
-        )))
-    }
-}
-
-impl WasmRuntime for Wasmtime {
-    fn name(&self) -> &'static str {
-        ENGINE_NAME
     }
 
-    fn prepare(
+    fn link(
         &self,
-        code: ModuleCode,
-        config: ActionConfig,
-    ) -> BoxFuture<'_, Result<Arc<dyn PreparedAction>, InitError>> {
-        let this = self.clone();
-        Box::pin(async move {
-            // Compilation is CPU-bound: keep it off the async workers.
-            tokio::task::spawn_blocking(move || this.prepare_blocking(code, config))
-                .await
-                .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))?
+        module: &Arc<Module>,
+        _guest_abi: GuestAbi,
+        config: &ActionConfig,
+    ) -> Result<WasmtimeLinked, InitError> {
+        let linker = if config.capabilities.net_access {
+            &self.with_net
+        } else {
+            &self.wasi_only
+        };
+        let pre = linker
+            .instantiate_pre(module)
+            .map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
+        Ok(WasmtimeLinked {
+            pre,
+            config: config.clone(),
         })
     }
 }
@@ -259,7 +145,7 @@ impl WasmRuntime for Wasmtime {
 /// Compiles a portable module to a Wasmtime artifact that an executor started with
 /// `--trust-precompiled` loads without compiling.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let engine = engine::build_engine(&WasmtimeConfig::default())?;
+    let engine = engine::build_engine(&EngineConfig::default())?;
     engine
         .precompile_module(wasm)
         .map_err(|e| anyhow::anyhow!("{e:#}"))

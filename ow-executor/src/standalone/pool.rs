@@ -270,7 +270,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_is_not_dropped_while_an_older_version_holds_its_permit() {
-        let engine = crate::engines::build(Default::default(), &Default::default()).unwrap();
+        let engine = crate::engines::Engines::new(Default::default(), Default::default())
+            .unwrap()
+            .default_engine();
         let pool = WarmPool::new(engine, Duration::ZERO);
         let (first, cold) = pool.get("guest", &sleep_action("0.0.1")).await.unwrap();
         assert!(cold.is_some());

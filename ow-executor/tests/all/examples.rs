@@ -2,6 +2,7 @@
 //! `foreach_action!` check makes a new example without a test here fail to compile.
 
 use crate::harness::{Executor, init_body, sentinels, zip};
+use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
 
@@ -14,34 +15,31 @@ macro_rules! assert_test_exists {
 artifacts::foreach_action!(assert_test_exists);
 
 /// Initialises a fresh runtime with `module` and runs it once with `params`.
-fn invoke(module: &str, params: Value) -> (u16, Value, Executor) {
-    let executor = Executor::runtime(&[]);
+fn invoke(engine: EngineKind, module: &str, params: Value) -> (u16, Value, Executor) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(module);
     let answer = executor.run(params);
     (answer.status, answer.body, executor)
 }
 
-#[test]
-fn add() {
-    let (status, body, _) = invoke(artifacts::ADD, json!({"param1": 2, "param2": 2}));
+fn add(engine: EngineKind) {
+    let (status, body, _) = invoke(engine, artifacts::ADD, json!({"param1": 2, "param2": 2}));
     assert_eq!((status, body), (200, json!({"result": 4})));
-    let (status, body, _) = invoke(artifacts::ADD, json!({"param1": 2}));
+    let (status, body, _) = invoke(engine, artifacts::ADD, json!({"param1": 2}));
     assert_eq!(
         (status, body),
         (200, json!({"error": "param2 must be an integer"}))
     );
 }
 
-#[test]
-fn echo() {
+fn echo(engine: EngineKind) {
     let params = json!({"a": [1, {"b": null}], "c": "d"});
-    let (status, body, _) = invoke(artifacts::ECHO, params.clone());
+    let (status, body, _) = invoke(engine, artifacts::ECHO, params.clone());
     assert_eq!((status, body), (200, params));
 }
 
-#[test]
-fn hash() {
-    let (status, body, _) = invoke(artifacts::HASH, json!({"iterations": 10}));
+fn hash(engine: EngineKind) {
+    let (status, body, _) = invoke(engine, artifacts::HASH, json!({"iterations": 10}));
     assert_eq!(status, 200);
     let mut buffer = [0u8; 4096];
     for _ in 0..10 {
@@ -54,18 +52,16 @@ fn hash() {
     );
 }
 
-#[test]
-fn prime() {
-    let (status, body, _) = invoke(artifacts::PRIME, json!({"n": 1000}));
+fn prime(engine: EngineKind) {
+    let (status, body, _) = invoke(engine, artifacts::PRIME, json!({"n": 1000}));
     assert_eq!((status, body), (200, json!({"n": 1000, "prime": 7919})));
-    let (_, body, _) = invoke(artifacts::PRIME, json!({"n": 0}));
+    let (_, body, _) = invoke(engine, artifacts::PRIME, json!({"n": 0}));
     assert_eq!(body, json!({"error": "n must be a positive integer"}));
 }
 
-#[test]
-fn clock() {
+fn clock(engine: EngineKind) {
     let before = crate::harness::epoch_millis_from_now(std::time::Duration::ZERO);
-    let (status, body, _) = invoke(artifacts::CLOCK, json!({}));
+    let (status, body, _) = invoke(engine, artifacts::CLOCK, json!({}));
     let after = crate::harness::epoch_millis_from_now(std::time::Duration::ZERO);
     assert_eq!(status, 200);
     let millis = body["epoch_millis"].as_u64().unwrap();
@@ -75,9 +71,8 @@ fn clock() {
     );
 }
 
-#[test]
-fn random() {
-    let executor = Executor::runtime(&[]);
+fn random(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::RANDOM);
     let draws: std::collections::HashSet<u64> = (0..4)
         .map(|_| executor.run(json!({})).body["random"].as_u64().unwrap())
@@ -89,18 +84,17 @@ fn random() {
     );
 }
 
-#[test]
-fn error() {
-    let (status, body, _) = invoke(artifacts::ERROR, json!({}));
+fn error(engine: EngineKind) {
+    let (status, body, _) = invoke(engine, artifacts::ERROR, json!({}));
     assert_eq!(
         (status, body),
         (200, json!({"error": "this action always fails"}))
     );
 }
 
-#[test]
-fn log() {
-    let (status, body, executor) = invoke(artifacts::LOG, json!({"lines": 3, "message": "hi"}));
+fn log(engine: EngineKind) {
+    let (status, body, executor) =
+        invoke(engine, artifacts::LOG, json!({"lines": 3, "message": "hi"}));
     assert_eq!((status, body), (200, json!({"lines": 3})));
     let (stdout, stderr) = executor.logs_after(1);
     assert!(
@@ -113,17 +107,15 @@ fn log() {
     );
 }
 
-#[test]
-fn sleep() {
-    let (status, body, _) = invoke(artifacts::SLEEP, json!({"ms": 50}));
+fn sleep(engine: EngineKind) {
+    let (status, body, _) = invoke(engine, artifacts::SLEEP, json!({"ms": 50}));
     assert_eq!((status, body), (200, json!({"slept_ms": 50})));
 }
 
-#[test]
-fn filesys() {
+fn filesys(engine: EngineKind) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("existing.txt"), "x").unwrap();
-    let executor = Executor::runtime(&[]);
+    let executor = Executor::runtime(engine, &[]);
     let mut body = init_body(&zip(&artifacts::read(artifacts::FILESYS)));
     body["value"]["annotations"] = json!({"dir": dir.path()});
     assert_eq!(executor.post("/init", &body).status, 200);
@@ -141,15 +133,18 @@ fn filesys() {
     );
 
     // Without the annotation there is no filesystem at all.
-    let (status, body, _) = invoke(artifacts::FILESYS, json!({}));
+    let (status, body, _) = invoke(engine, artifacts::FILESYS, json!({}));
     assert_eq!(status, 200);
     let error = body["error"].as_str().unwrap();
     assert!(error.starts_with("cannot write /data/hello.txt"), "{error}");
 }
 
-#[test]
-fn stdio_add() {
-    let (status, body, executor) = invoke(artifacts::STDIO_ADD, json!({"param1": 2, "param2": 3}));
+fn stdio_add(engine: EngineKind) {
+    let (status, body, executor) = invoke(
+        engine,
+        artifacts::STDIO_ADD,
+        json!({"param1": 2, "param2": 3}),
+    );
     assert_eq!((status, body), (200, json!({"result": 5})));
     let (stdout, stderr) = executor.logs_after(1);
     let sentinel = ow_common::protocol::sentences::LOG_SENTINEL;
@@ -159,16 +154,14 @@ fn stdio_add() {
     assert_eq!(sentinels(&stdout), 1);
 }
 
-#[test]
-fn env() {
-    let (status, body, _) = invoke(artifacts::ENV, json!({}));
+fn env(engine: EngineKind) {
+    let (status, body, _) = invoke(engine, artifacts::ENV, json!({}));
     assert_eq!(status, 200);
     assert!(body.is_object());
 }
 
-#[test]
-fn net() {
-    let executor = Executor::runtime(&[]);
+fn net(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     let mut body = init_body(&zip(&artifacts::read(artifacts::NET)));
     body["value"]["annotations"] = json!({"net_access": true});
     assert_eq!(executor.post("/init", &body).status, 200);
@@ -190,7 +183,7 @@ fn net() {
     );
 
     // Without the annotation the import is not there, and init says which one is missing.
-    let executor = Executor::runtime(&[]);
+    let executor = Executor::runtime(engine, &[]);
     let answer = executor.init_module(&artifacts::read(artifacts::NET));
     assert_eq!(answer.status, 502);
     assert_eq!(
@@ -200,9 +193,8 @@ fn net() {
     );
 }
 
-#[test]
-fn alloc() {
-    let executor = Executor::runtime(&["--memory-limit", "128"]);
+fn alloc(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &["--memory-limit", "128"]);
     executor.init_ok(artifacts::ALLOC);
     let answer = executor.run(json!({"mb": 16}));
     assert_eq!(
@@ -226,3 +218,7 @@ fn alloc() {
     let answer = executor.run(json!({"mb": 1}));
     assert_eq!(answer.status, 200);
 }
+
+per_engine!(
+    add, echo, hash, prime, clock, random, error, log, sleep, filesys, stdio_add, env, net, alloc,
+);

@@ -1,12 +1,12 @@
 //! `executor` mode: many containers in one process (PROTOCOL.md §2).
 
 use crate::harness::{Executor, init_body, zip};
+use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::json;
 
-#[test]
-fn containers_start_initialize_run_and_destroy_independently() {
-    let executor = Executor::executor_mode(&[]);
+fn containers_start_initialize_run_and_destroy_independently(engine: EngineKind) {
+    let executor = Executor::executor_mode(engine, &[]);
     let port: u64 = executor
         .base_url
         .rsplit(':')
@@ -72,9 +72,8 @@ fn start(executor: &Executor) -> String {
     started.body["containerId"].as_str().unwrap().to_owned()
 }
 
-#[test]
-fn annotations_in_the_init_value_grant_capabilities_and_set_limits() {
-    let executor = Executor::executor_mode(&[]);
+fn annotations_in_the_init_value_grant_capabilities_and_set_limits(engine: EngineKind) {
+    let executor = Executor::executor_mode(engine, &[]);
     let networked = start(&executor);
     let mut body = init_body(&zip(&artifacts::read(artifacts::NET)));
     body["value"]["annotations"] = json!({"net_access": true});
@@ -120,9 +119,8 @@ fn annotations_in_the_init_value_grant_capabilities_and_set_limits() {
     );
 }
 
-#[test]
-fn a_container_refuses_runs_before_init_and_unknown_ones_are_404() {
-    let executor = Executor::executor_mode(&[]);
+fn a_container_refuses_runs_before_init_and_unknown_ones_are_404(engine: EngineKind) {
+    let executor = Executor::executor_mode(engine, &[]);
     let id = start(&executor);
     let answer = executor.post(&format!("/{id}/run"), &json!({"value": {}}));
     assert_eq!(
@@ -135,3 +133,9 @@ fn a_container_refuses_runs_before_init_and_unknown_ones_are_404() {
         404
     );
 }
+
+per_engine!(
+    containers_start_initialize_run_and_destroy_independently,
+    annotations_in_the_init_value_grant_capabilities_and_set_limits,
+    a_container_refuses_runs_before_init_and_unknown_ones_are_404,
+);

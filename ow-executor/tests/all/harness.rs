@@ -4,6 +4,8 @@
 
 use base64::Engine as _;
 use ow_common::protocol::sentences::LOG_SENTINEL;
+#[cfg(test)]
+use ow_executor::engines::EngineKind;
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::Path;
@@ -32,18 +34,18 @@ pub struct Answer {
 }
 
 impl Executor {
-    /// `ow-executor runtime` with extra arguments.
+    /// `ow-executor runtime --engine ENGINE` with extra arguments.
     #[cfg(test)]
-    pub fn runtime(args: &[&str]) -> Self {
-        Self::runtime_with_env(args, &[])
+    pub fn runtime(engine: EngineKind, args: &[&str]) -> Self {
+        Self::runtime_with_env(engine, args, &[])
     }
 
-    /// `ow-executor runtime` with extra arguments and environment.
+    /// `ow-executor runtime --engine ENGINE` with extra arguments and environment.
     #[cfg(test)]
-    pub fn runtime_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn runtime_with_env(engine: EngineKind, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start(
             Path::new(env!("CARGO_BIN_EXE_ow-executor")),
-            &["runtime"],
+            &["runtime", "--engine", engine.name()],
             args,
             env,
         )
@@ -63,12 +65,12 @@ impl Executor {
         )
     }
 
-    /// `ow-executor executor`.
+    /// `ow-executor executor --engine ENGINE`.
     #[cfg(test)]
-    pub fn executor_mode(args: &[&str]) -> Self {
+    pub fn executor_mode(engine: EngineKind, args: &[&str]) -> Self {
         Self::start(
             Path::new(env!("CARGO_BIN_EXE_ow-executor")),
-            &["executor"],
+            &["executor", "--engine", engine.name()],
             args,
             &[],
         )

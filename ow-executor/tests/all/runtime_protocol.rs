@@ -2,13 +2,13 @@
 
 use crate::harness::{Executor, epoch_millis_from_now, init_body, sentinels, zip};
 use ow_common::protocol::sentences::LOG_SENTINEL;
+use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-#[test]
-fn init_then_run_answers_the_result_with_a_content_length() {
-    let executor = Executor::runtime(&[]);
+fn init_then_run_answers_the_result_with_a_content_length(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ADD);
     let answer = executor.run(json!({"param1": 2, "param2": 2}));
     assert_eq!((answer.status, &answer.body), (200, &json!({"result": 4})));
@@ -16,9 +16,8 @@ fn init_then_run_answers_the_result_with_a_content_length() {
     assert_eq!(answer.content_length, Some(expected_len));
 }
 
-#[test]
-fn the_executor_prints_nothing_but_activation_logs_and_sentinels() {
-    let executor = Executor::runtime(&[]);
+fn the_executor_prints_nothing_but_activation_logs_and_sentinels(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ADD);
     executor.run(json!({"param1": 1, "param2": 2}));
     let (stdout, stderr) = executor.logs_after(1);
@@ -26,9 +25,8 @@ fn the_executor_prints_nothing_but_activation_logs_and_sentinels() {
     assert_eq!(stderr, format!("{LOG_SENTINEL}\n"));
 }
 
-#[test]
-fn run_before_init_is_refused() {
-    let executor = Executor::runtime(&[]);
+fn run_before_init_is_refused(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     let answer = executor.run(json!({}));
     assert_eq!(
         (answer.status, &answer.body),
@@ -36,9 +34,8 @@ fn run_before_init_is_refused() {
     );
 }
 
-#[test]
-fn a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel() {
-    let executor = Executor::runtime(&[]);
+fn a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ADD);
     let answer = executor.init_module(&artifacts::read(artifacts::ECHO));
     assert_eq!(
@@ -59,9 +56,8 @@ fn a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel() {
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (1, 1));
 }
 
-#[test]
-fn a_second_init_is_refused_as_such_even_without_code() {
-    let executor = Executor::runtime(&[]);
+fn a_second_init_is_refused_as_such_even_without_code(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ADD);
     let answer = executor.post("/init", &json!({"value": {"code": ""}}));
     assert_eq!(
@@ -77,9 +73,8 @@ fn a_second_init_is_refused_as_such_even_without_code() {
     );
 }
 
-#[test]
-fn init_without_code_is_refused_and_leaves_the_container_uninitialized() {
-    let executor = Executor::runtime(&[]);
+fn init_without_code_is_refused_and_leaves_the_container_uninitialized(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     for body in [
         json!({"value": {"main": "main"}}),
         json!({"value": {"code": ""}}),
@@ -95,8 +90,7 @@ fn init_without_code_is_refused_and_leaves_the_container_uninitialized() {
     executor.init_ok(artifacts::ADD);
 }
 
-#[test]
-fn undecodable_code_fails_init_with_502_and_one_sentinel_per_stream() {
+fn undecodable_code_fails_init_with_502_and_one_sentinel_per_stream(engine: EngineKind) {
     let cases: [(&[u8], &str); 3] = [
         (b"function main() { return {}; }", "text"),
         (
@@ -106,7 +100,7 @@ fn undecodable_code_fails_init_with_502_and_one_sentinel_per_stream() {
         (b"\0asm\x0d\0\x01\0", "WebAssembly component"),
     ];
     for (code, expected) in cases {
-        let executor = Executor::runtime(&[]);
+        let executor = Executor::runtime(engine, &[]);
         let answer = executor.post("/init", &init_body(code));
         assert_eq!(answer.status, 502, "{answer:?}");
         let error = answer.body["error"].as_str().unwrap();
@@ -124,9 +118,8 @@ fn undecodable_code_fails_init_with_502_and_one_sentinel_per_stream() {
     }
 }
 
-#[test]
-fn bad_base64_and_bad_zips_fail_init_with_a_sentence() {
-    let executor = Executor::runtime(&[]);
+fn bad_base64_and_bad_zips_fail_init_with_a_sentence(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     let answer = executor.post(
         "/init",
         &json!({"value": {"code": "%%% not base64 %%%", "binary": true}}),
@@ -138,7 +131,7 @@ fn bad_base64_and_bad_zips_fail_init_with_a_sentence() {
         answer.body
     );
 
-    let executor = Executor::runtime(&[]);
+    let executor = Executor::runtime(engine, &[]);
     let readme = ow_common::code::zip_module("README.md", b"# not a module").unwrap();
     let answer = executor.post("/init", &init_body(&readme));
     assert_eq!(answer.status, 502);
@@ -152,9 +145,8 @@ fn bad_base64_and_bad_zips_fail_init_with_a_sentence() {
     );
 }
 
-#[test]
-fn malformed_json_is_a_400_on_both_routes() {
-    let executor = Executor::runtime(&[]);
+fn malformed_json_is_a_400_on_both_routes(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     for path in ["/init", "/run"] {
         let answer = executor.post_raw(path, b"{\"value\": ", true);
         assert_eq!(answer.status, 400, "{path}");
@@ -172,18 +164,16 @@ fn malformed_json_is_a_400_on_both_routes() {
     executor.init_ok(artifacts::ADD);
 }
 
-#[test]
-fn content_type_is_not_required() {
-    let executor = Executor::runtime(&[]);
+fn content_type_is_not_required(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     let body = serde_json::to_vec(&init_body(&zip(&artifacts::read(artifacts::ADD)))).unwrap();
     assert_eq!(executor.post_raw("/init", &body, false).status, 200);
     let answer = executor.post_raw("/run", br#"{"value": {"param1": 3, "param2": 4}}"#, false);
     assert_eq!((answer.status, answer.body), (200, json!({"result": 7})));
 }
 
-#[test]
-fn parameters_and_results_pass_verbatim_objects_and_arrays() {
-    let executor = Executor::runtime(&[]);
+fn parameters_and_results_pass_verbatim_objects_and_arrays(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ECHO);
     let params = json!({"nested": {"list": [1, "two", null, 3.5]}, "unicode": "ünïcødé"});
     assert_eq!(executor.run(params.clone()).body, params);
@@ -197,9 +187,8 @@ fn parameters_and_results_pass_verbatim_objects_and_arrays() {
     );
 }
 
-#[test]
-fn an_application_error_is_still_200() {
-    let executor = Executor::runtime(&[]);
+fn an_application_error_is_still_200(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ERROR);
     let answer = executor.run(json!({"reason": "no such user"}));
     assert_eq!(
@@ -208,9 +197,8 @@ fn an_application_error_is_still_200() {
     );
 }
 
-#[test]
-fn a_result_that_is_not_a_dictionary_is_a_502() {
-    let executor = Executor::runtime(&[]);
+fn a_result_that_is_not_a_dictionary_is_a_502(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::wat::NOT_A_DICTIONARY);
     let answer = executor.run(json!({}));
     assert_eq!(
@@ -226,8 +214,8 @@ fn a_result_that_is_not_a_dictionary_is_a_502() {
 
 /// Runs `module` twice: both runs must be a 502 with the platform's sentence. Returns the
 /// executor's stdout and stderr after both.
-fn two_runs_without_a_valid_response(module: &str) -> (String, String) {
-    let executor = Executor::runtime(&[]);
+fn two_runs_without_a_valid_response(engine: EngineKind, module: &str) -> (String, String) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(module);
     for _ in 0..2 {
         let answer = executor.run(json!({}));
@@ -244,9 +232,8 @@ fn two_runs_without_a_valid_response(module: &str) -> (String, String) {
     (stdout, stderr)
 }
 
-#[test]
-fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
-    let (_, stderr) = two_runs_without_a_valid_response(artifacts::wat::UNREACHABLE);
+fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs(engine: EngineKind) {
+    let (_, stderr) = two_runs_without_a_valid_response(engine, artifacts::wat::UNREACHABLE);
     assert_eq!(
         stderr.matches("The action trapped: ").count(),
         2,
@@ -255,9 +242,8 @@ fn a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs() {
     assert!(stderr.contains("unreachable"), "{stderr}");
 }
 
-#[test]
-fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs() {
-    let (stdout, stderr) = two_runs_without_a_valid_response(artifacts::wat::EXIT_CODE);
+fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs(engine: EngineKind) {
+    let (stdout, stderr) = two_runs_without_a_valid_response(engine, artifacts::wat::EXIT_CODE);
     // A command that failed answered nothing: its last stdout line is a log like the others.
     assert_eq!(stdout.matches("config missing\n").count(), 2, "{stdout}");
     assert_eq!(
@@ -267,9 +253,8 @@ fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs() {
     );
 }
 
-#[test]
-fn modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong() {
-    let executor = Executor::runtime(&[]);
+fn modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     let answer = executor.init_module(&artifacts::read(artifacts::wat::UNKNOWN_IMPORT));
     assert_eq!(answer.status, 502);
     assert!(
@@ -281,7 +266,7 @@ fn modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong() {
         answer.body
     );
 
-    let executor = Executor::runtime(&[]);
+    let executor = Executor::runtime(engine, &[]);
     let answer = executor.init_module(&artifacts::read(artifacts::wat::NO_ENTRY_POINT));
     assert_eq!(answer.status, 502);
     assert!(
@@ -291,9 +276,8 @@ fn modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong() {
     );
 }
 
-#[test]
-fn logs_go_to_their_stream_before_the_sentinels_after_every_activation() {
-    let executor = Executor::runtime(&[]);
+fn logs_go_to_their_stream_before_the_sentinels_after_every_activation(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::LOG);
     executor.run(json!({"lines": 2, "message": "first"}));
     executor.run(json!({"lines": 1, "message": "second"}));
@@ -312,9 +296,8 @@ fn logs_go_to_their_stream_before_the_sentinels_after_every_activation() {
     );
 }
 
-#[test]
-fn concurrent_activations_run_at_once_and_keep_their_log_blocks_whole() {
-    let executor = std::sync::Arc::new(Executor::runtime(&[]));
+fn concurrent_activations_run_at_once_and_keep_their_log_blocks_whole(engine: EngineKind) {
+    let executor = std::sync::Arc::new(Executor::runtime(engine, &[]));
     executor.init_ok(artifacts::LOG);
     let threads: Vec<_> = (0..8)
         .map(|i| {
@@ -345,9 +328,8 @@ fn concurrent_activations_run_at_once_and_keep_their_log_blocks_whole() {
     }
 }
 
-#[test]
-fn sleeping_activations_overlap_instead_of_queueing() {
-    let executor = std::sync::Arc::new(Executor::runtime(&[]));
+fn sleeping_activations_overlap_instead_of_queueing(engine: EngineKind) {
+    let executor = std::sync::Arc::new(Executor::runtime(engine, &[]));
     executor.init_ok(artifacts::SLEEP);
     let started = Instant::now();
     let threads: Vec<_> = (0..8)
@@ -367,9 +349,8 @@ fn sleeping_activations_overlap_instead_of_queueing() {
     );
 }
 
-#[test]
-fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving() {
-    let executor = Executor::runtime(&[]);
+fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::wat::LOOP_FOREVER);
     let deadline = epoch_millis_from_now(Duration::from_millis(500));
     let answer = executor.post(
@@ -393,9 +374,8 @@ fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving() {
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
 }
 
-#[test]
-fn the_deadline_also_stops_an_action_waiting_in_the_host() {
-    let executor = Executor::runtime(&[]);
+fn the_deadline_also_stops_an_action_waiting_in_the_host(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::SLEEP);
     let deadline = epoch_millis_from_now(Duration::from_millis(300));
     let answer = executor.post(
@@ -413,9 +393,8 @@ fn the_deadline_also_stops_an_action_waiting_in_the_host() {
     assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 1})));
 }
 
-#[test]
-fn a_deadline_in_the_past_falls_back_to_the_configured_timeout() {
-    let executor = Executor::runtime(&["--timeout", "1s"]);
+fn a_deadline_in_the_past_falls_back_to_the_configured_timeout(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &["--timeout", "1s"]);
     executor.init_ok(artifacts::ADD);
     let answer = executor.post(
         "/run",
@@ -423,7 +402,7 @@ fn a_deadline_in_the_past_falls_back_to_the_configured_timeout() {
     );
     assert_eq!((answer.status, answer.body), (200, json!({"result": 2})));
 
-    let executor = Executor::runtime(&["--timeout", "1s"]);
+    let executor = Executor::runtime(engine, &["--timeout", "1s"]);
     executor.init_ok(artifacts::wat::LOOP_FOREVER);
     let answer = executor.post("/run", &json!({"value": {}, "deadline": "123"}));
     assert_eq!(
@@ -435,9 +414,9 @@ fn a_deadline_in_the_past_falls_back_to_the_configured_timeout() {
     );
 }
 
-#[test]
-fn each_activation_sees_its_own_ow_context_and_the_init_env() {
+fn each_activation_sees_its_own_ow_context_and_the_init_env(engine: EngineKind) {
     let executor = Executor::runtime_with_env(
+        engine,
         &[],
         &[
             ("__OW_API_HOST", "http://openwhisk.example:3233"),
@@ -487,10 +466,36 @@ fn each_activation_sees_its_own_ow_context_and_the_init_env() {
     assert!(env.get("__OW_ACTIVATION_ID").is_none(), "{env}");
 }
 
-#[test]
-fn unknown_routes_answer_json() {
-    let executor = Executor::runtime(&[]);
+fn unknown_routes_answer_json(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     let answer = executor.post("/nope", &json!({}));
     assert_eq!(answer.status, 404);
     assert!(answer.body["error"].is_string());
 }
+
+per_engine!(
+    init_then_run_answers_the_result_with_a_content_length,
+    the_executor_prints_nothing_but_activation_logs_and_sentinels,
+    run_before_init_is_refused,
+    a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel,
+    a_second_init_is_refused_as_such_even_without_code,
+    init_without_code_is_refused_and_leaves_the_container_uninitialized,
+    undecodable_code_fails_init_with_502_and_one_sentinel_per_stream,
+    bad_base64_and_bad_zips_fail_init_with_a_sentence,
+    malformed_json_is_a_400_on_both_routes,
+    content_type_is_not_required,
+    parameters_and_results_pass_verbatim_objects_and_arrays,
+    an_application_error_is_still_200,
+    a_result_that_is_not_a_dictionary_is_a_502,
+    a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs,
+    an_exit_with_a_code_is_a_502_with_the_code_in_the_logs,
+    modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong,
+    logs_go_to_their_stream_before_the_sentinels_after_every_activation,
+    concurrent_activations_run_at_once_and_keep_their_log_blocks_whole,
+    sleeping_activations_overlap_instead_of_queueing,
+    the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving,
+    the_deadline_also_stops_an_action_waiting_in_the_host,
+    a_deadline_in_the_past_falls_back_to_the_configured_timeout,
+    each_activation_sees_its_own_ow_context_and_the_init_env,
+    unknown_routes_answer_json,
+);

@@ -2,7 +2,9 @@
 //! clear error for its own request, and the executor goes on serving the next one.
 
 use crate::harness::{Answer, Executor, init_body, zip};
+use ow_common::code::ModuleFormat;
 use ow_common::protocol::sentences::LOG_SENTINEL;
+use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -42,9 +44,8 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
 
 // --- Hostile actions ------------------------------------------------------------------------
 
-#[test]
-fn a_100_mb_result_is_refused_by_its_length_and_the_next_run_succeeds() {
-    let executor = Executor::runtime(&["--memory-limit", "256"]);
+fn a_100_mb_result_is_refused_by_its_length_and_the_next_run_succeeds(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &["--memory-limit", "256"]);
     executor.init_ok(artifacts::wat::BIG_RESULT);
     let answer = executor.run(json!({"big": true}));
     assert_eq!(
@@ -58,9 +59,8 @@ fn a_100_mb_result_is_refused_by_its_length_and_the_next_run_succeeds() {
     assert_eq!((answer.status, answer.body), (200, json!({})));
 }
 
-#[test]
-fn an_sdk_result_just_over_1_mb_is_refused_with_its_size() {
-    let executor = Executor::runtime(&[]);
+fn an_sdk_result_just_over_1_mb_is_refused_with_its_size(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ECHO);
     let params = json!({"text": "x".repeat(1024 * 1024)});
     let size = serde_json::to_vec(&params).unwrap().len();
@@ -76,9 +76,8 @@ fn an_sdk_result_just_over_1_mb_is_refused_with_its_size() {
     assert_eq!((answer.status, answer.body), (200, json!({"small": 1})));
 }
 
-#[test]
-fn a_memory_bomb_is_stopped_at_the_memory_limit_and_the_next_run_succeeds() {
-    let executor = Executor::runtime(&["--memory-limit", "128"]);
+fn a_memory_bomb_is_stopped_at_the_memory_limit_and_the_next_run_succeeds(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &["--memory-limit", "128"]);
     executor.init_ok(artifacts::wat::MEMORY_BOMB);
     let answer = executor.run(json!({"bomb": true}));
     assert_eq!(
@@ -92,9 +91,10 @@ fn a_memory_bomb_is_stopped_at_the_memory_limit_and_the_next_run_succeeds() {
     assert_eq!((answer.status, answer.body), (200, json!({})));
 }
 
-#[test]
-fn a_stack_overflow_is_a_502_with_the_stack_in_the_logs_and_the_next_run_succeeds() {
-    let executor = Executor::runtime(&[]);
+fn a_stack_overflow_is_a_502_with_the_stack_in_the_logs_and_the_next_run_succeeds(
+    engine: EngineKind,
+) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::wat::STACK_OVERFLOW);
     let answer = executor.run(json!({"recurse": true}));
     assert_eq!(answer.status, 502);
@@ -115,9 +115,8 @@ fn a_stack_overflow_is_a_502_with_the_stack_in_the_logs_and_the_next_run_succeed
     );
 }
 
-#[test]
-fn an_output_flood_is_cut_at_the_log_limit_with_the_truncation_sentence() {
-    let executor = Executor::runtime(&["--log-limit", "1"]);
+fn an_output_flood_is_cut_at_the_log_limit_with_the_truncation_sentence(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &["--log-limit", "1"]);
     executor.init_ok(artifacts::LOG);
     let answer = executor.run(json!({"lines": 200_000, "message": "flood"}));
     assert_eq!(
@@ -165,11 +164,10 @@ fn threads_of(pid: u32) -> Option<usize> {
         .ok()
 }
 
-#[test]
-fn ten_thousand_sleeping_activations_all_answer_without_a_thread_each() {
+fn ten_thousand_sleeping_activations_all_answer_without_a_thread_each(engine: EngineKind) {
     const ACTIVATIONS: usize = 10_000;
     const CLIENTS: usize = 50;
-    let executor = Executor::runtime(&[]);
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::SLEEP);
     let url = format!("{}/run", executor.base_url);
 
@@ -207,15 +205,14 @@ fn ten_thousand_sleeping_activations_all_answer_without_a_thread_each() {
     assert_eq!(answered.load(Ordering::Relaxed), ACTIVATIONS);
     // Activations were in flight CLIENTS at a time; a thread each would need that many.
     assert!(
-        most_threads > 0 && most_threads < CLIENTS,
+        most_threads < CLIENTS,
         "the executor ran {most_threads} threads for {CLIENTS} activations in flight"
     );
 }
 
 // --- Capabilities ---------------------------------------------------------------------------
 
-#[test]
-fn a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks() {
+fn a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks(engine: EngineKind) {
     const SECRET: &str = "TOP SECRET 4242";
     let root = tempfile::tempdir().unwrap();
     let secret = root.path().join("secret.txt");
@@ -227,7 +224,7 @@ fn a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks() {
     std::os::unix::fs::symlink("../secret.txt", granted.join("relative-link")).unwrap();
     std::os::unix::fs::symlink("..", granted.join("parent-link")).unwrap();
 
-    let executor = Executor::runtime(&[]);
+    let executor = Executor::runtime(engine, &[]);
     let mut body = init_body(&zip(&artifacts::read(artifacts::FILESYS)));
     body["value"]["annotations"] = json!({"dir": granted});
     assert_eq!(executor.post("/init", &body).status, 200);
@@ -270,8 +267,8 @@ fn a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks() {
 
 /// In one `executor`-mode process: a container whose `/init` gets `code` (the answer is
 /// returned), then a fresh container that initialises and runs `add` as if nothing happened.
-fn init_then_a_healthy_container(args: &[&str], code: &[u8]) -> Answer {
-    let executor = Executor::executor_mode(args);
+fn init_then_a_healthy_container(engine: EngineKind, args: &[&str], code: &[u8]) -> Answer {
+    let executor = Executor::executor_mode(engine, args);
     let start = || {
         let answer = executor.post("/start", &json!({}));
         assert_eq!(answer.status, 200, "{answer:?}");
@@ -290,35 +287,52 @@ fn init_then_a_healthy_container(args: &[&str], code: &[u8]) -> Answer {
     refused
 }
 
-#[test]
-fn artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler() {
-    let cases: [(&[u8], &str, &str); 2] = [
+fn artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler(engine: EngineKind) {
+    let cases: [(ModuleFormat, &[u8], &str); 3] = [
         (
-            b"\0wasmer-universal\0\0\0\0\x01\x02\x03",
-            "action.wasmu",
-            "a Wasmer precompiled artifact",
+            ModuleFormat::WasmtimeArtifact,
+            b"\x7fELF\x02\x01\x01\0.wasmtime.engine\0",
+            "action.cwasm",
         ),
         (
+            ModuleFormat::WasmerArtifact,
+            b"wasmer-universalWASMER\0\0\x18\0\0\0\x01\x02\x03",
+            "action.wasmu",
+        ),
+        (
+            ModuleFormat::WamrAot,
             b"\0aot\x03\0\0\0\x01\x02\x03\x04",
             "action.aot",
-            "a WAMR AOT module",
         ),
     ];
-    for (bytes, entry, found) in cases {
+    for (format, bytes, entry) in cases {
+        if Some(format) == engine.artifact() {
+            continue;
+        }
         let code = ow_common::code::zip_module(entry, bytes).unwrap();
-        let answer = init_then_a_healthy_container(&[], &code);
+        let answer = init_then_a_healthy_container(engine, &["--trust-precompiled"], &code);
         assert_eq!(answer.status, 502, "{answer:?}");
         let error = error_of(&answer);
-        assert!(
-            error.starts_with(&format!("The action code is {found}"))
-                && error.contains("ow-precompiler --engine wasmtime"),
-            "{error}"
-        );
+        let name = engine.name();
+        let expected = match engine.artifact() {
+            Some(_) => format!(
+                "The action code is {format} that this executor's {name} cannot load (it was \
+                 made for another engine); rebuild it with `ow-precompiler --engine {name} \
+                 action.wasm -o action.zip`, or send the portable .wasm."
+            ),
+            None => format!(
+                "The action code is {format}, and this executor's {name} runs portable modules \
+                 only; send the .wasm."
+            ),
+        };
+        assert_eq!(error, expected);
     }
 }
 
+#[cfg(feature = "wasmtime")]
 #[test]
 fn a_wasmtime_artifact_of_another_version_is_refused_as_incompatible() {
+    let engine = EngineKind::Wasmtime;
     let mut artifact = ow_wasmtime::precompile(&artifacts::read(artifacts::ADD)).unwrap();
     // The artifact's first section, `.wasmtime.engine`, right after the 64-byte ELF header,
     // opens with a format byte (0) and the length-prefixed Wasmtime version that made it
@@ -335,7 +349,7 @@ fn a_wasmtime_artifact_of_another_version_is_refused_as_incompatible() {
     }
     let claimed = String::from_utf8(version.to_vec()).unwrap();
     let code = ow_common::code::zip_module("action.cwasm", &artifact).unwrap();
-    let answer = init_then_a_healthy_container(&["--trust-precompiled"], &code);
+    let answer = init_then_a_healthy_container(engine, &["--trust-precompiled"], &code);
     assert_eq!(answer.status, 502, "{answer:?}");
     let error = error_of(&answer);
     assert!(
@@ -348,14 +362,13 @@ fn a_wasmtime_artifact_of_another_version_is_refused_as_incompatible() {
     );
 }
 
-#[test]
-fn a_truncated_module_is_refused_as_invalid() {
+fn a_truncated_module_is_refused_as_invalid(engine: EngineKind) {
     let module = artifacts::read(artifacts::ADD);
     for code in [
         module[..module.len() / 2].to_vec(),
         zip(&module[..module.len() / 2]),
     ] {
-        let answer = init_then_a_healthy_container(&[], &code);
+        let answer = init_then_a_healthy_container(engine, &[], &code);
         assert_eq!(answer.status, 502, "{answer:?}");
         assert!(
             error_of(&answer).starts_with("The action code is not a valid WebAssembly module: "),
@@ -364,14 +377,13 @@ fn a_truncated_module_is_refused_as_invalid() {
     }
 }
 
-#[test]
-fn a_zip_bomb_is_refused_without_unpacking_it() {
+fn a_zip_bomb_is_refused_without_unpacking_it(engine: EngineKind) {
     const MIB: usize = 1024 * 1024;
     // 257 MiB of zeros, one past the largest module an entry may unpack to, deflate to
     // a few hundred KiB.
     let bomb = ow_common::code::zip_module("action.wasm", &vec![0; 257 * MIB]).unwrap();
     assert!(bomb.len() < MIB, "{} bytes", bomb.len());
-    let answer = init_then_a_healthy_container(&[], &bomb);
+    let answer = init_then_a_healthy_container(engine, &[], &bomb);
     assert_eq!(
         (answer.status, error_of(&answer)),
         (
@@ -381,9 +393,8 @@ fn a_zip_bomb_is_refused_without_unpacking_it() {
     );
 }
 
-#[test]
-fn a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds() {
-    let executor = Executor::runtime(&[]);
+fn a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ADD);
     let answer = executor.run(json!({"padding": "x".repeat(3 * 1024 * 1024)}));
     assert_eq!(
@@ -399,9 +410,8 @@ fn a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds() {
 
 // --- Shutdown -------------------------------------------------------------------------------
 
-#[test]
-fn sigterm_lets_the_activation_in_flight_finish_then_exits_0() {
-    let mut executor = Executor::runtime_with_env(&[], &[("OW_LOG", "ow_executor=debug")]);
+fn sigterm_lets_the_activation_in_flight_finish_then_exits_0(engine: EngineKind) {
+    let mut executor = Executor::runtime_with_env(engine, &[], &[("OW_LOG", "ow_executor=debug")]);
     executor.init_ok(artifacts::SLEEP);
     let url = format!("{}/run", executor.base_url);
     let in_flight =
@@ -426,15 +436,29 @@ fn sigterm_lets_the_activation_in_flight_finish_then_exits_0() {
     );
 }
 
-#[test]
-fn max_instances_bounds_activations_in_flight_and_the_rest_wait_until_their_deadline() {
-    let executor = Arc::new(Executor::runtime(&["--max-instances", "1"]));
+fn max_instances_bounds_activations_in_flight_and_the_rest_wait_until_their_deadline(
+    engine: EngineKind,
+) {
+    let executor = Arc::new(Executor::runtime_with_env(
+        engine,
+        &["--max-instances", "1"],
+        &[("OW_LOG", "info,ow_common=debug")],
+    ));
     executor.init_ok(artifacts::SLEEP);
     let holder = {
         let executor = executor.clone();
         std::thread::spawn(move || executor.run(json!({"ms": 3000})))
     };
-    std::thread::sleep(Duration::from_millis(300)); // let it take the one slot
+    // Wait until the holder has taken the one slot.
+    let started = Instant::now();
+    while !executor.diagnostics().contains("instance slot taken") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the holder never took the slot: {}",
+            executor.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let deadline = crate::harness::epoch_millis_from_now(Duration::from_millis(500));
     let waiting = executor.post("/run", &json!({"value": {"ms": 0}, "deadline": deadline}));
     assert_eq!(waiting.status, 502, "{waiting:?}");
@@ -447,3 +471,19 @@ fn max_instances_bounds_activations_in_flight_and_the_rest_wait_until_their_dead
     let answer = executor.run(json!({"ms": 0}));
     assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 0})));
 }
+
+per_engine!(
+    a_100_mb_result_is_refused_by_its_length_and_the_next_run_succeeds,
+    an_sdk_result_just_over_1_mb_is_refused_with_its_size,
+    a_memory_bomb_is_stopped_at_the_memory_limit_and_the_next_run_succeeds,
+    a_stack_overflow_is_a_502_with_the_stack_in_the_logs_and_the_next_run_succeeds,
+    an_output_flood_is_cut_at_the_log_limit_with_the_truncation_sentence,
+    ten_thousand_sleeping_activations_all_answer_without_a_thread_each,
+    a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks,
+    artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler,
+    a_truncated_module_is_refused_as_invalid,
+    a_zip_bomb_is_refused_without_unpacking_it,
+    a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds,
+    sigterm_lets_the_activation_in_flight_finish_then_exits_0,
+    max_instances_bounds_activations_in_flight_and_the_rest_wait_until_their_deadline,
+);

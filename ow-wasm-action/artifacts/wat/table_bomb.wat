@@ -1,6 +1,8 @@
 ;; A WASI command that grows its function table 10,000 elements at a time until growing fails,
-;; then traps: the table counterpart of memory_bomb.wat.
+;; then traps: the table counterpart of memory_bomb.wat. (It exports a memory because WAMR
+;; refuses a WASI command without one.)
 (module
+  (memory (export "memory") 1)
   (table $table 1 funcref)
   (func (export "_start")
     (loop $again

@@ -1,27 +1,18 @@
 //! In-memory stdout/stderr for one activation, sharing one byte budget (the action's log
 //! limit). Writes past the budget are accepted and dropped, so a flood of output neither fails
 //! the action nor grows the executor's memory; the stdio ABI's result line is tracked apart so
-//! it survives truncated logs.
+//! it survives truncated logs. Each engine hands [`LogCapture::write`] what its WASI stdout and
+//! stderr receive.
 
-use ow_common::guest::ResultLine;
-use ow_common::protocol::sentences;
-use ow_common::runtime::{LogStream, LogWrite, Logs};
-use std::io;
-use std::pin::Pin;
+use crate::host::abi::ResultLine;
+use crate::protocol::sentences;
+use crate::runtime::{LogStream, LogWrite, Logs};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::SystemTime;
-use tokio::io::AsyncWrite;
-use wasmtime_wasi::async_trait;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-/// The most a single write may hand over at once.
-const WRITE_PERMIT: usize = 64 * 1024;
-
-/// Both streams of one activation.
-#[derive(Debug)]
-pub(crate) struct Capture {
+/// Both streams of one activation. Clones share the capture.
+#[derive(Debug, Clone)]
+pub struct LogCapture {
     shared: Arc<Mutex<Captured>>,
 }
 
@@ -42,27 +33,18 @@ struct Captured {
     writes: Vec<LogWrite>,
     /// Whether the last recorded write left a line unfinished.
     line_open: bool,
+    /// Whether the logs were taken.
+    finished: bool,
 }
 
 /// The most write records one activation keeps: a bound on their memory however an action
 /// alternates its two streams.
 const MAX_LOG_WRITES: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// One stream's writing end, handed to WASI.
-#[derive(Debug, Clone)]
-pub(crate) struct CaptureStream {
-    shared: Arc<Mutex<Captured>>,
-    stream: Stream,
-}
-
-impl Capture {
-    pub(crate) fn new(log_limit: u64) -> Self {
+impl LogCapture {
+    /// An empty capture whose streams share a budget of `log_limit` bytes, keeping a stdio
+    /// result line of up to `result_limit` bytes apart from it.
+    pub fn new(log_limit: u64, result_limit: u64) -> Self {
         let limit = usize::try_from(log_limit).unwrap_or(usize::MAX);
         Self {
             shared: Arc::new(Mutex::new(Captured {
@@ -72,31 +54,48 @@ impl Capture {
                 limit,
                 stdout_dropped: false,
                 stderr_dropped: false,
-                result_line: ResultLine::default(),
+                result_line: ResultLine::new(result_limit),
                 writes: Vec::new(),
                 line_open: false,
+                finished: false,
             })),
         }
     }
 
-    pub(crate) fn stdout(&self) -> CaptureStream {
-        CaptureStream {
-            shared: self.shared.clone(),
-            stream: Stream::Stdout,
+    /// Takes `bytes` written to `stream`: what fits the budget is kept, the rest dropped (and
+    /// noted for the truncation sentence). After [`LogCapture::finish`], writes are dropped.
+    pub fn write(&self, stream: LogStream, bytes: &[u8]) {
+        let mut captured = self.shared.lock().expect("capture lock");
+        let captured = &mut *captured;
+        let kept = bytes.len().min(captured.remaining);
+        captured.remaining -= kept;
+        let dropped = kept < bytes.len();
+        if kept > 0 {
+            let ends_line = bytes[kept - 1] == b'\n';
+            captured.record_write(stream, kept, ends_line);
         }
-    }
-
-    pub(crate) fn stderr(&self) -> CaptureStream {
-        CaptureStream {
-            shared: self.shared.clone(),
-            stream: Stream::Stderr,
+        match stream {
+            LogStream::Stdout => {
+                captured.stdout.extend_from_slice(&bytes[..kept]);
+                captured.stdout_dropped |= dropped;
+                if !captured.finished {
+                    captured.result_line.push(bytes);
+                }
+            }
+            LogStream::Stderr => {
+                captured.stderr.extend_from_slice(&bytes[..kept]);
+                captured.stderr_dropped |= dropped;
+            }
         }
     }
 
     /// Takes the logs; with `stdio_result`, also splits the result line off stdout and returns
     /// it (as far as it was kept) with its full length.
-    pub(crate) fn finish(&self, stdio_result: bool) -> (Logs, Option<(Vec<u8>, usize)>) {
+    pub fn finish(&self, stdio_result: bool) -> (Logs, Option<(Vec<u8>, usize)>) {
         let mut captured = self.shared.lock().expect("capture lock");
+        // An instance still unwinding after its deadline may write on: that is dropped.
+        captured.finished = true;
+        captured.remaining = 0;
         let mut stdout = std::mem::take(&mut captured.stdout);
         let mut result = None;
         let stdout_logs_lost = if stdio_result {
@@ -142,104 +141,14 @@ impl Captured {
     }
 }
 
-impl From<Stream> for LogStream {
-    fn from(stream: Stream) -> Self {
-        match stream {
-            Stream::Stdout => Self::Stdout,
-            Stream::Stderr => Self::Stderr,
-        }
-    }
-}
-
-impl CaptureStream {
-    fn write_all(&self, bytes: &[u8]) {
-        let mut captured = self.shared.lock().expect("capture lock");
-        let captured = &mut *captured;
-        let kept = bytes.len().min(captured.remaining);
-        captured.remaining -= kept;
-        let dropped = kept < bytes.len();
-        if kept > 0 {
-            let ends_line = bytes[kept - 1] == b'\n';
-            captured.record_write(self.stream.into(), kept, ends_line);
-        }
-        match self.stream {
-            Stream::Stdout => {
-                captured.stdout.extend_from_slice(&bytes[..kept]);
-                captured.stdout_dropped |= dropped;
-                captured.result_line.push(bytes);
-            }
-            Stream::Stderr => {
-                captured.stderr.extend_from_slice(&bytes[..kept]);
-                captured.stderr_dropped |= dropped;
-            }
-        }
-    }
-}
-
-impl IsTerminal for CaptureStream {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for CaptureStream {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[async_trait]
-impl OutputStream for CaptureStream {
-    fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
-        self.write_all(&bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), StreamError> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(WRITE_PERMIT)
-    }
-}
-
-#[async_trait]
-impl Pollable for CaptureStream {
-    async fn ready(&mut self) {}
-}
-
-impl AsyncWrite for CaptureStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.write_all(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn captured(limit: u64, stdout: &[&[u8]], stdio_result: bool) -> (Logs, Option<Vec<u8>>) {
-        let capture = Capture::new(limit);
+        let capture = LogCapture::new(limit, 1024);
         for bytes in stdout {
-            capture.stdout().write_all(bytes);
+            capture.write(LogStream::Stdout, bytes);
         }
         let (logs, result) = capture.finish(stdio_result);
         (logs, result.map(|(line, _)| line))
@@ -279,12 +188,12 @@ mod tests {
 
     #[test]
     fn writes_are_recorded_in_order_and_an_unfinished_line_joins_its_record() {
-        let capture = Capture::new(1024);
-        capture.stdout().write_all(b"out ");
-        capture.stdout().write_all(b"1\n");
-        capture.stderr().write_all(b"err 1\n");
-        capture.stdout().write_all(b"out 2\n");
-        capture.stdout().write_all(b"out 3\n");
+        let capture = LogCapture::new(1024, 1024);
+        capture.write(LogStream::Stdout, b"out ");
+        capture.write(LogStream::Stdout, b"1\n");
+        capture.write(LogStream::Stderr, b"err 1\n");
+        capture.write(LogStream::Stdout, b"out 2\n");
+        capture.write(LogStream::Stdout, b"out 3\n");
         let (logs, _) = capture.finish(false);
         let records: Vec<(LogStream, usize)> = logs
             .writes

@@ -1,10 +1,13 @@
-//! The host side of the guest ABIs (see [`crate::abi`]), written once over [`SdkGuest`], a
-//! small view of a running instance that each engine implements.
+//! The host side of the guest ABIs (see [`crate::abi`]), written once over [`GuestInstance`],
+//! a small view of a running instance that each engine implements: detecting the ABI a
+//! module speaks, handing it the parameters, taking its result, and finding the stdio ABI's
+//! result line in its output.
 
 use crate::abi;
 use crate::runtime::RunError;
 use serde_json::Value;
 use std::future::Future;
+use std::task::{Context, Poll, Waker};
 
 /// The ABI a module speaks, detected from its exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,21 +44,15 @@ impl GuestAbi {
     }
 }
 
-/// A running SDK-ABI instance, as the engine exposes it.
-pub trait SdkGuest: Send {
+/// A running instance's memory and allocator, as the engine exposes them: what every host
+/// side that hands the guest bytes needs (the SDK ABI, `http`.`get`).
+pub trait GuestMemory: Send {
     /// The engine's error (a trap, an exit, a deadline). It also carries the ABI's own
-    /// refusals, such as a result over the limit, for the engine to downcast.
+    /// refusals, such as a result over the limit, for the engine to tell apart.
     type Error: Send + From<RunError>;
 
-    /// Calls the guest allocator.
+    /// Calls the guest allocator ([`abi::ALLOC_EXPORT`]).
     fn alloc(&mut self, len: u32) -> impl Future<Output = Result<u32, Self::Error>> + Send;
-
-    /// Calls the guest's main export.
-    fn call_main(
-        &mut self,
-        ptr: u32,
-        len: u32,
-    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// Copies `bytes` into guest memory at `ptr`.
     fn write_memory(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), Self::Error>;
@@ -64,12 +61,48 @@ pub trait SdkGuest: Send {
     fn read_memory(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>, Self::Error>;
 }
 
+/// A fresh instance, as the engine exposes it to the host side of the guest ABIs.
+pub trait GuestInstance: GuestMemory {
+    /// Calls an export that takes and returns nothing (`_start`, `_initialize`).
+    fn call_unit(&mut self, export: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Calls the SDK's main export ([`abi::MAIN_EXPORT`]).
+    fn call_main(
+        &mut self,
+        ptr: u32,
+        len: u32,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+}
+
+/// Runs one activation through the module's ABI. For the SDK ABI, returns the raw result
+/// bytes; for the stdio ABI nothing, since the result is the last line of stdout (and the
+/// parameters were its stdin).
+pub async fn call_abi<G: GuestInstance>(
+    guest: &mut G,
+    guest_abi: GuestAbi,
+    params: &[u8],
+    result_limit: u64,
+) -> Result<Vec<u8>, G::Error> {
+    match guest_abi {
+        GuestAbi::Stdio => {
+            guest.call_unit(abi::COMMAND_START_EXPORT).await?;
+            Ok(Vec::new())
+        }
+        GuestAbi::Sdk { reactor } => {
+            if reactor {
+                guest.call_unit(abi::REACTOR_INIT_EXPORT).await?;
+            }
+            call_sdk(guest, params, result_limit).await
+        }
+    }
+}
+
 /// Runs the SDK ABI: parameters in, the raw result bytes out.
 ///
 /// A result longer than `result_limit` bytes is refused with [`RunError::ResultTooLarge`]
 /// before a byte of it is copied out of the instance, so a guest returning a huge region costs
 /// the host nothing.
-pub async fn call_sdk<G: SdkGuest>(
+pub async fn call_sdk<G: GuestInstance>(
     guest: &mut G,
     params: &[u8],
     result_limit: u64,
@@ -95,6 +128,21 @@ pub async fn call_sdk<G: SdkGuest>(
     guest.read_memory(result_ptr, result_len)
 }
 
+/// Drives to its end a future that never waits: the host side of an ABI over an engine whose
+/// calls are synchronous (every [`GuestInstance`] method of such an engine is ready at once).
+///
+/// # Panics
+///
+/// If the future waits, which is a bug in the engine's [`GuestInstance`].
+pub fn complete_now<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a synchronous engine's guest call waited"),
+    }
+}
+
 /// Interprets the bytes an action returned as its result: a JSON object or array.
 pub fn parse_result(bytes: &[u8]) -> Result<Value, RunError> {
     match serde_json::from_slice::<Value>(bytes) {
@@ -104,14 +152,14 @@ pub fn parse_result(bytes: &[u8]) -> Result<Value, RunError> {
     }
 }
 
-/// The longest result line a stdio-ABI action may print (a result is at most 1 MB; this
-/// leaves room for JSON escaping).
-pub const MAX_RESULT_LINE_BYTES: usize = 4 * 1024 * 1024;
-
 /// Follows a stdio-ABI action's stdout as it is written and keeps its last non-blank line,
-/// the result, even when the logs before it are truncated.
-#[derive(Debug, Default, Clone)]
+/// the result, even when the logs before it are truncated. A line is kept up to the result
+/// limit (and one byte for a `\r`); past it only its length is counted, which is all the
+/// host needs to refuse it.
+#[derive(Debug, Clone)]
 pub struct ResultLine {
+    /// The most bytes of a line kept.
+    cap: usize,
     /// The line being written (bytes since the last newline), capped.
     current: Vec<u8>,
     /// How long the line being written really is, past the cap.
@@ -129,6 +177,20 @@ pub struct ResultLine {
 }
 
 impl ResultLine {
+    /// A tracker for results of at most `result_limit` bytes.
+    pub fn new(result_limit: u64) -> Self {
+        Self {
+            cap: usize::try_from(result_limit.saturating_add(1)).unwrap_or(usize::MAX),
+            current: Vec::new(),
+            current_len: 0,
+            current_start: 0,
+            last_complete: Vec::new(),
+            last_complete_len: 0,
+            last_complete_start: 0,
+            written: 0,
+        }
+    }
+
     /// Feeds bytes written to stdout.
     pub fn push(&mut self, bytes: &[u8]) {
         let base = self.written;
@@ -137,7 +199,7 @@ impl ResultLine {
         // Where the next segment starts within `bytes`: just past a newline.
         let mut next_start = 0;
         if let Some(first) = segments.next() {
-            extend_capped(&mut self.current, first);
+            extend_capped(&mut self.current, first, self.cap);
             self.current_len = self.current_len.saturating_add(first.len());
             next_start = first.len() + 1;
         }
@@ -150,13 +212,13 @@ impl ResultLine {
                 self.last_complete_len = ended_len;
                 self.last_complete_start = ended_start;
             }
-            extend_capped(&mut self.current, segment);
+            extend_capped(&mut self.current, segment, self.cap);
             next_start += segment.len() + 1;
         }
     }
 
     /// The length in bytes of the result line (without its line ending), including what was
-    /// written past [`MAX_RESULT_LINE_BYTES`] and not kept.
+    /// written past the cap and not kept.
     pub fn line_len(&self) -> Option<usize> {
         let (kept, len) = if !is_blank(&self.current) {
             (&self.current, self.current_len)
@@ -196,8 +258,8 @@ impl ResultLine {
     }
 }
 
-fn extend_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    let room = MAX_RESULT_LINE_BYTES.saturating_sub(buffer.len());
+fn extend_capped(buffer: &mut Vec<u8>, bytes: &[u8], cap: usize) {
+    let room = cap.saturating_sub(buffer.len());
     buffer.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
@@ -217,8 +279,6 @@ fn trim_line(bytes: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::pin::pin;
-    use std::task::{Context, Poll, Waker};
 
     /// A guest whose main returns a fixed region and that counts the bytes read out of it.
     struct FakeGuest {
@@ -226,15 +286,11 @@ mod tests {
         bytes_read: u64,
     }
 
-    impl SdkGuest for FakeGuest {
+    impl GuestMemory for FakeGuest {
         type Error = RunError;
 
         async fn alloc(&mut self, _len: u32) -> Result<u32, RunError> {
             Ok(64)
-        }
-
-        async fn call_main(&mut self, _ptr: u32, _len: u32) -> Result<u64, RunError> {
-            Ok(self.result)
         }
 
         fn write_memory(&mut self, _ptr: u32, _bytes: &[u8]) -> Result<(), RunError> {
@@ -247,11 +303,13 @@ mod tests {
         }
     }
 
-    /// Polls a future that never waits (the fake guest's) to its end.
-    fn run_now<F: Future>(future: F) -> F::Output {
-        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(output) => output,
-            Poll::Pending => panic!("the fake guest never waits"),
+    impl GuestInstance for FakeGuest {
+        async fn call_unit(&mut self, _export: &str) -> Result<(), RunError> {
+            Ok(())
+        }
+
+        async fn call_main(&mut self, _ptr: u32, _len: u32) -> Result<u64, RunError> {
+            Ok(self.result)
         }
     }
 
@@ -262,7 +320,7 @@ mod tests {
             result: abi::pack_region(4096, 100 * MIB),
             bytes_read: 0,
         };
-        let outcome = run_now(call_sdk(&mut guest, b"{}", MIB.into()));
+        let outcome = complete_now(call_sdk(&mut guest, b"{}", MIB.into()));
         assert_eq!(
             outcome,
             Err(RunError::ResultTooLarge {
@@ -282,7 +340,7 @@ mod tests {
             bytes_read: 0,
         };
         assert_eq!(
-            run_now(call_sdk(&mut guest, b"{}", MIB.into())).map(|bytes| bytes.len()),
+            complete_now(call_sdk(&mut guest, b"{}", MIB.into())).map(|bytes| bytes.len()),
             Ok(MIB as usize)
         );
         assert_eq!(guest.bytes_read, u64::from(MIB));
@@ -316,7 +374,7 @@ mod tests {
     }
 
     fn result_line_of(chunks: &[&[u8]]) -> (Option<Vec<u8>>, Vec<u8>) {
-        let mut tracker = ResultLine::default();
+        let mut tracker = ResultLine::new(1024 * 1024);
         let mut stdout = Vec::new();
         for chunk in chunks {
             tracker.push(chunk);
@@ -346,26 +404,38 @@ mod tests {
 
     #[test]
     fn the_result_line_length_counts_what_the_cap_dropped() {
-        let mut tracker = ResultLine::default();
+        const LIMIT: u64 = 4 * 1024 * 1024;
+        let mut tracker = ResultLine::new(LIMIT);
         tracker.push(b"log\n{\"a\":1}\r\n");
         assert_eq!(tracker.line_len(), Some(7));
-        let mut tracker = ResultLine::default();
+        let mut tracker = ResultLine::new(LIMIT);
         let chunk = vec![b'x'; 1024 * 1024];
         for _ in 0..6 {
             tracker.push(&chunk);
         }
-        assert_eq!(tracker.line().map(<[u8]>::len), Some(MAX_RESULT_LINE_BYTES));
+        assert_eq!(
+            tracker.line().map(<[u8]>::len),
+            Some(LIMIT as usize + 1),
+            "a byte past the limit is kept, no more"
+        );
         assert_eq!(tracker.line_len(), Some(6 * 1024 * 1024));
         tracker.push(b"\n\n");
         assert_eq!(tracker.line_len(), Some(6 * 1024 * 1024));
         tracker.push(b"{}");
         assert_eq!(tracker.line_len(), Some(2));
-        assert_eq!(ResultLine::default().line_len(), None);
+        assert_eq!(ResultLine::new(LIMIT).line_len(), None);
+        // A line of exactly the limit, ended by \r\n, is kept whole.
+        let mut tracker = ResultLine::new(4);
+        tracker.push(b"[12]\r\n");
+        assert_eq!(
+            (tracker.line(), tracker.line_len()),
+            (Some(&b"[12]"[..]), Some(4))
+        );
     }
 
     #[test]
     fn a_result_line_survives_without_the_logs_before_it() {
-        let mut tracker = ResultLine::default();
+        let mut tracker = ResultLine::new(1024 * 1024);
         for _ in 0..1000 {
             tracker.push(b"a log line that is dropped\n");
         }

@@ -1,0 +1,410 @@
+//! The host layer every engine shares. An engine crate implements [`Engine`] (compile or
+//! deserialize a module, describe its exports and imports, link it, and run one fresh instance
+//! of it through [`abi::GuestInstance`]); [`Host`] wraps it into a [`WasmRuntime`] with
+//! everything that is not the engine's own business:
+//!
+//! * which code is admitted and how it is loaded ([`admission`]),
+//! * the compiled-module cache by content hash ([`modules`]),
+//! * the instance slots bounding activations at once ([`slots`]),
+//! * the activation flow: a slot until the deadline, log capture with its budget
+//!   ([`capture`]), the stdio result line, `proc_exit(0)`, how a stop reads as an error,
+//! * the host side of every guest ABI ([`abi`]) and of `http`.`get` ([`http`]).
+
+pub mod abi;
+pub mod admission;
+pub mod capture;
+pub mod http;
+pub mod modules;
+pub mod slots;
+
+use crate::code::{ModuleCode, ModuleFormat};
+use crate::runtime::{
+    ActionConfig, Activation, BoxFuture, Completion, EngineConfig, EngineStats, InitError,
+    PreparedAction, RunError, WasmRuntime,
+};
+use abi::GuestAbi;
+use admission::Load;
+use capture::LogCapture;
+use modules::ModuleCache;
+use slots::{InstanceSlot, InstanceSlots};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long after its deadline an activation whose instance has not stopped is answered
+/// anyway (as a timeout). Engines stop instances at the deadline themselves; this bounds an
+/// instance that is inside a host call the engine cannot cut short.
+pub const STOP_GRACE: Duration = Duration::from_millis(50);
+
+/// What an engine crate provides: its own compile, link and instance types. Everything else
+/// an activation needs is [`Host`]'s.
+pub trait Engine: Send + Sync + Sized + 'static {
+    /// Compiled code, shared by every action of the same bytes.
+    type Module: Send + Sync + 'static;
+    /// A module linked for one action's configuration, ready to instantiate.
+    type Linked: LinkedModule;
+
+    /// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
+    const NAME: &'static str;
+    /// The format of this engine's precompiled artifacts, when it has any.
+    const ARTIFACT: Option<ModuleFormat>;
+
+    /// Builds the engine. Called once per process.
+    fn new(config: &EngineConfig) -> anyhow::Result<Self>;
+
+    /// Validates and compiles a portable core module.
+    fn compile(&self, wasm: &[u8]) -> Result<Self::Module, InitError>;
+
+    /// Loads one of the engine's own precompiled artifacts. Only called when the operator
+    /// trusts precompiled code (`--trust-precompiled`): an artifact is native code.
+    fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Self::Module, InitError>;
+
+    /// The module's exported functions and its imports.
+    fn interface(&self, module: &Self::Module) -> ModuleInterface;
+
+    /// Links the module for one action, granted what `config` grants.
+    fn link(
+        &self,
+        module: &Arc<Self::Module>,
+        guest_abi: GuestAbi,
+        config: &ActionConfig,
+    ) -> Result<Self::Linked, InitError>;
+
+    /// The most instances the engine runs at once, when that bounds the configured instance
+    /// slots (an engine whose every instance holds a thread): the host makes no more slots, so
+    /// activations beyond it wait for a slot, and the stats say so. `None`, the default: the
+    /// configured slots.
+    fn instance_limit(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// A linked module: each [`LinkedModule::execute`] is one fresh instance.
+pub trait LinkedModule: Send + Sync + 'static {
+    /// Instantiates the module and runs one activation through its ABI (with
+    /// [`abi::call_abi`]), writing its output to `execution.capture`.
+    ///
+    /// The engine stops the instance at `execution.deadline` (a stop reads as
+    /// [`GuestStop::Interrupted`]); dropping the future stops it too. The instance may live
+    /// only as long as `execution.slot`.
+    fn execute(&self, execution: Execution) -> impl Future<Output = InstanceEnd> + Send;
+}
+
+/// A module's exported functions and imports, as the host's checks need them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleInterface {
+    /// The names of the exported functions.
+    pub functions: Vec<String>,
+    /// The `(module, name)` of every import.
+    pub imports: Vec<(String, String)>,
+}
+
+/// Everything one instance needs.
+#[derive(Debug)]
+pub struct Execution {
+    /// The ABI the module speaks.
+    pub guest_abi: GuestAbi,
+    /// The largest result the SDK ABI may return, in bytes.
+    pub result_limit: u64,
+    /// The activation's parameters as JSON: the SDK ABI copies them into the instance, the
+    /// stdio ABI reads them on stdin.
+    pub params: Vec<u8>,
+    /// Whether the parameters are stdin (the stdio ABI).
+    pub stdin: bool,
+    /// The activation's environment.
+    pub env: Vec<(String, String)>,
+    /// Where stdout and stderr go.
+    pub capture: LogCapture,
+    /// When the instance must be stopped.
+    pub deadline: Instant,
+    /// The slot the instance stands in, released when it is dropped.
+    pub slot: InstanceSlot,
+}
+
+/// How one instance ended: the SDK result bytes (nothing for the stdio ABI), or why it
+/// stopped.
+#[derive(Debug)]
+pub struct InstanceEnd {
+    /// The result bytes, or the stop.
+    pub result: Result<Vec<u8>, GuestStop>,
+    /// Whether the memory cap refused a growth of memory or a table during the run.
+    pub memory_capped: bool,
+}
+
+/// Why an instance stopped before finishing, in terms every engine can say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestStop {
+    /// The guest called `proc_exit` with this code.
+    Exit(i32),
+    /// The engine stopped it at its deadline.
+    Interrupted,
+    /// It trapped; the engine's description.
+    Trap(String),
+    /// The host refused it (the ABI's own checks, or an executor failure).
+    Refused(RunError),
+}
+
+impl InstanceEnd {
+    /// What the activation's error is, given the action's memory limit and time limit: a
+    /// trap after the memory cap refused a growth is the memory limit, not the trap.
+    fn into_outcome(self, memory_limit_bytes: u64, limit_ms: u64) -> Result<Vec<u8>, RunError> {
+        let limit_mb = memory_limit_bytes / (1024 * 1024);
+        self.result.map_err(|stop| match stop {
+            GuestStop::Refused(error) => error,
+            GuestStop::Exit(code) => RunError::Exit { code },
+            GuestStop::Interrupted => RunError::Timeout { limit_ms },
+            GuestStop::Trap(_) if self.memory_capped => RunError::MemoryLimit { limit_mb },
+            GuestStop::Trap(trap) => RunError::Trap { trap },
+        })
+    }
+}
+
+/// Runs `job` (an instance on a thread of its own) to its end, calling `stop` at `deadline`
+/// if it is still running then, or as soon as this future is dropped before the job ended:
+/// how an engine whose calls block a thread meets [`LinkedModule::execute`]'s contract.
+pub async fn stop_at_deadline<T>(
+    deadline: Instant,
+    job: impl Future<Output = T>,
+    stop: impl Fn(),
+) -> T {
+    let mut guard = StopOnDrop(Some(&stop));
+    let mut job = std::pin::pin!(job);
+    let ended = tokio::select! {
+        ended = &mut job => ended,
+        () = tokio::time::sleep_until(deadline.into()) => {
+            stop();
+            job.await
+        }
+    };
+    guard.0 = None;
+    ended
+}
+
+struct StopOnDrop<'a, F: Fn()>(Option<&'a F>);
+
+impl<F: Fn()> Drop for StopOnDrop<'_, F> {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop();
+        }
+    }
+}
+
+/// An engine wrapped in the shared host layer: the [`WasmRuntime`] an executor holds.
+pub struct Host<E: Engine> {
+    inner: Arc<HostInner<E>>,
+}
+
+struct HostInner<E: Engine> {
+    engine: E,
+    config: EngineConfig,
+    modules: ModuleCache<LoadedModule<E::Module>>,
+    slots: InstanceSlots,
+}
+
+/// A loaded module and what the checks need of it, computed once per load.
+struct LoadedModule<M> {
+    module: Arc<M>,
+    interface: ModuleInterface,
+}
+
+impl<E: Engine> Clone for Host<E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<E: Engine> fmt::Debug for Host<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("engine", &E::NAME)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Engine> Host<E> {
+    /// Builds the engine and the host layer around it.
+    pub fn start(config: &EngineConfig) -> anyhow::Result<Self> {
+        let engine = E::new(config)?;
+        let slots = engine
+            .instance_limit()
+            .map_or(config.max_instances, |limit| {
+                limit.min(config.max_instances)
+            });
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                engine,
+                config: config.clone(),
+                modules: ModuleCache::new(config.kept_modules),
+                slots: InstanceSlots::new(slots as usize),
+            }),
+        })
+    }
+
+    /// The engine itself.
+    pub fn engine(&self) -> &E {
+        &self.inner.engine
+    }
+
+    fn load(&self, code: &ModuleCode) -> Result<LoadedModule<E::Module>, InitError> {
+        let engine = &self.inner.engine;
+        let load = admission::admit(
+            code.format,
+            E::NAME,
+            E::ARTIFACT,
+            self.inner.config.trust_precompiled,
+        )?;
+        let module = match load {
+            Load::Compile => engine.compile(&code.bytes)?,
+            Load::TrustedArtifact => engine.load_trusted_artifact(&code.bytes)?,
+        };
+        let interface = engine.interface(&module);
+        Ok(LoadedModule {
+            module: Arc::new(module),
+            interface,
+        })
+    }
+
+    fn prepare_blocking(
+        &self,
+        code: &ModuleCode,
+        config: ActionConfig,
+    ) -> Result<Arc<dyn PreparedAction>, InitError> {
+        let inner = &self.inner;
+        let loaded = inner.modules.get_or_load(&code.hash, || self.load(code))?;
+        let guest_abi = GuestAbi::detect(loaded.interface.functions.iter().map(String::as_str))
+            .ok_or(InitError::NoEntryPoint)?;
+        let imports = loaded.interface.imports.iter();
+        admission::check_imports(
+            imports.map(|(module, name)| (module.as_str(), name.as_str())),
+            &config.capabilities,
+        )?;
+        admission::check_dir(&config.capabilities)?;
+        let linked = inner.engine.link(&loaded.module, guest_abi, &config)?;
+        inner.modules.keep_recent(&loaded);
+        Ok(Arc::new(HostedAction::<E> {
+            linked,
+            guest_abi,
+            config,
+            slots: inner.slots.clone(),
+            _loaded: loaded,
+        }))
+    }
+}
+
+impl<E: Engine> WasmRuntime for Host<E> {
+    fn name(&self) -> &'static str {
+        E::NAME
+    }
+
+    fn prepare(
+        &self,
+        code: ModuleCode,
+        config: ActionConfig,
+    ) -> BoxFuture<'_, Result<Arc<dyn PreparedAction>, InitError>> {
+        let host = self.clone();
+        Box::pin(async move {
+            // Compiling is CPU-bound: keep it off the async workers.
+            tokio::task::spawn_blocking(move || host.prepare_blocking(&code, config))
+                .await
+                .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))?
+        })
+    }
+
+    fn stats(&self) -> EngineStats {
+        let inner = &self.inner;
+        EngineStats {
+            cached_modules: inner.modules.len(),
+            module_loads: inner.modules.loads(),
+            instances_in_use: inner.slots.in_use(),
+            instance_slots: inner.slots.total(),
+            waiting_for_instance: inner.slots.waiting(),
+        }
+    }
+}
+
+/// A prepared action: a linked module, the ABI it speaks and its configuration.
+struct HostedAction<E: Engine> {
+    linked: E::Linked,
+    guest_abi: GuestAbi,
+    config: ActionConfig,
+    slots: InstanceSlots,
+    /// Keeps the module's cache entry alive while this action is prepared.
+    _loaded: Arc<LoadedModule<E::Module>>,
+}
+
+impl<E: Engine> fmt::Debug for HostedAction<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostedAction")
+            .field("engine", &E::NAME)
+            .field("abi", &self.guest_abi)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Engine> PreparedAction for HostedAction<E> {
+    fn run(&self, activation: Activation) -> BoxFuture<'_, Completion> {
+        Box::pin(self.activate(activation))
+    }
+}
+
+impl<E: Engine> HostedAction<E> {
+    /// One activation end to end: a slot, a fresh instance, its result and its logs.
+    async fn activate(&self, activation: Activation) -> Completion {
+        let limits = &self.config.limits;
+        let limit_ms = u64::try_from(activation.time_limit.as_millis()).unwrap_or(u64::MAX);
+        let deadline = activation.deadline;
+        let Some(slot) = self.slots.acquire_until(deadline).await else {
+            return Completion::failed(RunError::Timeout { limit_ms });
+        };
+        tracing::debug!(engine = E::NAME, "instance slot taken");
+        let capture = LogCapture::new(limits.log_bytes, limits.result_bytes);
+        let stdio = self.guest_abi == GuestAbi::Stdio;
+        let execution = Execution {
+            guest_abi: self.guest_abi,
+            result_limit: limits.result_bytes,
+            params: serde_json::to_vec(&activation.params).expect("JSON values serialize"),
+            stdin: stdio,
+            env: activation.env,
+            capture: capture.clone(),
+            deadline,
+            slot,
+        };
+        let ended = tokio::time::timeout_at(
+            (deadline + STOP_GRACE).into(),
+            self.linked.execute(execution),
+        )
+        .await;
+        let outcome = match ended {
+            Ok(end) => end.into_outcome(limits.memory_bytes, limit_ms),
+            Err(_elapsed) => Err(RunError::Timeout { limit_ms }),
+        };
+        // A WASI command that finished (or exited 0) answers on its last stdout line; one that
+        // failed answered nothing, and every line it printed is a log.
+        let answered_on_stdout =
+            stdio && matches!(outcome, Ok(_) | Err(RunError::Exit { code: 0 }));
+        let (logs, result_line) = capture.finish(answered_on_stdout);
+        let outcome = match outcome {
+            Ok(_) | Err(RunError::Exit { code: 0 }) if answered_on_stdout => match result_line {
+                None => Err(RunError::NoValidResponse),
+                Some((_, len)) if len as u64 > limits.result_bytes => {
+                    Err(RunError::ResultTooLarge {
+                        size: len as u64,
+                        limit: limits.result_bytes,
+                    })
+                }
+                Some((line, _)) => abi::parse_result(&line),
+            },
+            Ok(bytes) => abi::parse_result(&bytes),
+            // An SDK action must return its result; exiting, even with 0, is no answer.
+            Err(RunError::Exit { code: 0 }) => Err(RunError::NoValidResponse),
+            Err(error) => Err(error),
+        };
+        Completion::new(outcome, logs)
+    }
+}

@@ -1,0 +1,873 @@
+//! The conformance suite every engine is held to: one set of cases over any [`WasmRuntime`],
+//! run by each engine crate with [`conformance_suite!`](crate::conformance_suite).
+//!
+//! A case an engine truly cannot pass is a *gap*: named with the reason in that engine's
+//! invocation of the macro, and still run, expecting it to fail. A gap that starts passing
+//! fails the suite, so the list stays true.
+
+use crate::capabilities::Capabilities;
+use crate::code::{ModuleCode, ModuleFormat};
+use crate::protocol::sentences;
+use crate::runtime::{
+    ActionConfig, Activation, BoxFuture, Completion, EngineConfig, InitError, Limits,
+    PreparedAction, RunError, WasmRuntime,
+};
+use ow_wasm_action_artifacts as artifacts;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use ow_wasm_action_artifacts;
+
+/// Builds an engine with a configuration: what an engine crate gives the suite.
+pub type EngineFactory = fn(&EngineConfig) -> Arc<dyn WasmRuntime>;
+
+/// A case an engine cannot pass, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Gap {
+    /// The case's name.
+    pub case: &'static str,
+    /// Why the engine cannot pass it.
+    pub why: &'static str,
+}
+
+/// One case: given the engine factory, panics when the engine misbehaves.
+pub type Case = fn(EngineFactory) -> BoxFuture<'static, ()>;
+
+/// Runs one case on a fresh two-worker runtime. A gap must fail; anything else must pass.
+pub fn run_case(name: &str, gaps: &[Gap], factory: EngineFactory, case: Case) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the test runtime starts");
+    let outcome = runtime.block_on(async { tokio::spawn(case(factory)).await });
+    // Blocking work a failed case left behind is not waited for.
+    runtime.shutdown_background();
+    match (gaps.iter().find(|gap| gap.case == name), outcome) {
+        (None, Ok(())) => {}
+        (None, Err(failure)) => std::panic::resume_unwind(failure.into_panic()),
+        (Some(_), Err(failure)) if failure.is_panic() => {}
+        (Some(gap), _) => panic!(
+            "{name} is listed as a gap of this engine ({}), but it passed: remove the gap",
+            gap.why
+        ),
+    }
+}
+
+/// Expands to one `#[test]` per conformance case, run against the engine `engine` builds.
+///
+/// ```text
+/// ow_common::conformance_suite! {
+///     engine: |config| std::sync::Arc::new(MyEngine::start(config).unwrap()),
+///     gaps: [
+///         table_growth_counts_against_the_memory_limit => "the engine cannot cap tables",
+///     ],
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    (engine: $factory:expr, gaps: [$($gap:ident => $why:literal),* $(,)?] $(,)?) => {
+        /// The cases this engine cannot pass, and why.
+        const CONFORMANCE_GAPS: &[$crate::testing::Gap] =
+            &[$($crate::testing::Gap { case: stringify!($gap), why: $why }),*];
+        $crate::conformance_suite!(@cases ($factory)
+            sdk_actions_answer_objects_and_arrays_verbatim,
+            stdio_actions_read_stdin_and_answer_on_their_last_stdout_line,
+            every_activation_gets_a_fresh_instance,
+            the_environment_and_ow_context_reach_each_activation,
+            logs_are_captured_per_stream_and_cut_at_the_log_limit,
+            an_application_error_is_a_result,
+            a_result_that_is_not_a_dictionary_is_refused,
+            results_over_the_limit_are_refused_by_their_length,
+            a_trap_is_the_platform_sentence_with_the_trap_in_the_logs,
+            an_exit_without_a_result_names_its_code_in_the_logs,
+            a_spinning_loop_stops_at_its_deadline,
+            a_wait_in_the_host_stops_at_its_deadline,
+            memory_growth_stops_at_the_memory_limit,
+            table_growth_counts_against_the_memory_limit,
+            a_stack_overflow_is_a_trap_and_the_next_run_succeeds,
+            a_granted_dir_is_all_an_action_can_reach,
+            http_get_is_linked_only_for_actions_granted_net_access,
+            imports_nobody_provides_are_named_at_prepare,
+            code_that_cannot_run_is_refused_at_prepare_with_what_is_wrong,
+            activations_beyond_the_instance_slots_wait_for_one_until_their_deadline,
+            sleeping_activations_hold_no_thread,
+            waiting_in_http_get_holds_no_thread,
+            identical_code_is_loaded_once_and_kept_while_used_or_recent,
+        );
+    };
+    (@cases ($factory:expr) $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testing::run_case(
+                    stringify!($case),
+                    CONFORMANCE_GAPS,
+                    $factory,
+                    |engine| Box::pin($crate::testing::cases::$case(engine)),
+                );
+            }
+        )*
+    };
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// What the cases share.
+mod helpers {
+    use super::*;
+
+    pub fn engine(factory: EngineFactory) -> Arc<dyn WasmRuntime> {
+        factory(&EngineConfig::default())
+    }
+
+    pub fn engine_with(
+        factory: EngineFactory,
+        configure: impl FnOnce(&mut EngineConfig),
+    ) -> Arc<dyn WasmRuntime> {
+        let mut config = EngineConfig::default();
+        configure(&mut config);
+        factory(&config)
+    }
+
+    pub async fn prepare(
+        engine: &dyn WasmRuntime,
+        wasm: Vec<u8>,
+        config: ActionConfig,
+    ) -> Result<Arc<dyn PreparedAction>, InitError> {
+        engine.prepare(ModuleCode::new(wasm), config).await
+    }
+
+    pub async fn prepare_ok(
+        engine: &dyn WasmRuntime,
+        path: &str,
+        config: ActionConfig,
+    ) -> Arc<dyn PreparedAction> {
+        prepare(engine, artifacts::read(path), config)
+            .await
+            .unwrap_or_else(|e| panic!("{path} prepares: {e}"))
+    }
+
+    pub fn activation(params: Value, time_limit: Duration) -> Activation {
+        Activation {
+            params,
+            env: Vec::new(),
+            deadline: Instant::now() + time_limit,
+            time_limit,
+        }
+    }
+
+    pub async fn run(action: &Arc<dyn PreparedAction>, params: Value) -> Completion {
+        action
+            .run(activation(params, Duration::from_secs(60)))
+            .await
+    }
+
+    pub fn with_limits(limits: Limits) -> ActionConfig {
+        ActionConfig {
+            limits,
+            ..ActionConfig::default()
+        }
+    }
+
+    pub fn granted(capabilities: Capabilities) -> ActionConfig {
+        ActionConfig {
+            capabilities,
+            ..ActionConfig::default()
+        }
+    }
+
+    pub fn net_access() -> ActionConfig {
+        granted(Capabilities {
+            net_access: true,
+            ..Capabilities::default()
+        })
+    }
+
+    pub fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    /// The last line of an activation's stderr: where the platform puts its own detail.
+    pub fn last_stderr_line(completion: &Completion) -> String {
+        text(&completion.logs.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits (bounded) until no activation holds an instance: the engine really stopped
+    /// what it was running, rather than answering and leaving it running.
+    pub async fn until_no_instance_is_in_use(engine: &dyn WasmRuntime) {
+        let bound = Instant::now() + Duration::from_secs(30);
+        while engine.stats().instances_in_use > 0 {
+            assert!(
+                Instant::now() < bound,
+                "an instance still runs 30 s after its activation was answered"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// How many threads this process has, where the OS tells (Linux).
+    fn os_threads() -> Option<usize> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let threads = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))?;
+        threads.trim().parse().ok()
+    }
+
+    /// Runs `count` activations of `action` at once, each with `params`, and returns the most
+    /// that held an instance at the same moment. Stops early, failing, if one finishes before
+    /// all are in flight, or if the process gained a thread per activation in flight (where
+    /// the OS tells its thread count): waiting activations must hold no thread.
+    pub async fn most_in_flight(
+        engine: &dyn WasmRuntime,
+        action: &Arc<dyn PreparedAction>,
+        count: usize,
+        params: Value,
+    ) -> usize {
+        let threads_before = os_threads();
+        let runs: Vec<_> = (0..count)
+            .map(|_| {
+                let action = action.clone();
+                let params = params.clone();
+                tokio::spawn(async move {
+                    action
+                        .run(activation(params, Duration::from_secs(120)))
+                        .await
+                        .outcome
+                })
+            })
+            .collect();
+        let mut most_threads = threads_before;
+        let mut most = 0;
+        while most < count {
+            most = most.max(engine.stats().instances_in_use);
+            most_threads = most_threads.max(os_threads());
+            assert!(
+                most == count || !runs.iter().any(|run| run.is_finished()),
+                "an activation finished while only {most} of {count} were in flight at once"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let (Some(before), Some(peak)) = (threads_before, most_threads.max(os_threads())) {
+            let started = peak.saturating_sub(before);
+            assert!(
+                started < count / 2,
+                "{started} threads were started while {count} activations waited"
+            );
+        }
+        for run in runs {
+            assert!(run.await.unwrap().is_ok());
+        }
+        most
+    }
+}
+
+/// The cases, one `async fn` each, named for the behaviour they hold an engine to.
+pub mod cases {
+    use super::helpers::*;
+    use super::*;
+
+    /// SDK ABI: the parameters arrive as JSON and the result leaves as JSON, objects and
+    /// arrays alike.
+    pub async fn sdk_actions_answer_objects_and_arrays_verbatim(factory: EngineFactory) {
+        let engine = engine(factory);
+        let echo = prepare_ok(&*engine, artifacts::ECHO, ActionConfig::default()).await;
+        for params in [
+            json!({"text": "héllo", "n": [1, 2.5, null, {"deep": true}]}),
+            json!([1, "two", {"three": 3}]),
+            json!({}),
+        ] {
+            assert_eq!(run(&echo, params.clone()).await.outcome, Ok(params));
+        }
+        let add = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
+        assert_eq!(
+            run(&add, json!({"param1": 2, "param2": 2})).await.outcome,
+            Ok(json!({"result": 4}))
+        );
+    }
+
+    /// stdio ABI: JSON parameters on stdin (none means `{}`), the result is the last stdout
+    /// line, and every other line of either stream is a log.
+    pub async fn stdio_actions_read_stdin_and_answer_on_their_last_stdout_line(
+        factory: EngineFactory,
+    ) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::STDIO_ADD, ActionConfig::default()).await;
+        let completion = run(&action, json!({"param1": 2, "param2": 2})).await;
+        assert_eq!(completion.outcome, Ok(json!({"result": 4})));
+        assert_eq!(text(&completion.logs.stdout), "adding 2 and 2\n");
+        assert_eq!(text(&completion.logs.stderr), "a line on stderr\n");
+        let completion = run(&action, json!({})).await;
+        assert_eq!(completion.outcome, Ok(json!({"result": 0})));
+    }
+
+    /// State never leaks from one activation to the next: each has an instance of its own.
+    pub async fn every_activation_gets_a_fresh_instance(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::FRESH_INSTANCE,
+            ActionConfig::default(),
+        )
+        .await;
+        for _ in 0..3 {
+            assert_eq!(run(&action, json!({})).await.outcome, Ok(json!({"n": 1})));
+        }
+    }
+
+    /// The activation's environment (the init `env` and the run's `__OW_*` context) is the
+    /// action's, per activation: two activations at once each see their own.
+    pub async fn the_environment_and_ow_context_reach_each_activation(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::ENV, ActionConfig::default()).await;
+        let runs: Vec<_> = ["first", "second"]
+            .into_iter()
+            .map(|id| {
+                let action = action.clone();
+                tokio::spawn(async move {
+                    let mut activation = activation(json!({}), Duration::from_secs(60));
+                    activation.env = vec![
+                        ("__OW_ACTIVATION_ID".to_owned(), id.to_owned()),
+                        ("__OW_NAMESPACE".to_owned(), "guest".to_owned()),
+                        ("INIT_VAR".to_owned(), "from init".to_owned()),
+                    ];
+                    (id, action.run(activation).await.outcome)
+                })
+            })
+            .collect();
+        for run in runs {
+            let (id, outcome) = run.await.unwrap();
+            let vars = outcome.unwrap();
+            assert_eq!(vars["__OW_ACTIVATION_ID"], id);
+            assert_eq!(vars["__OW_NAMESPACE"], "guest");
+            assert_eq!(vars["INIT_VAR"], "from init");
+            // Nothing of the host's own environment leaks in.
+            assert_eq!(vars.get("PATH"), None, "{vars}");
+        }
+    }
+
+    /// Each stream's lines are the action's; past the log limit the rest is dropped and the
+    /// platform's truncation sentence closes stderr, while the result is unharmed.
+    pub async fn logs_are_captured_per_stream_and_cut_at_the_log_limit(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::LOG, ActionConfig::default()).await;
+        let completion = run(&action, json!({"lines": 2, "message": "hi"})).await;
+        assert_eq!(completion.outcome, Ok(json!({"lines": 2})));
+        assert_eq!(
+            text(&completion.logs.stdout),
+            "stdout 0: hi\nstdout 1: hi\n"
+        );
+        assert_eq!(
+            text(&completion.logs.stderr),
+            "stderr 0: hi\nstderr 1: hi\n"
+        );
+
+        let limits = Limits {
+            log_bytes: 100,
+            ..Limits::default()
+        };
+        let action = prepare_ok(&*engine, artifacts::LOG, with_limits(limits)).await;
+        let completion = run(&action, json!({"lines": 1000})).await;
+        assert_eq!(completion.outcome, Ok(json!({"lines": 1000})));
+        let kept = completion.logs.stdout.len() + completion.logs.stderr.len();
+        let notice = sentences::logs_truncated(100);
+        assert!(kept <= 100 + notice.len() + 2, "kept {kept} bytes");
+        assert_eq!(last_stderr_line(&completion), notice);
+    }
+
+    /// An action's own error is its result (`{"error": …}`), not an executor error.
+    pub async fn an_application_error_is_a_result(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::ERROR, ActionConfig::default()).await;
+        assert_eq!(
+            run(&action, json!({"reason": "no"})).await.outcome,
+            Ok(json!({"error": "no"}))
+        );
+    }
+
+    /// A result that is neither object nor array gets the platform's sentence.
+    pub async fn a_result_that_is_not_a_dictionary_is_refused(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::NOT_A_DICTIONARY,
+            ActionConfig::default(),
+        )
+        .await;
+        let outcome = run(&action, json!({})).await.outcome;
+        assert_eq!(outcome, Err(RunError::NotADictionary));
+        assert_eq!(
+            outcome.unwrap_err().to_string(),
+            sentences::NOT_A_DICTIONARY
+        );
+    }
+
+    /// A result over the limit is refused by its length (an SDK result is not even copied out
+    /// of the instance), on either ABI, with the limit the action was given.
+    pub async fn results_over_the_limit_are_refused_by_their_length(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::BIG_RESULT,
+            with_limits(Limits::default()),
+        )
+        .await;
+        let outcome = run(&action, json!({"big": true})).await.outcome;
+        assert_eq!(
+            outcome,
+            Err(RunError::ResultTooLarge {
+                size: 100 * MIB,
+                limit: MIB
+            })
+        );
+        assert_eq!(
+            outcome.unwrap_err().to_string(),
+            "The action produced a response that exceeded the allowed length: 104857600 > \
+             1048576 bytes."
+        );
+        assert_eq!(run(&action, json!({})).await.outcome, Ok(json!({})));
+
+        let limits = Limits {
+            result_bytes: 1000,
+            ..Limits::default()
+        };
+        let echo = prepare_ok(&*engine, artifacts::ECHO, with_limits(limits)).await;
+        let big = json!({"text": "x".repeat(2000)});
+        let size = serde_json::to_vec(&big).unwrap().len() as u64;
+        assert_eq!(
+            run(&echo, big).await.outcome,
+            Err(RunError::ResultTooLarge { size, limit: 1000 })
+        );
+        let small = json!({"text": "x"});
+        assert_eq!(run(&echo, small.clone()).await.outcome, Ok(small));
+
+        let stdio = prepare_ok(
+            &*engine,
+            artifacts::wat::BIG_STDIO_RESULT,
+            ActionConfig::default(),
+        )
+        .await;
+        assert_eq!(
+            run(&stdio, json!({})).await.outcome,
+            Err(RunError::ResultTooLarge {
+                size: 2 * MIB,
+                limit: MIB
+            })
+        );
+    }
+
+    /// A trap answers with the platform's sentence; the trap itself (in the engine's words)
+    /// is the last stderr line, and the action serves the next activation.
+    pub async fn a_trap_is_the_platform_sentence_with_the_trap_in_the_logs(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::UNREACHABLE,
+            ActionConfig::default(),
+        )
+        .await;
+        for _ in 0..2 {
+            let completion = run(&action, json!({})).await;
+            let error = completion.outcome.clone().unwrap_err();
+            assert!(matches!(error, RunError::Trap { .. }), "{error:?}");
+            assert_eq!(error.to_string(), sentences::NO_VALID_RESPONSE);
+            assert!(
+                last_stderr_line(&completion).starts_with("The action trapped: "),
+                "{:?}",
+                completion.logs
+            );
+        }
+    }
+
+    /// A command that exits with a code before answering: the platform's sentence, the code
+    /// in the logs, and every stdout line it printed kept as a log.
+    pub async fn an_exit_without_a_result_names_its_code_in_the_logs(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::wat::EXIT_CODE, ActionConfig::default()).await;
+        let completion = run(&action, json!({})).await;
+        assert_eq!(completion.outcome, Err(RunError::Exit { code: 3 }));
+        assert_eq!(text(&completion.logs.stdout), "config missing\n");
+        assert_eq!(
+            last_stderr_line(&completion),
+            "The action exited with code 3."
+        );
+    }
+
+    /// A loop that never yields is stopped at its deadline with the timeout sentence, and
+    /// its instance is really gone.
+    pub async fn a_spinning_loop_stops_at_its_deadline(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::LOOP_FOREVER,
+            ActionConfig::default(),
+        )
+        .await;
+        let completion = action
+            .run(activation(json!({}), Duration::from_millis(300)))
+            .await;
+        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
+        assert_eq!(
+            completion.outcome.unwrap_err().to_string(),
+            "The action exceeded its time limits of 300 milliseconds."
+        );
+        until_no_instance_is_in_use(&*engine).await;
+        let echo = prepare_ok(&*engine, artifacts::ECHO, ActionConfig::default()).await;
+        assert_eq!(
+            run(&echo, json!({"a": 1})).await.outcome,
+            Ok(json!({"a": 1}))
+        );
+    }
+
+    /// An action waiting in the host (a WASI sleep) is stopped at its deadline too.
+    pub async fn a_wait_in_the_host_stops_at_its_deadline(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::SLEEP, ActionConfig::default()).await;
+        let completion = action
+            .run(activation(
+                json!({"ms": 600_000}),
+                Duration::from_millis(300),
+            ))
+            .await;
+        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
+        until_no_instance_is_in_use(&*engine).await;
+    }
+
+    /// Growing memory past the limit is refused, and the trap that follows reads as the
+    /// memory limit; a Rust action whose allocation fails likewise. The next run succeeds.
+    pub async fn memory_growth_stops_at_the_memory_limit(factory: EngineFactory) {
+        let engine = engine(factory);
+        let limits = Limits {
+            memory_bytes: 128 * MIB,
+            ..Limits::default()
+        };
+        let bomb = prepare_ok(&*engine, artifacts::wat::MEMORY_BOMB, with_limits(limits)).await;
+        for _ in 0..2 {
+            assert_eq!(
+                run(&bomb, json!({"bomb": true})).await.outcome,
+                Err(RunError::MemoryLimit { limit_mb: 128 })
+            );
+        }
+        assert_eq!(run(&bomb, json!({})).await.outcome, Ok(json!({})));
+        let alloc = prepare_ok(&*engine, artifacts::ALLOC, with_limits(limits)).await;
+        assert_eq!(
+            run(&alloc, json!({"mb": 200})).await.outcome,
+            Err(RunError::MemoryLimit { limit_mb: 128 })
+        );
+        assert_eq!(
+            run(&alloc, json!({"mb": 8})).await.outcome.unwrap()["allocated_mb"],
+            8
+        );
+    }
+
+    /// Tables are capped too, and a refused table growth reads as the memory limit.
+    pub async fn table_growth_counts_against_the_memory_limit(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::TABLE_BOMB,
+            ActionConfig::default(),
+        )
+        .await;
+        assert_eq!(
+            run(&action, json!({})).await.outcome,
+            Err(RunError::MemoryLimit { limit_mb: 256 })
+        );
+    }
+
+    /// Unbounded recursion is a trap, not a crash of the executor.
+    pub async fn a_stack_overflow_is_a_trap_and_the_next_run_succeeds(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::STACK_OVERFLOW,
+            ActionConfig::default(),
+        )
+        .await;
+        let completion = run(&action, json!({"recurse": true})).await;
+        assert!(
+            matches!(&completion.outcome, Err(RunError::Trap { .. })),
+            "{:?}",
+            completion.outcome
+        );
+        assert!(last_stderr_line(&completion).starts_with("The action trapped: "));
+        assert_eq!(run(&action, json!({})).await.outcome, Ok(json!({})));
+    }
+
+    /// A granted directory is the action's `/data`, read and write; nothing outside it is
+    /// reachable, by `..`, by an absolute path or by a symlink pointing out.
+    pub async fn a_granted_dir_is_all_an_action_can_reach(factory: EngineFactory) {
+        let engine = engine(factory);
+        let granted_dir = tempfile::tempdir().expect("a temporary directory");
+        let outside = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outside.path(), granted_dir.path().join("out")).unwrap();
+        let action = prepare_ok(
+            &*engine,
+            artifacts::FILESYS,
+            granted(Capabilities {
+                dir: Some(granted_dir.path().to_owned()),
+                ..Capabilities::default()
+            }),
+        )
+        .await;
+        let written = run(&action, json!({"file": "a.txt", "content": "hi"})).await;
+        let mut expected_entries = vec!["a.txt"];
+        if cfg!(unix) {
+            expected_entries.push("out");
+        }
+        assert_eq!(
+            written.outcome,
+            Ok(json!({"content": "hi", "entries": expected_entries}))
+        );
+        assert_eq!(
+            std::fs::read_to_string(granted_dir.path().join("a.txt")).unwrap(),
+            "hi"
+        );
+        let secret = outside.path().join("secret.txt");
+        let escapes = [
+            format!("/data/../{}", secret.display()),
+            secret.display().to_string(),
+            "/data/out/secret.txt".to_owned(),
+            "/etc/passwd".to_owned(),
+        ];
+        for path in escapes {
+            let outcome = run(&action, json!({"read": path})).await.outcome.unwrap();
+            assert!(
+                outcome.get("error").is_some(),
+                "reading {path} gave {outcome}"
+            );
+        }
+        // Without the capability there is no /data at all.
+        let ungranted = prepare_ok(&*engine, artifacts::FILESYS, ActionConfig::default()).await;
+        let outcome = run(&ungranted, json!({})).await.outcome.unwrap();
+        assert!(outcome.get("error").is_some(), "{outcome}");
+        // A directory that does not exist is refused at prepare.
+        let missing = granted(Capabilities {
+            dir: Some(granted_dir.path().join("missing")),
+            ..Capabilities::default()
+        });
+        let refused = prepare(&*engine, artifacts::read(artifacts::FILESYS), missing)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, InitError::Capability(_)), "{refused:?}");
+    }
+
+    /// `http`.`get` exists only for actions granted `net_access`; it answers with the
+    /// simulated response, and refuses what is not an http(s) URL with a sentence.
+    pub async fn http_get_is_linked_only_for_actions_granted_net_access(factory: EngineFactory) {
+        let engine = engine(factory);
+        let refused = prepare(
+            &*engine,
+            artifacts::read(artifacts::NET),
+            ActionConfig::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            refused,
+            InitError::UnknownImports(vec!["http.get".to_owned()])
+        );
+        let action = prepare_ok(&*engine, artifacts::NET, net_access()).await;
+        let answer = run(&action, json!({"url": "https://example.com/a"}))
+            .await
+            .outcome
+            .unwrap();
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"url": "https://example.com/a", "simulated": true})
+        );
+        assert_eq!(
+            run(&action, json!({"url": "ftp://example.com/"}))
+                .await
+                .outcome,
+            Ok(json!({
+                "error": "http.get takes an http:// or https:// URL, not \"ftp://example.com/\"."
+            }))
+        );
+    }
+
+    /// A module importing what no executor provides is refused, naming the import.
+    pub async fn imports_nobody_provides_are_named_at_prepare(factory: EngineFactory) {
+        let engine = engine(factory);
+        let refused = prepare(
+            &*engine,
+            artifacts::read(artifacts::wat::UNKNOWN_IMPORT),
+            ActionConfig::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            refused,
+            InitError::UnknownImports(vec!["env.launch_missiles".to_owned()])
+        );
+    }
+
+    /// Code that is no runnable module is refused at prepare with what is wrong with it.
+    pub async fn code_that_cannot_run_is_refused_at_prepare_with_what_is_wrong(
+        factory: EngineFactory,
+    ) {
+        let engine = engine(factory);
+        let no_entry = prepare(
+            &*engine,
+            artifacts::read(artifacts::wat::NO_ENTRY_POINT),
+            ActionConfig::default(),
+        )
+        .await;
+        assert_eq!(no_entry.unwrap_err(), InitError::NoEntryPoint);
+        let mut truncated = artifacts::read(artifacts::ADD);
+        truncated.truncate(truncated.len() / 2);
+        let invalid = prepare(&*engine, truncated, ActionConfig::default()).await;
+        assert!(
+            matches!(invalid, Err(InitError::InvalidModule(_))),
+            "{invalid:?}"
+        );
+        let component = prepare(
+            &*engine,
+            artifacts::read(artifacts::wat::COMPONENT),
+            ActionConfig::default(),
+        )
+        .await;
+        assert_eq!(
+            component.unwrap_err(),
+            InitError::UnsupportedFormat {
+                found: ModuleFormat::Component
+            }
+        );
+        // An artifact of an engine that is not this one, even trusted.
+        let trusting = engine_with(factory, |config| {
+            config.trust_precompiled(true);
+        });
+        let name = trusting.name();
+        for (format, header) in [
+            (
+                ModuleFormat::WasmtimeArtifact,
+                &b"\x7fELF....\x00.wasmtime.engine"[..],
+            ),
+            (
+                ModuleFormat::WasmerArtifact,
+                b"wasmer-universalWASMER\0\0\x18\0\0\0",
+            ),
+            (ModuleFormat::WamrAot, b"\0aot\x03\0\0\0"),
+        ] {
+            let mut bytes = header.to_vec();
+            bytes.resize(256, 0);
+            let code = ModuleCode::new(bytes);
+            assert_eq!(code.format, format, "the sniffer names {format:?}");
+            match trusting.prepare(code, ActionConfig::default()).await {
+                // This engine's own format is refused for being malformed, not foreign.
+                Err(
+                    InitError::IncompatibleArtifact { engine, .. }
+                    | InitError::PortableOnly { engine, .. },
+                ) => assert_eq!(engine, name),
+                other => panic!("{format:?} on {name}: {other:?}"),
+            }
+        }
+    }
+
+    /// Activations beyond the instance slots wait for a free one rather than fail, until
+    /// their deadline, which ends the wait with the timeout sentence.
+    pub async fn activations_beyond_the_instance_slots_wait_for_one_until_their_deadline(
+        factory: EngineFactory,
+    ) {
+        let engine = engine_with(factory, |config| {
+            config.max_instances(2);
+        });
+        let action = prepare_ok(&*engine, artifacts::SLEEP, ActionConfig::default()).await;
+        let runs: Vec<_> = (0..12)
+            .map(|_| {
+                let action = action.clone();
+                tokio::spawn(async move { run(&action, json!({"ms": 20})).await.outcome })
+            })
+            .collect();
+        for run in runs {
+            assert_eq!(run.await.unwrap(), Ok(json!({"slept_ms": 20})));
+        }
+
+        let engine = engine_with(factory, |config| {
+            config.max_instances(1);
+        });
+        let action = prepare_ok(&*engine, artifacts::SLEEP, ActionConfig::default()).await;
+        let holder = tokio::spawn({
+            let action = action.clone();
+            async move { run(&action, json!({"ms": 1500})).await.outcome }
+        });
+        while engine.stats().instances_in_use == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let waiting = action
+            .run(activation(json!({"ms": 1}), Duration::from_millis(200)))
+            .await;
+        assert_eq!(waiting.outcome, Err(RunError::Timeout { limit_ms: 200 }));
+        assert_eq!(holder.await.unwrap(), Ok(json!({"slept_ms": 1500})));
+        assert_eq!(engine.stats().waiting_for_instance, 0);
+        assert_eq!(
+            run(&action, json!({"ms": 1})).await.outcome,
+            Ok(json!({"slept_ms": 1}))
+        );
+    }
+
+    /// 10,000 activations asleep in WASI at the same moment on two worker threads: a
+    /// sleeping activation holds no thread.
+    pub async fn sleeping_activations_hold_no_thread(factory: EngineFactory) {
+        let engine = engine_with(factory, |config| {
+            config.max_instances(10_000);
+        });
+        let action = prepare_ok(&*engine, artifacts::SLEEP, ActionConfig::default()).await;
+        let most = most_in_flight(&*engine, &action, 10_000, json!({"ms": 5000})).await;
+        assert_eq!(most, 10_000);
+        until_no_instance_is_in_use(&*engine).await;
+    }
+
+    /// 100 activations waiting in `http`.`get` at the same moment on two worker threads:
+    /// waiting in the host holds no thread. (Fewer than for sleeps: all must be in flight
+    /// within the 300 ms the simulated request takes.)
+    pub async fn waiting_in_http_get_holds_no_thread(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action = prepare_ok(&*engine, artifacts::NET, net_access()).await;
+        let most = most_in_flight(&*engine, &action, 100, json!({})).await;
+        assert_eq!(most, 100);
+    }
+
+    /// Identical code is loaded once while an action uses it; the most recent modules
+    /// outlive their actions, older ones are freed.
+    pub async fn identical_code_is_loaded_once_and_kept_while_used_or_recent(
+        factory: EngineFactory,
+    ) {
+        let engine = engine_with(factory, |config| {
+            config.kept_modules(1);
+        });
+        let loads_and_cached = || {
+            let stats = engine.stats();
+            (stats.module_loads, stats.cached_modules)
+        };
+        let first = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
+        let second = prepare_ok(&*engine, artifacts::ADD, with_limits(Limits::default())).await;
+        assert_eq!(loads_and_cached(), (1, 1));
+        let other = prepare_ok(&*engine, artifacts::ECHO, ActionConfig::default()).await;
+        assert_eq!(loads_and_cached(), (2, 2));
+        drop(first);
+        assert_eq!(
+            run(&second, json!({"param1": 1, "param2": 2}))
+                .await
+                .outcome,
+            Ok(json!({"result": 3})),
+            "still prepared"
+        );
+        drop((second, other));
+        // Only the most recent (echo) outlives its actions; add's compiled code is freed.
+        assert_eq!(engine.stats().cached_modules, 1);
+        let _echo = prepare_ok(&*engine, artifacts::ECHO, ActionConfig::default()).await;
+        assert_eq!(engine.stats().module_loads, 2, "echo came from the cache");
+        let _add = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
+        assert_eq!(engine.stats().module_loads, 3, "add was loaded anew");
+    }
+}

@@ -1,0 +1,37 @@
+//! What an engine truly cannot do, named with the reason: each listed test still runs on that
+//! engine and must fail there, so a gap that closes is noticed and removed.
+
+use ow_executor::engines::EngineKind;
+
+/// One test an engine cannot pass.
+pub struct Gap {
+    /// The engine.
+    pub engine: &'static str,
+    /// The test, as `file::name`.
+    pub test: &'static str,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// Every gap of every engine.
+pub const GAPS: &[Gap] = &[];
+
+/// Runs `test` on `engine`: a gap must fail (panic), anything else must pass.
+pub fn run_on(engine: EngineKind, module: &str, name: &str, test: fn(EngineKind)) {
+    // `all::safety::wamr` → `safety::name`.
+    let file = module.split("::").nth(1).unwrap_or(module);
+    let qualified = format!("{file}::{name}");
+    let gap = GAPS
+        .iter()
+        .find(|gap| gap.engine == engine.name() && gap.test == qualified);
+    let outcome = std::panic::catch_unwind(|| test(engine));
+    match (gap, outcome) {
+        (None, Ok(())) | (Some(_), Err(_)) => {}
+        (None, Err(failure)) => std::panic::resume_unwind(failure),
+        (Some(gap), Ok(())) => panic!(
+            "{qualified} is a gap of {} ({}), but it passed: remove the gap",
+            engine.name(),
+            gap.why
+        ),
+    }
+}

@@ -1,0 +1,2 @@
+;; The smallest WebAssembly component: engines here run core modules only.
+(component)

@@ -1,0 +1,1 @@
+//! Wasmer behind ow-wasm's engine seam (being written).
