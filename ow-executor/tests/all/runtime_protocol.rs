@@ -81,6 +81,9 @@ fn a_second_init_is_refused_as_such_even_without_code() {
 fn init_without_code_is_refused_and_leaves_the_container_uninitialized() {
     let executor = Executor::runtime(&[]);
     for body in [
+        // No value at all is no code, as the Node.js runtime answers it.
+        json!({}),
+        json!({"value": null}),
         json!({"value": {"main": "main"}}),
         json!({"value": {"code": ""}}),
         json!({"value": {"code": null}}),
