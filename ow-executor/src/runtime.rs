@@ -35,7 +35,8 @@ pub const MAX_RUN_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub struct RuntimeSettings {
     /// The time limit used when a run carries no usable deadline (none, or already past).
     pub timeout: Duration,
-    /// Limits applied to the action.
+    /// The memory and log limits of the action (its result is bounded by its memory alone,
+    /// whatever `result_bytes` says).
     pub limits: Limits,
     /// `__OW_API_HOST` as the executor was given it, passed to every activation.
     pub api_host: Option<String>,
@@ -148,11 +149,15 @@ impl Container {
             .flag_limits()
             .with_annotations(value.annotations.as_ref())
             .map_err(InitError::Limits)?;
+        let engine_limits = limits.engine_limits();
         let config = ActionConfig {
             capabilities,
+            // A container returns whatever its action produced, as the official runtimes do:
+            // its memory limit bounds the result, and the invoker, not the container, cuts
+            // results at the platform's limit (`standalone` plays the invoker and does).
             limits: Limits {
-                result_bytes: self.settings.limits.result_bytes,
-                ..limits.engine_limits()
+                result_bytes: engine_limits.memory_bytes,
+                ..engine_limits
             },
         };
         let started = Instant::now();

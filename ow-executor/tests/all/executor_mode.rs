@@ -135,3 +135,19 @@ fn a_container_refuses_runs_before_init_and_unknown_ones_are_404() {
         404
     );
 }
+
+#[test]
+fn a_container_answers_a_result_over_1_mb_whole() {
+    let executor = Executor::executor_mode(&[]);
+    let id = start(&executor);
+    let echo = init_body(&zip(&artifacts::read(artifacts::ECHO)));
+    assert_eq!(executor.post(&format!("/{id}/init"), &echo).status, 200);
+    let params = json!({"text": "x".repeat(1_500_000)});
+    let answer = executor.post(&format!("/{id}/run"), &json!({ "value": params }));
+    assert_eq!(answer.status, 200, "{:?}", answer.body.get("error"));
+    assert_eq!(
+        answer.content_length,
+        Some(serde_json::to_vec(&params).unwrap().len())
+    );
+    assert_eq!(answer.body, params);
+}
