@@ -1,10 +1,10 @@
 //! HTTP plumbing shared by every mode: the accept loop with graceful shutdown (bounded by a
 //! grace period), bounded body reading, and JSON answers for unknown routes.
 
-use crate::error::{ApiError, json_response};
+use crate::error::{ApiError, ErrorKind};
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::future::{Future, IntoFuture};
@@ -53,7 +53,7 @@ pub async fn read_bounded(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiEr
     }
     if seen > limit {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooLarge,
             format!("The request body is larger than the {limit} bytes allowed."),
         ));
     }
@@ -70,18 +70,15 @@ pub fn with_fallback(router: Router) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("There is no resource at {}.", uri.path()),
-    )
-    .into_response()
+    ApiError::not_found(format!("There is no resource at {}.", uri.path())).into_response()
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
-    json_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &serde_json::json!({ "error": format!("{} does not accept this method.", uri.path()) }),
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{} does not accept this method.", uri.path()),
     )
+    .into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves (SIGTERM, say). Then it stops
