@@ -3,6 +3,7 @@
 mod examples;
 mod executor_mode;
 mod harness;
+mod keep_alive;
 mod npm_client;
 mod precompiled;
 mod quickstart;
