@@ -64,7 +64,9 @@ impl ActionLimits {
         Ok(self)
     }
 
-    /// The limits an engine enforces for these (the result cap is OpenWhisk's 1 MB).
+    /// The limits an engine enforces for these. The result cap is OpenWhisk's 1 MB, the
+    /// platform's limit that its invoker applies; an action container, which returns results
+    /// whole, widens it.
     pub fn engine_limits(self) -> Limits {
         Limits {
             memory_bytes: self.memory * 1024 * 1024,
