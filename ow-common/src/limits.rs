@@ -4,11 +4,13 @@
 
 use crate::capabilities::annotation_pairs;
 use crate::runtime::Limits;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::time::Duration;
 
-/// An action's limits, with OpenWhisk's defaults and ranges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An action's limits, with OpenWhisk's defaults and ranges; as JSON, OpenWhisk's
+/// `{"timeout", "memory", "logs", "concurrency"}` with every field present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionLimits {
     /// Milliseconds, 100 – 300 000.
     pub timeout: u64,
@@ -62,17 +64,9 @@ impl ActionLimits {
         Ok(self)
     }
 
-    /// As JSON.
-    pub fn to_json(self) -> Value {
-        json!({"timeout": self.timeout, "memory": self.memory, "logs": self.logs, "concurrency": self.concurrency})
-    }
-
-    /// Reads the limits of a stored record.
-    pub fn from_json(value: &Value) -> Self {
-        Self::default().merged(Some(value)).unwrap_or_default()
-    }
-
-    /// The limits an engine enforces for these (the result cap is OpenWhisk's 1 MB).
+    /// The limits an engine enforces for these. The result cap is OpenWhisk's 1 MB, the
+    /// platform's limit that its invoker applies; an action container, which returns results
+    /// whole, widens it.
     pub fn engine_limits(self) -> Limits {
         Limits {
             memory_bytes: self.memory * 1024 * 1024,
@@ -98,6 +92,7 @@ impl ActionLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_limits_annotation_overlays_the_base_in_either_annotation_form() {

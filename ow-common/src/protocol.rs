@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 /// `POST /init` body: `{"value": {...}}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct InitRequest {
-    /// The action to initialise.
+    /// The action to initialise. A body without one (`{}`, or a `null` value) has no code,
+    /// which the runtimes refuse as missing code rather than as a malformed body.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub value: InitValue,
 }
 
@@ -234,7 +236,9 @@ mod tests {
             serde_json::from_value(json!({"value": {"env": {"A": "x", "N": 3}}})).unwrap();
         let env = request.value.env_strings();
         assert_eq!((env["A"].as_str(), env["N"].as_str()), ("x", "3"));
-        let request: InitRequest = serde_json::from_value(json!({"value": {}})).unwrap();
-        assert!(request.value.code.is_empty());
+        for body in [json!({"value": {}}), json!({}), json!({"value": null})] {
+            let request: InitRequest = serde_json::from_value(body).unwrap();
+            assert!(request.value.code.is_empty());
+        }
     }
 }

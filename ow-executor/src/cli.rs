@@ -3,7 +3,8 @@
 
 use crate::engines::{EngineKind, Engines};
 use clap::{Args, Parser, Subcommand};
-use ow_common::runtime::{DEFAULT_MAX_INSTANCES, EngineConfig, Limits};
+use ow_common::limits::ActionLimits;
+use ow_common::runtime::{DEFAULT_MAX_INSTANCES, EngineConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -163,12 +164,13 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    /// The engine limits these flags describe.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            memory_bytes: self.memory_limit * 1024 * 1024,
-            log_bytes: self.log_limit * 1024 * 1024,
-            ..Limits::default()
+    /// The action limits these flags describe.
+    pub fn limits(&self) -> ActionLimits {
+        ActionLimits {
+            timeout: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            memory: self.memory_limit,
+            logs: self.log_limit,
+            ..ActionLimits::default()
         }
     }
 }

@@ -1,56 +1,127 @@
-//! The one place an error becomes an HTTP status and a `{"error": "<sentence>"}` body.
+//! The one place an error becomes an HTTP status and a `{"error": "<sentence>"}` body: every
+//! error of every mode is an [`ApiError`] of some [`ErrorKind`], and [`ErrorKind::status`] is
+//! the only mapping from what went wrong to a status code.
 
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ow_common::code::CodeError;
 use ow_common::runtime::{InitError, RunError};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-/// An error answer: a status and the sentence that explains it.
+/// The challenge a 401 carries, as OpenWhisk's controller sends it.
+const BASIC_CHALLENGE: &str = "Basic realm=\"whisk rest service\"";
+
+/// What went wrong, as far as the answer's status is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request itself is malformed or names something invalid.
+    BadRequest,
+    /// No credentials, or wrong ones.
+    Unauthenticated,
+    /// Not allowed: another namespace, or not in the container's state.
+    Forbidden,
+    /// Nothing is there.
+    NotFound,
+    /// The resource does not take this method.
+    MethodNotAllowed,
+    /// The resource exists already, or changed meanwhile.
+    Conflict,
+    /// The body, or the code in it, is over its limit.
+    TooLarge,
+    /// The action failed: bad code, a trap, a timeout, no valid result.
+    ActionFailed,
+    /// The server itself failed.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status of an error of this kind: the only place that decides one.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ActionFailed => StatusCode::BAD_GATEWAY,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answer: what kind of error, and the sentence that explains it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {message}")]
+#[error("{message}")]
 pub struct ApiError {
-    /// The HTTP status.
-    pub status: StatusCode,
+    /// What went wrong, which decides the status.
+    pub kind: ErrorKind,
     /// The sentence put in the `error` field.
     pub message: String,
 }
 
 impl ApiError {
-    /// An error with any status.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// An error of any kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            status,
+            kind,
             message: message.into(),
         }
     }
 
-    /// 400: the request itself is malformed.
+    /// The request itself is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(ErrorKind::BadRequest, message)
     }
 
-    /// 403: the request is not allowed in the container's state.
+    /// The request is not allowed (in the container's state, or for these credentials).
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, message)
+        Self::new(ErrorKind::Forbidden, message)
     }
 
-    /// 502: the action failed (bad code, trap, timeout, no valid result).
+    /// There is nothing at what the request names.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// The action failed (bad code, trap, timeout, no valid result).
     pub fn action_failed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, message)
+        Self::new(ErrorKind::ActionFailed, message)
+    }
+
+    /// The server failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The answer for this error with `body`: its status, and the challenge a 401 carries.
+    pub fn response_with(&self, body: &Value) -> Response {
+        let mut response = json_response(self.status(), body);
+        if self.kind == ErrorKind::Unauthenticated {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+        }
+        response
     }
 }
 
 impl From<InitError> for ApiError {
     fn from(error: InitError) -> Self {
-        match error {
-            InitError::Code(ow_common::code::CodeError::Missing) => {
-                Self::forbidden(error.to_string())
-            }
-            InitError::Code(ow_common::code::CodeError::TooLarge(_)) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
-            }
-            other => Self::action_failed(other.to_string()),
-        }
+        let kind = match &error {
+            InitError::Code(CodeError::Missing) => ErrorKind::Forbidden,
+            InitError::Code(CodeError::TooLarge(_)) => ErrorKind::TooLarge,
+            _ => ErrorKind::ActionFailed,
+        };
+        Self::new(kind, error.to_string())
     }
 }
 
@@ -62,17 +133,52 @@ impl From<RunError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, &json!({ "error": self.message }))
+        self.response_with(&json!({ "error": self.message }))
     }
 }
 
 /// A JSON answer with an exact `Content-Length` (the invoker treats a chunked answer as none).
-pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+pub fn json_response(status: StatusCode, body: &(impl Serialize + ?Sized)) -> Response {
+    let bytes = serde_json::to_vec(body).expect("answers serialize");
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         bytes,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_401_carries_the_basic_challenge_and_other_errors_none() {
+        let refused = ApiError::new(ErrorKind::Unauthenticated, "no").into_response();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused.headers().get(WWW_AUTHENTICATE).unwrap(),
+            BASIC_CHALLENGE
+        );
+        let missing = ApiError::not_found("gone").into_response();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert!(missing.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn init_errors_take_the_official_runtimes_statuses() {
+        let status = |error: InitError| ApiError::from(error).status();
+        assert_eq!(
+            status(InitError::Code(CodeError::Missing)),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(InitError::Code(CodeError::TooLarge(1))),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            status(InitError::InvalidModule("x".into())),
+            StatusCode::BAD_GATEWAY
+        );
+    }
 }

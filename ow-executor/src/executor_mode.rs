@@ -71,10 +71,9 @@ impl Executor {
             .get(id)
             .cloned()
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("There is no container {id}; start one with POST /start."),
-                )
+                ApiError::not_found(format!(
+                    "There is no container {id}; start one with POST /start."
+                ))
             })
     }
 
@@ -138,10 +137,6 @@ async fn destroy(State(executor): State<Arc<Executor>>, Path(id): Path<String>) 
     {
         // In-flight runs hold their own handle; the instance pool frees it when they end.
         Some(_) => json_response(StatusCode::OK, &json!({ "ok": true })),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("There is no container {id}."),
-        )
-        .into_response(),
+        None => ApiError::not_found(format!("There is no container {id}.")).into_response(),
     }
 }

@@ -54,7 +54,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                 idle_timeout: args.idle_timeout,
                 api_host: format!("http://{address}"),
             };
-            let standalone = Standalone::open(engines.default_engine(), settings.clone())?;
+            let standalone = Standalone::open(engines, settings.clone())?;
             #[allow(clippy::print_stdout)]
             {
                 println!("ow-wasm standalone serves the OpenWhisk API on http://{address}");
@@ -124,7 +124,6 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 /// own environment gives it (the invoker sets it on the container).
 fn runtime_settings(limits: &LimitArgs) -> RuntimeSettings {
     RuntimeSettings {
-        timeout: limits.timeout,
         limits: limits.limits(),
         api_host: std::env::var("__OW_API_HOST").ok(),
     }

@@ -30,24 +30,14 @@ pub const MAX_INIT_BODY_BYTES: usize = 48 * 1024 * 1024 * 4 / 3 + 1024 * 1024;
 pub const MAX_RUN_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Settings of a runtime-mode container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RuntimeSettings {
-    /// The time limit used when a run carries no usable deadline (none, or already past).
-    pub timeout: Duration,
-    /// Limits applied to the action.
-    pub limits: Limits,
+    /// The action's limits unless a Wasm-aware invoker sends its own (the `limits`
+    /// annotation). Their timeout applies when a run carries no usable deadline (none, or
+    /// already past); the result is bounded by the memory limit alone.
+    pub limits: ActionLimits,
     /// `__OW_API_HOST` as the executor was given it, passed to every activation.
     pub api_host: Option<String>,
-}
-
-impl Default for RuntimeSettings {
-    fn default() -> Self {
-        Self {
-            timeout: ow_common::runtime::DEFAULT_TIMEOUT,
-            limits: Limits::default(),
-            api_host: None,
-        }
-    }
 }
 
 /// Where the container is in its life.
@@ -144,14 +134,19 @@ impl Container {
             .map_err(InitError::Capability)?;
         // The executor's flags, unless a Wasm-aware invoker sent the action's own limits.
         let limits = self
-            .flag_limits()
+            .settings
+            .limits
             .with_annotations(value.annotations.as_ref())
             .map_err(InitError::Limits)?;
+        let engine_limits = limits.engine_limits();
         let config = ActionConfig {
             capabilities,
+            // A container returns whatever its action produced, as the official runtimes do:
+            // its memory limit bounds the result, and the invoker, not the container, cuts
+            // results at the platform's limit (`standalone` plays the invoker and does).
             limits: Limits {
-                result_bytes: self.settings.limits.result_bytes,
-                ..limits.engine_limits()
+                result_bytes: engine_limits.memory_bytes,
+                ..engine_limits
             },
         };
         let engine = self.engines.for_action(value.annotations.as_ref())?;
@@ -167,17 +162,6 @@ impl Container {
             env: value.env_strings(),
             timeout: limits.time_limit(),
         })
-    }
-
-    /// The limits the executor's flags set.
-    fn flag_limits(&self) -> ActionLimits {
-        const MB: u64 = 1024 * 1024;
-        ActionLimits {
-            timeout: self.settings.timeout.as_millis() as u64,
-            memory: self.settings.limits.memory_bytes / MB,
-            logs: self.settings.limits.log_bytes / MB,
-            concurrency: 1,
-        }
     }
 
     /// Handles the body of `/run`: one activation. The logs are written before returning.

@@ -1,15 +1,22 @@
 //! HTTP plumbing shared by every mode: the accept loop with graceful shutdown (bounded by a
-//! grace period), bounded body reading, and JSON answers for unknown routes.
+//! grace period), bounded body reading, the reading of whatever body a route left unread (so
+//! that every keep-alive connection stays usable), and JSON answers for unknown routes.
 
-use crate::error::{ApiError, json_response};
+use crate::error::{ApiError, ErrorKind};
 use axum::Router;
-use axum::body::{Body, HttpBody as _};
-use axum::http::{StatusCode, Uri};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
 use serde_json::Value;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -18,10 +25,11 @@ use tokio::net::TcpListener;
 /// SIGTERM before they kill.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// How much of an oversized body is read and dropped after the limit, so that a client that
-/// sends the whole body before reading (most do) gets to read the 413; past this the
-/// connection is closed on it.
-const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
+/// How much of a body its route did not read (one it ignores, or the rest of one over its
+/// limit) is read and dropped before answering, so that a client that sends the whole body
+/// before reading (most do) gets to read the answer on a connection it can go on using; past
+/// this the answer says `Connection: close` and the connection is closed on the rest.
+const MAX_DRAINED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads a request body of at most `limit` bytes and parses it as JSON.
 pub async fn read_json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
@@ -30,10 +38,10 @@ pub async fn read_json_body(body: Body, limit: usize) -> Result<Value, ApiError>
         .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))
 }
 
-/// Reads at most `limit` bytes of `body`; a longer body is drained (not kept) and refused.
+/// Reads at most `limit` bytes of `body`; a longer body is refused as soon as it passes the
+/// limit (what is left of it is drained by [`with_fallback`]'s layer, not kept).
 pub async fn read_bounded(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut bytes = Vec::new();
-    let mut seen = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|e| {
             ApiError::bad_request(format!("The request body could not be read: {e}."))
@@ -41,47 +49,123 @@ pub async fn read_bounded(mut body: Body, limit: usize) -> Result<Vec<u8>, ApiEr
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit {
-            bytes.extend_from_slice(&data);
-        } else {
-            bytes = Vec::new();
-            if seen - limit > MAX_DRAINED_BYTES {
-                break;
-            }
+        if bytes.len().saturating_add(data.len()) > limit {
+            return Err(ApiError::new(
+                ErrorKind::TooLarge,
+                format!("The request body is larger than the {limit} bytes allowed."),
+            ));
         }
-    }
-    if seen > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("The request body is larger than the {limit} bytes allowed."),
-        ));
+        bytes.extend_from_slice(&data);
     }
     Ok(bytes)
 }
 
-/// Adds the JSON 404 answer for every path no route claims.
+/// Adds the JSON 404 answer for every path no route claims, and the layer that reads what
+/// every route leaves of its request body.
 pub fn with_fallback(router: Router) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Bodies are bounded per route by `read_json_body`.
+        // Bodies are bounded per route by `read_bounded`.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(drain_unread_body))
 }
 
 async fn not_found(uri: Uri) -> Response {
+    ApiError::not_found(format!("There is no resource at {}.", uri.path())).into_response()
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("There is no resource at {}.", uri.path()),
+        ErrorKind::MethodNotAllowed,
+        format!("{} does not accept this method.", uri.path()),
     )
     .into_response()
 }
 
-async fn method_not_allowed(uri: Uri) -> Response {
-    json_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &serde_json::json!({ "error": format!("{} does not accept this method.", uri.path()) }),
-    )
+/// Runs the route, then reads and drops whatever of the request body it left unread, before
+/// the answer goes out. A body left unread costs the connection: hyper closes it (without
+/// saying so) when the rest of the body has not arrived yet, and the client's next request
+/// on it fails.
+async fn drain_unread_body(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let returned = Arc::new(Mutex::new(None));
+    let body = ReturnedOnDrop {
+        body: Some(body),
+        returned: returned.clone(),
+    };
+    let mut response = next.run(Request::from_parts(parts, Body::new(body))).await;
+    let unread = returned.lock().expect("unread body lock").take();
+    if let Some(unread) = unread
+        && !drain(unread, MAX_DRAINED_BYTES).await
+    {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Reads `body` to its end, dropping it, unless it holds more than `bound` bytes or fails.
+/// True if it was read to its end.
+async fn drain(mut body: Body, bound: u64) -> bool {
+    let mut drained = 0u64;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame else {
+            return false;
+        };
+        if let Some(data) = frame.data_ref() {
+            drained = drained.saturating_add(data.len() as u64);
+            if drained > bound {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A request body that, dropped before its end, hands itself back to
+/// [`drain_unread_body`] instead of being dropped with the connection's unread bytes.
+struct ReturnedOnDrop {
+    body: Option<Body>,
+    returned: Arc<Mutex<Option<Body>>>,
+}
+
+impl HttpBody for ReturnedOnDrop {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.body = None; // read to its end: nothing to hand back
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for ReturnedOnDrop {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take().filter(|body| !body.is_end_stream()) {
+            *self.returned.lock().expect("unread body lock") = Some(body);
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves (SIGTERM, say). Then it stops

@@ -1,16 +1,20 @@
 //! Handlers of the actions and activations resources (everything but invoke).
 
-use super::auth::{GUEST_NAMESPACE, authorize};
-use super::records::{self, ActionLimits, WASM_KIND};
+use super::auth::{ActivationId, Caller, EntityName, GUEST_NAMESPACE, authorize};
+use super::records::{
+    self, ActionExec, ActionLimits, ActionRecord, ActivationRecord, Collection, KeyValues, SemVer,
+    WASM_KIND,
+};
 use super::store::ActivationQuery;
 use super::{RestError, Standalone};
-use crate::error::{ApiError, json_response};
+use crate::error::{ApiError, ErrorKind, json_response};
 use crate::server::read_json_body;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::Response;
-use ow_common::code::{CodeError, decode_action_code};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,21 +23,21 @@ use std::time::SystemTime;
 /// The largest action create/update body: 48 MB of code as base64, plus the JSON around it.
 pub const MAX_ACTION_BODY_BYTES: usize = 48 * 1024 * 1024 * 4 / 3 + 1024 * 1024;
 
+/// The longest action code OpenWhisk takes: 48 MB, counted as the bytes of the code string.
+pub const MAX_EXEC_BYTES: usize = 48 * 1024 * 1024;
+
 /// The query string of a request, with a bare `?` accepted.
 pub type QueryMap = Query<HashMap<String, String>>;
 
 type Handled = Result<Response, RestError>;
 
-fn ok(body: &Value) -> Handled {
+fn ok(body: &(impl serde::Serialize + ?Sized)) -> Handled {
     Ok(json_response(StatusCode::OK, body))
 }
 
-fn not_found() -> RestError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "The requested resource does not exist.",
-    )
-    .into()
+/// The answer for anything that is not there.
+pub fn not_found() -> RestError {
+    ApiError::not_found("The requested resource does not exist.").into()
 }
 
 /// A boolean query parameter: `true`/`false`, absent means `default`.
@@ -76,6 +80,13 @@ fn list_limit(query: &HashMap<String, String>) -> Result<u64, RestError> {
     }
 }
 
+/// Parses a request body as `T`; what does not fit is a 400 that names the field.
+pub fn parse_body<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|error| {
+        ApiError::bad_request(format!("The request content was malformed: {error}."))
+    })
+}
+
 /// Any other path under `/api/v1`: 401 without valid credentials, else 404, both in the API's
 /// error shape.
 pub async fn unknown_path(headers: HeaderMap) -> Handled {
@@ -87,7 +98,7 @@ pub async fn unknown_path(headers: HeaderMap) -> Handled {
 pub async fn unknown_method(headers: HeaderMap) -> Handled {
     authorize(&headers, "_")?;
     Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::MethodNotAllowed,
         "The requested method is not allowed for this resource.",
     )
     .into())
@@ -115,61 +126,76 @@ pub async fn namespaces(headers: HeaderMap) -> Handled {
 /// `GET …/actions?skip=&limit=&count=`.
 pub async fn list_actions(
     State(app): State<Arc<Standalone>>,
-    Path(namespace): Path<String>,
+    Caller { namespace }: Caller,
     Query(query): QueryMap,
-    headers: HeaderMap,
 ) -> Handled {
-    let namespace = authorize(&headers, &namespace)?;
     if flag(&query, "count", false)? {
-        return ok(&json!({"actions": app.store.count_actions(namespace)?}));
+        return ok(&json!({"actions": app.store.count::<ActionRecord>(namespace)?}));
     }
     let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
     let limit = list_limit(&query)?;
-    let actions = app.store.actions(namespace, skip, limit)?;
-    ok(&Value::Array(
-        actions.iter().map(records::without_code).collect(),
-    ))
+    let actions = app.store.entities::<ActionRecord>(namespace, skip, limit)?;
+    let summaries: Vec<ActionRecord> = actions.iter().map(ActionRecord::without_code).collect();
+    ok(&summaries)
 }
 
 /// `GET …/actions/{name}?code=`.
 pub async fn get_action(
     State(app): State<Arc<Standalone>>,
-    Path((namespace, name)): Path<(String, String)>,
+    Caller { namespace }: Caller,
+    EntityName(name): EntityName,
     Query(query): QueryMap,
-    headers: HeaderMap,
 ) -> Handled {
-    let namespace = authorize(&headers, &namespace)?;
     let with_code = flag(&query, "code", true)?;
-    let record = app.store.action(namespace, &name)?.ok_or_else(not_found)?;
+    let record: ActionRecord = app.store.entity(namespace, &name)?.ok_or_else(not_found)?;
     ok(&if with_code {
         record
     } else {
-        records::without_code(&record)
+        record.without_code()
     })
 }
 
 /// `DELETE …/actions/{name}`.
 pub async fn delete_action(
     State(app): State<Arc<Standalone>>,
-    Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller { namespace }: Caller,
+    EntityName(name): EntityName,
 ) -> Handled {
-    let namespace = authorize(&headers, &namespace)?;
-    let record = app.store.action(namespace, &name)?.ok_or_else(not_found)?;
-    app.store.delete_action(namespace, &name)?;
+    let _writing = app.writes.lock(Collection::Actions, namespace, &name).await;
+    let record: ActionRecord = app.store.entity(namespace, &name)?.ok_or_else(not_found)?;
+    app.store.delete::<ActionRecord>(namespace, &name)?;
     app.pool.evict(namespace, &name);
     ok(&record)
+}
+
+/// The body of an action create or update. Every field may be left out; an update keeps
+/// what it leaves out.
+#[derive(Debug, Deserialize)]
+struct ActionPut {
+    exec: Option<ExecPut>,
+    parameters: Option<KeyValues>,
+    annotations: Option<KeyValues>,
+    limits: Option<Value>,
+    publish: Option<bool>,
+}
+
+/// The `exec` of an action create or update.
+#[derive(Debug, Deserialize)]
+struct ExecPut {
+    #[serde(default)]
+    kind: String,
+    code: Option<String>,
+    main: Option<String>,
 }
 
 /// `PUT …/actions/{name}?overwrite=`: create, or update with `overwrite=true`.
 pub async fn put_action(
     State(app): State<Arc<Standalone>>,
-    Path((namespace, name)): Path<(String, String)>,
+    Caller { namespace }: Caller,
+    EntityName(name): EntityName,
     Query(query): QueryMap,
-    headers: HeaderMap,
     request: Request<Body>,
 ) -> Handled {
-    let namespace = authorize(&headers, &namespace)?;
     let overwrite = flag(&query, "overwrite", false)?;
     let body = read_json_body(request.into_body(), MAX_ACTION_BODY_BYTES).await?;
     if !body.is_object() {
@@ -178,142 +204,127 @@ pub async fn put_action(
         )
         .into());
     }
-    let existing = app.store.action(namespace, &name)?;
+    let mut put: ActionPut = parse_body(body)?;
+    let exec = put.exec.take().map(exec_of).transpose()?;
+    // Reading what is stored and writing what replaces it is one step for this action.
+    let _writing = app.writes.lock(Collection::Actions, namespace, &name).await;
+    let existing: Option<ActionRecord> = app.store.entity(namespace, &name)?;
     if existing.is_some() && !overwrite {
-        return Err(already_exists());
+        return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
     }
-    let record = action_record(namespace, &name, &body, existing.as_ref())?;
-    // Prepare now: bad code is refused at create, and the first invoke starts warm.
-    let warm =
-        app.pool.prepare(&record).await.map_err(|error| {
-            ApiError::bad_request(format!("The action code cannot run: {error}"))
-        })?;
-    // Another create or update of this action may have landed while this one prepared: the
-    // store writes only over what this request read, so one of two racing writes wins.
+    let record = action_record(namespace, &name, put, exec, existing.as_ref())?;
+    // Bad code is refused at create. The prepared action is dropped: the compiled module
+    // stays in the engine's cache, and the version's first activation is its cold start.
+    app.pool
+        .prepare(&record)
+        .await
+        .map_err(|error| ApiError::bad_request(format!("The action code cannot run: {error}")))?;
     let stored = match &existing {
-        None => app.store.create_action(namespace, &name, &record)?,
-        Some(read) => app.store.update_action(namespace, &name, &record, read)?,
+        None => app.store.create(&record)?,
+        Some(read) => app.store.update(&record, read)?,
     };
+    // The store writes only over what this request read; with the writes of one action
+    // taking turns, only a write from outside this server can have come between.
     if !stored {
-        return Err(match existing {
-            None => already_exists(),
-            Some(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "Concurrent modification to resource detected.",
-            )
-            .into(),
-        });
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            "Concurrent modification to resource detected.",
+        )
+        .into());
     }
-    app.pool.install(namespace, &name, warm).await;
     ok(&record)
 }
 
-fn already_exists() -> RestError {
-    ApiError::new(StatusCode::CONFLICT, "resource already exists").into()
-}
-
-/// Builds the stored record of a create (no `existing`) or update, validating every field.
+/// Builds the stored record of a create (no `existing`) or update, validating every field
+/// but the code.
 fn action_record(
     namespace: &str,
     name: &str,
-    body: &Value,
-    existing: Option<&Value>,
-) -> Result<Value, ApiError> {
-    if name.is_empty() || name.len() > 256 || name.starts_with(['.', ' ']) {
-        return Err(ApiError::bad_request(format!(
-            "'{name}' is not a valid action name."
-        )));
-    }
-    let exec = match (body.get("exec").filter(|e| !e.is_null()), existing) {
-        (Some(exec), _) => exec_of(exec)?,
-        (None, Some(existing)) => existing["exec"].clone(),
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "The request content was malformed: exec is required to create an action.",
-            ));
-        }
+    put: ActionPut,
+    exec: Option<ActionExec>,
+    existing: Option<&ActionRecord>,
+) -> Result<ActionRecord, ApiError> {
+    let Some(exec) = exec.or_else(|| existing.map(|record| record.exec.clone())) else {
+        return Err(ApiError::bad_request(
+            "The request content was malformed: exec is required to create an action.",
+        ));
     };
-    other_fields_of(namespace, name, body, existing, exec).map_err(ApiError::bad_request)
+    let parameters = put
+        .parameters
+        .or_else(|| existing.map(|record| record.parameters.clone()))
+        .unwrap_or_default();
+    let mut annotations = put
+        .annotations
+        .or_else(|| existing.map(|record| record.annotations.clone()))
+        .unwrap_or_default();
+    annotations.set("exec", json!(WASM_KIND));
+    if annotations.get("provide-api-key").is_none() {
+        annotations.set("provide-api-key", json!(false));
+    }
+    ow_common::capabilities::Capabilities::from_annotations(Some(&annotations.to_json()))
+        .map_err(ApiError::bad_request)?;
+    let limits = existing
+        .map_or_else(ActionLimits::default, |record| record.limits)
+        .merged(put.limits.as_ref())
+        .map_err(ApiError::bad_request)?;
+    Ok(ActionRecord {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        version: existing.map_or(SemVer::FIRST, |record| record.version.bumped()),
+        publish: put
+            .publish
+            .or(existing.map(|record| record.publish))
+            .unwrap_or(false),
+        exec,
+        parameters,
+        limits,
+        annotations,
+        updated: records::epoch_millis(SystemTime::now()),
+    })
 }
 
-/// The rest of [`action_record`], once `exec` is settled.
-fn other_fields_of(
-    namespace: &str,
-    name: &str,
-    body: &Value,
-    existing: Option<&Value>,
-    exec: Value,
-) -> Result<Value, String> {
-    let kept = |key: &str| existing.map_or(Value::Null, |record| record[key].clone());
-    let parameters = match body.get("parameters") {
-        Some(given) => records::key_value_list(Some(given), "parameters")?,
-        None => records::key_value_list(Some(&kept("parameters")), "parameters")?,
-    };
-    let mut annotations = match body.get("annotations") {
-        Some(given) => records::key_value_list(Some(given), "annotations")?,
-        None => records::key_value_list(Some(&kept("annotations")), "annotations")?,
-    };
-    records::upsert(&mut annotations, "exec", json!(WASM_KIND));
-    if records::lookup(&annotations, "provide-api-key").is_none() {
-        annotations.push(json!({"key": "provide-api-key", "value": false}));
-    }
-    ow_common::capabilities::Capabilities::from_annotations(Some(&Value::Array(
-        annotations.clone(),
-    )))?;
-    let base_limits = existing.map_or_else(ActionLimits::default, |record| {
-        ActionLimits::from_json(&record["limits"])
-    });
-    let limits = base_limits.merged(body.get("limits"))?;
-    let version = existing.map_or_else(
-        || "0.0.1".to_owned(),
-        |record| records::bump_version(record["version"].as_str().unwrap_or("0.0.0")),
-    );
-    Ok(json!({
-        "namespace": namespace,
-        "name": name,
-        "version": version,
-        "publish": body.get("publish").and_then(Value::as_bool).unwrap_or(false),
-        "exec": exec,
-        "parameters": parameters,
-        "limits": limits.to_json(),
-        "annotations": annotations,
-        "updated": records::epoch_millis(SystemTime::now()),
-    }))
-}
-
-/// Checks an `exec`: the kind must be ours, and the code must decode to something runnable
-/// (code over the size limit is a 413, anything else wrong a 400).
-fn exec_of(exec: &Value) -> Result<Value, ApiError> {
-    let kind = exec["kind"].as_str().unwrap_or_default();
-    if kind != WASM_KIND {
+/// Checks an `exec`: the kind must be ours, and the code present and at most 48 MB (over
+/// that, a 413). Whether the code runs is for the engine to say.
+fn exec_of(exec: ExecPut) -> Result<ActionExec, ApiError> {
+    if exec.kind != WASM_KIND {
         return Err(ApiError::bad_request(format!(
-            "The kind '{kind}' is not supported here; this server runs these kinds: {WASM_KIND}."
+            "The kind '{}' is not supported here; this server runs these kinds: {WASM_KIND}.",
+            exec.kind
         )));
     }
-    let Some(code) = exec["code"].as_str().filter(|code| !code.trim().is_empty()) else {
+    let Some(code) = exec.code.filter(|code| !code.trim().is_empty()) else {
         return Err(ApiError::bad_request(
             "The action has no code: exec.code must hold the base64 of a .wasm or a zip.",
         ));
     };
-    let main = exec["main"]
-        .as_str()
+    if code.len() > MAX_EXEC_BYTES {
+        return Err(ApiError::new(
+            ErrorKind::TooLarge,
+            format!(
+                "exec larger than allowed: {} > {MAX_EXEC_BYTES} bytes. The code (the base64 of \
+                 the action's zip or .wasm) may be at most 48 MB.",
+                code.len()
+            ),
+        ));
+    }
+    let main = exec
+        .main
         .filter(|main| !main.is_empty())
-        .unwrap_or("main");
-    decode_action_code(code, main).map_err(|error| match error {
-        CodeError::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
-    Ok(json!({"kind": WASM_KIND, "code": code, "binary": true, "main": main}))
+        .unwrap_or_else(|| "main".to_owned());
+    Ok(ActionExec {
+        kind: WASM_KIND.to_owned(),
+        code: Some(code),
+        binary: true,
+        main,
+    })
 }
 
 /// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`.
 pub async fn list_activations(
     State(app): State<Arc<Standalone>>,
-    Path(namespace): Path<String>,
+    Caller { namespace }: Caller,
     Query(query): QueryMap,
-    headers: HeaderMap,
 ) -> Handled {
-    let namespace = authorize(&headers, &namespace)?;
     let docs = flag(&query, "docs", false)?;
     let since = query
         .contains_key("since")
@@ -339,51 +350,42 @@ pub async fn list_activations(
         return ok(&json!({ "activations": count }));
     }
     let activations = app.store.activations(namespace, &filter)?;
-    let shown = activations.iter().map(|record| {
-        if docs {
-            record.clone()
-        } else {
-            records::activation_summary(record)
-        }
-    });
-    ok(&Value::Array(shown.collect()))
+    if docs {
+        ok(&activations)
+    } else {
+        let summaries: Vec<_> = activations.iter().map(ActivationRecord::summary).collect();
+        ok(&summaries)
+    }
 }
 
-async fn activation(
-    app: &Standalone,
-    namespace: &str,
-    id: &str,
-    headers: &HeaderMap,
-) -> Result<Value, RestError> {
-    let namespace = authorize(headers, namespace)?;
+fn activation(app: &Standalone, namespace: &str, id: &str) -> Result<ActivationRecord, RestError> {
     app.store.activation(namespace, id)?.ok_or_else(not_found)
 }
 
 /// `GET …/activations/{id}`.
 pub async fn get_activation(
     State(app): State<Arc<Standalone>>,
-    Path((namespace, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller { namespace }: Caller,
+    ActivationId(id): ActivationId,
 ) -> Handled {
-    ok(&activation(&app, &namespace, &id, &headers).await?)
+    ok(&activation(&app, namespace, &id)?)
 }
 
 /// `GET …/activations/{id}/logs`.
 pub async fn activation_logs(
     State(app): State<Arc<Standalone>>,
-    Path((namespace, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller { namespace }: Caller,
+    ActivationId(id): ActivationId,
 ) -> Handled {
-    let record = activation(&app, &namespace, &id, &headers).await?;
-    ok(&json!({ "logs": record["logs"] }))
+    let record = activation(&app, namespace, &id)?;
+    ok(&json!({ "logs": record.logs }))
 }
 
 /// `GET …/activations/{id}/result`.
 pub async fn activation_result(
     State(app): State<Arc<Standalone>>,
-    Path((namespace, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller { namespace }: Caller,
+    ActivationId(id): ActivationId,
 ) -> Handled {
-    let record = activation(&app, &namespace, &id, &headers).await?;
-    ok(&record["response"])
+    ok(&activation(&app, namespace, &id)?.response)
 }

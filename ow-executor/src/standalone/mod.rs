@@ -9,17 +9,19 @@ pub mod pool;
 pub mod records;
 pub mod store;
 
+use crate::engines::Engines;
 use crate::error::ApiError;
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
-use ow_common::runtime::WasmRuntime;
 use pool::WarmPool;
+use records::Collection;
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use store::Store;
 
@@ -42,6 +44,43 @@ pub struct Standalone {
     pool: Arc<WarmPool>,
     settings: StandaloneSettings,
     background: Background,
+    writes: EntityLocks,
+}
+
+/// One lock per entity, held by every write of it (create, update, delete) from reading what
+/// is stored to storing what replaces it, so that the writes of one entity happen one after
+/// the other: 50 parallel `PUT ?overwrite=true` of a new name are one create and 49 updates,
+/// never a "resource already exists".
+#[derive(Debug, Default)]
+struct EntityLocks(Mutex<HashMap<EntityKey, Weak<tokio::sync::Mutex<()>>>>);
+
+/// An entity: its collection, namespace and name.
+type EntityKey = (Collection, String, String);
+
+impl EntityLocks {
+    /// Waits for the lock of one entity.
+    async fn lock(
+        &self,
+        collection: Collection,
+        namespace: &str,
+        name: &str,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.0.lock().expect("entity locks lock");
+            // Only entities being written hold a lock; forget the others.
+            locks.retain(|_, lock| lock.strong_count() > 0);
+            let key = (collection, namespace.to_owned(), name.to_owned());
+            match locks.get(&key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(key, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// Counts the activations running, each in a task of its own that no request may be waiting
@@ -77,18 +116,16 @@ impl std::fmt::Debug for Standalone {
 impl Standalone {
     /// Opens the store and builds the pool. Call from within a tokio runtime (the pool's
     /// idle reaper is a task).
-    pub fn open(
-        engine: Arc<dyn WasmRuntime>,
-        settings: StandaloneSettings,
-    ) -> anyhow::Result<Arc<Self>> {
+    pub fn open(engines: Arc<Engines>, settings: StandaloneSettings) -> anyhow::Result<Arc<Self>> {
         let store = Store::open(&settings.data_dir)?;
-        let pool = Arc::new(WarmPool::new(engine, settings.idle_timeout));
+        let pool = Arc::new(WarmPool::new(engines, settings.idle_timeout));
         pool.spawn_reaper();
         Ok(Arc::new(Self {
             store,
             pool,
             settings,
             background: Background(tokio::sync::watch::Sender::new(0)),
+            writes: EntityLocks::default(),
         }))
     }
 
@@ -185,17 +222,14 @@ impl From<ApiError> for RestError {
 impl From<store::StoreError> for RestError {
     fn from(error: store::StoreError) -> Self {
         tracing::error!(%error, "store failure");
-        Self(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            error.to_string(),
-        ))
+        Self(ApiError::internal(error.to_string()))
     }
 }
 
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.0.message, "code": new_id() });
-        crate::error::json_response(self.0.status, &body)
+        self.0
+            .response_with(&json!({ "error": self.0.message, "code": new_id() }))
     }
 }
 

@@ -1,14 +1,17 @@
 //! The warm-container pool of standalone mode: one prepared action per action version, reused
-//! by every warm start, dropped after an idle time, re-prepared after an update. Each action
-//! has one slot: concurrent cold starts of it prepare once, an update with the same limit
-//! keeps the permits, and no entry whose permits are held is dropped, so the concurrency limit
+//! by every warm start, dropped after an idle time, prepared again by the first activation of
+//! a new version. The first activation of every version is a cold start and reports its init
+//! time, even though create already prepared the code once to validate it (which leaves the
+//! compiled module in the engine's cache, so the cold start is cheap). Each action has one
+//! slot: concurrent cold starts of it prepare once, a new version with the same limit keeps
+//! the permits, and no entry whose permits are held is dropped, so the concurrency limit
 //! holds across cold starts.
 
-use crate::standalone::records::{ActionLimits, lookup};
+use crate::engines::Engines;
+use crate::standalone::records::{ActionLimits, ActionRecord, MAX_RESULT_BYTES, SemVer};
 use ow_common::capabilities::Capabilities;
-use ow_common::code::decode_action_code;
-use ow_common::runtime::{ActionConfig, InitError, PreparedAction, WasmRuntime};
-use serde_json::Value;
+use ow_common::code::{CodeError, decode_action_code};
+use ow_common::runtime::{ActionConfig, InitError, Limits, PreparedAction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use tokio::sync::Semaphore;
 /// A prepared action version, ready for warm starts.
 pub struct Warm {
     /// The version it was prepared from.
-    pub version: String,
+    pub version: SemVer,
     /// The prepared action.
     pub action: Arc<dyn PreparedAction>,
     /// The init environment (parameters marked `init: true`).
@@ -64,7 +67,7 @@ struct Slot {
 
 /// The pool.
 pub struct WarmPool {
-    engine: Arc<dyn WasmRuntime>,
+    engines: Arc<Engines>,
     idle_timeout: Duration,
     slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
@@ -78,10 +81,10 @@ impl std::fmt::Debug for WarmPool {
 }
 
 impl WarmPool {
-    /// An empty pool over `engine`.
-    pub fn new(engine: Arc<dyn WasmRuntime>, idle_timeout: Duration) -> Self {
+    /// An empty pool over `engines`.
+    pub fn new(engines: Arc<Engines>, idle_timeout: Duration) -> Self {
         Self {
-            engine,
+            engines,
             idle_timeout,
             slots: Mutex::new(HashMap::new()),
         }
@@ -91,14 +94,14 @@ impl WarmPool {
     /// pool holds none for its version. Returns the prepare time on a cold start.
     pub async fn get(
         &self,
-        namespace: &str,
-        record: &Value,
+        record: &ActionRecord,
     ) -> Result<(Arc<Warm>, Option<Duration>), InitError> {
-        let name = record["name"].as_str().unwrap_or_default();
-        let version = record["version"].as_str().unwrap_or_default();
-        let slot = self.slot(namespace, name);
+        let slot = self.slot(&record.namespace, &record.name);
         let mut current = slot.warm.lock().await;
-        if let Some(warm) = current.as_ref().filter(|warm| warm.version == version) {
+        if let Some(warm) = current
+            .as_ref()
+            .filter(|warm| warm.version == record.version)
+        {
             warm.touch();
             return Ok((warm.clone(), None));
         }
@@ -123,36 +126,34 @@ impl WarmPool {
             .clone()
     }
 
-    /// Prepares an action version from its stored record.
-    pub async fn prepare(&self, record: &Value) -> Result<Warm, InitError> {
-        let exec = &record["exec"];
-        let code = decode_action_code(
-            exec["code"].as_str().unwrap_or_default(),
-            exec["main"].as_str().unwrap_or("main"),
-        )?;
-        let limits = ActionLimits::from_json(&record["limits"]);
-        let capabilities = Capabilities::from_annotations(Some(&record["annotations"]))
-            .map_err(InitError::Capability)?;
+    /// Prepares an action version from its stored record. Create and update call it to
+    /// validate the code and drop the result: the version's first activation prepares it again
+    /// from the engine's module cache, and that cold start is the one it reports.
+    pub async fn prepare(&self, record: &ActionRecord) -> Result<Warm, InitError> {
+        let code = record.exec.code.as_deref().ok_or(CodeError::Missing)?;
+        let code = decode_action_code(code, &record.exec.main)?;
+        let limits = record.limits;
+        let annotations = record.annotations.to_json();
+        let capabilities =
+            Capabilities::from_annotations(Some(&annotations)).map_err(InitError::Capability)?;
+        let engine = self.engines.for_action(Some(&annotations))?;
         let config = ActionConfig {
             capabilities,
-            limits: limits.engine_limits(),
+            // Standalone plays OpenWhisk's invoker, which cuts results at the platform limit.
+            limits: Limits {
+                result_bytes: MAX_RESULT_BYTES,
+                ..limits.engine_limits()
+            },
         };
-        let action = self.engine.prepare(code, config).await?;
+        let action = engine.prepare(code, config).await?;
         Ok(Warm {
-            version: record["version"].as_str().unwrap_or_default().to_owned(),
+            version: record.version,
             action,
-            env: init_env(record),
+            env: record.init_env(),
             permits: Arc::new(Semaphore::new(limits.concurrency as usize)),
             limits,
             last_used: Mutex::new(Instant::now()),
         })
-    }
-
-    /// Makes a freshly prepared version the warm entry of its action.
-    pub async fn install(&self, namespace: &str, name: &str, warm: Warm) {
-        let slot = self.slot(namespace, name);
-        let mut current = slot.warm.lock().await;
-        *current = Some(Arc::new(warm.keeping_permits_of(current.as_deref())));
     }
 
     /// Forgets an action (deleted).
@@ -226,33 +227,6 @@ impl WarmPool {
     }
 }
 
-/// Parameters marked `init: true` become the init environment, as strings.
-fn init_env(record: &Value) -> BTreeMap<String, String> {
-    let Some(parameters) = record["parameters"].as_array() else {
-        return BTreeMap::new();
-    };
-    parameters
-        .iter()
-        .filter(|p| p["init"] == true)
-        .filter_map(|p| {
-            let key = p["key"].as_str()?.to_owned();
-            let value = match &p["value"] {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            Some((key, value))
-        })
-        .collect()
-}
-
-/// Whether the action asked for its API key (`provide-api-key` annotation).
-pub fn provides_api_key(record: &Value) -> bool {
-    record["annotations"]
-        .as_array()
-        .and_then(|list| lookup(list, "provide-api-key"))
-        .is_some_and(|value| value == true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,33 +234,36 @@ mod tests {
     use ow_wasm_action_artifacts as artifacts;
     use serde_json::json;
 
-    fn sleep_action(version: &str) -> Value {
+    fn sleep_action(version: &str) -> ActionRecord {
         let zip =
             ow_common::code::zip_module("action.wasm", &artifacts::read(artifacts::SLEEP)).unwrap();
         let code = base64::engine::general_purpose::STANDARD.encode(zip);
-        json!({"name": "sleep", "version": version, "exec": {"code": code},
-               "limits": {"concurrency": 1}})
+        serde_json::from_value(json!({
+            "namespace": "guest", "name": "sleep", "version": version, "publish": false,
+            "exec": {"kind": "wasm:0.1", "code": code, "binary": true, "main": "main"},
+            "parameters": [], "annotations": [], "updated": 1,
+            "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}
+        }))
+        .unwrap()
     }
 
     #[tokio::test]
     async fn an_entry_is_not_dropped_while_an_older_version_holds_its_permit() {
-        let engine = crate::engines::Engines::new(Default::default(), Default::default())
-            .unwrap()
-            .default_engine();
-        let pool = WarmPool::new(engine, Duration::ZERO);
-        let (first, cold) = pool.get("guest", &sleep_action("0.0.1")).await.unwrap();
+        let engines = crate::engines::Engines::new(Default::default(), Default::default()).unwrap();
+        let pool = WarmPool::new(Arc::new(engines), Duration::ZERO);
+        let (first, cold) = pool.get(&sleep_action("0.0.1")).await.unwrap();
         assert!(cold.is_some());
         // An activation of 0.0.1 runs while the action is updated to 0.0.2.
         let running = first.permits.clone().acquire_owned().await.unwrap();
-        let second = pool.prepare(&sleep_action("0.0.2")).await.unwrap();
-        pool.install("guest", "sleep", second).await;
-        let (current, cold) = pool.get("guest", &sleep_action("0.0.2")).await.unwrap();
-        assert!(cold.is_none(), "installed warm");
+        let (current, cold) = pool.get(&sleep_action("0.0.2")).await.unwrap();
+        assert!(cold.is_some(), "a new version starts cold");
         assert!(
             Arc::ptr_eq(&current.permits, &first.permits),
             "same limit, same permits"
         );
-        drop((first, current));
+        let (again, cold) = pool.get(&sleep_action("0.0.2")).await.unwrap();
+        assert!(cold.is_none(), "then warm");
+        drop((first, current, again));
 
         assert_eq!(
             pool.drop_idle(),

@@ -1,68 +1,478 @@
-//! The JSON records of the REST API, shaped like OpenWhisk's: actions as stored and listed,
-//! activations as recorded, and the log line format.
+//! The records of the REST API, typed with the fields OpenWhisk defines: actions, packages,
+//! triggers, rules and activations as the store keeps them and the API answers them, the
+//! entity-name rule every one of them follows, and the log line format. The store reads and
+//! writes exactly these types, so a mistyped field is an error, never a quiet `""` or `0`.
 
+use crate::error::ApiError;
 use ow_common::runtime::{Logs, RunError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use ow_common::limits::ActionLimits;
 
 /// The only action kind this server runs.
 pub const WASM_KIND: &str = "wasm:0.1";
 
-pub use ow_common::limits::ActionLimits;
+/// The largest result an activation may have: OpenWhisk's invoker, which standalone plays,
+/// refuses a longer one with the platform's sentence (an action container does not).
+pub const MAX_RESULT_BYTES: u64 = 1024 * 1024;
 
-/// Checks and normalises a `[{"key", "value"}]` list (parameters or annotations).
-pub fn key_value_list(value: Option<&Value>, what: &str) -> Result<Vec<Value>, String> {
-    match value {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
+/// The longest entity name OpenWhisk accepts.
+pub const MAX_ENTITY_NAME_CHARS: usize = 256;
+
+/// OpenWhisk's entity-name form (`EntityName.REGEX` of its controller): a word character,
+/// then word characters, `@`, spaces, `.`, `&` or `-`, not ending in a space. `\w` is ASCII,
+/// as in Java.
+static ENTITY_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"\A(?-u:\w|\w[\w@ .&-]{0,254}[\w@.&-])\z").expect("a valid pattern")
+});
+
+/// Checks that `name` is a name OpenWhisk accepts for an action, package, trigger or rule.
+pub fn check_entity_name(name: &str) -> Result<(), ApiError> {
+    let chars = name.chars().count();
+    if chars > MAX_ENTITY_NAME_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "The name of the entity is {chars} characters long, longer than the \
+             {MAX_ENTITY_NAME_CHARS} allowed; choose a shorter name."
+        )));
+    }
+    if !ENTITY_NAME.is_match(name) {
+        return Err(ApiError::bad_request(
+            "The name of the entity contains illegal characters. A name starts with a letter, a \
+             digit or '_' and goes on with those, '@', '.', '&', '-' or spaces, and does not end \
+             in a space.",
+        ));
+    }
+    Ok(())
+}
+
+/// An entity's version, `major.minor.patch`; every update bumps the patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SemVer {
+    major: u64,
+    minor: u64,
+    patch: u64,
+}
+
+impl SemVer {
+    /// The version of a newly created entity.
+    pub const FIRST: Self = Self {
+        major: 0,
+        minor: 0,
+        patch: 1,
+    };
+
+    /// The version an update gives: the next patch.
+    pub fn bumped(self) -> Self {
+        Self {
+            patch: self.patch + 1,
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for SemVer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl FromStr for SemVer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parts: Vec<Option<u64>> = text.split('.').map(|part| part.parse().ok()).collect();
+        match parts[..] {
+            [Some(major), Some(minor), Some(patch)] => Ok(Self {
+                major,
+                minor,
+                patch,
+            }),
+            _ => Err(format!(
+                "'{text}' is not a version of the form major.minor.patch"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for SemVer {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<SemVer> for String {
+    fn from(version: SemVer) -> Self {
+        version.to_string()
+    }
+}
+
+/// One `{"key", "value"}` entry of parameters or annotations; a parameter marked
+/// `"init": true` is part of the init environment rather than of every activation's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The name.
+    pub key: String,
+    /// The value, any JSON.
+    #[serde(default)]
+    pub value: Value,
+    /// Whether the parameter is for the init environment.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+}
+
+/// Parameters or annotations: OpenWhisk's list of `{"key", "value"}` entries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyValues(pub Vec<KeyValue>);
+
+impl KeyValues {
+    /// The value of `key`, if the list has it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0
             .iter()
-            .map(|item| match item.get("key") {
-                Some(Value::String(_)) => Ok(item.clone()),
-                _ => Err(format!(
-                    "Every entry of {what} must be an object with a string \"key\"."
-                )),
+            .find(|entry| entry.key == key)
+            .map(|entry| &entry.value)
+    }
+
+    /// Sets `key` to `value`, replacing the value it had.
+    pub fn set(&mut self, key: &str, value: Value) {
+        match self.0.iter_mut().find(|entry| entry.key == key) {
+            Some(entry) => entry.value = value,
+            None => self.0.push(KeyValue {
+                key: key.to_owned(),
+                value,
+                init: false,
+            }),
+        }
+    }
+
+    /// The list as JSON, as capabilities and limits are read from annotations.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("key/value lists serialize")
+    }
+}
+
+/// The `exec` of an action: its kind and code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionExec {
+    /// The kind, [`WASM_KIND`].
+    pub kind: String,
+    /// The base64 of a zip or a module; absent in listings and `code=false` answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Whether `code` is base64 (always, for Wasm).
+    pub binary: bool,
+    /// The entry to run in a zip with several modules.
+    pub main: String,
+}
+
+/// An action as stored and answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Bumped by every update.
+    pub version: SemVer,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// Its kind and code.
+    pub exec: ActionExec,
+    /// Bound parameters.
+    pub parameters: KeyValues,
+    /// Time, memory, log and concurrency limits.
+    pub limits: ActionLimits,
+    /// Annotations, `exec` and `provide-api-key` among them.
+    pub annotations: KeyValues,
+    /// When it was last written, in epoch milliseconds.
+    pub updated: u64,
+}
+
+impl ActionRecord {
+    /// The record without its code, as listings and `code=false` show it.
+    pub fn without_code(&self) -> Self {
+        let mut summary = self.clone();
+        summary.exec.code = None;
+        summary
+    }
+
+    /// Whether the action asked for its API key (`provide-api-key` annotation).
+    pub fn provides_api_key(&self) -> bool {
+        self.annotations.get("provide-api-key") == Some(&Value::Bool(true))
+    }
+
+    /// The parameters marked `init: true`: the init environment, as strings.
+    pub fn init_env(&self) -> BTreeMap<String, String> {
+        self.parameters
+            .0
+            .iter()
+            .filter(|parameter| parameter.init)
+            .map(|parameter| {
+                let value = match &parameter.value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (parameter.key.clone(), value)
             })
-            .collect(),
-        Some(_) => Err(format!(
-            "{what} must be a list of {{\"key\", \"value\"}} objects."
-        )),
+            .collect()
+    }
+
+    /// The bound parameters (except `init: true` ones) overlaid by an invoke's own.
+    pub fn merged_params(&self, invoke_params: Map<String, Value>) -> Map<String, Value> {
+        let mut params: Map<String, Value> = self
+            .parameters
+            .0
+            .iter()
+            .filter(|parameter| !parameter.init)
+            .map(|parameter| (parameter.key.clone(), parameter.value.clone()))
+            .collect();
+        params.extend(invoke_params);
+        params
+    }
+
+    /// The annotations every activation record of this action starts with: its `path`,
+    /// `kind` and `limits`.
+    pub fn activation_annotations(&self) -> KeyValues {
+        let mut annotations = KeyValues::default();
+        annotations.set("path", json!(format!("{}/{}", self.namespace, self.name)));
+        annotations.set("kind", json!(WASM_KIND));
+        annotations.set("limits", json!(self.limits));
+        annotations
     }
 }
 
-/// Looks a key up in a `[{"key", "value"}]` list.
-pub fn lookup<'a>(list: &'a [Value], key: &str) -> Option<&'a Value> {
-    list.iter()
-        .find(|item| item["key"] == key)
-        .map(|item| &item["value"])
+/// Another entity named by its namespace and name, as a package binding names its package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityRef {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
 }
 
-/// Sets or replaces a key in a `[{"key", "value"}]` list.
-pub fn upsert(list: &mut Vec<Value>, key: &str, value: Value) {
-    match list.iter_mut().find(|item| item["key"] == key) {
-        Some(item) => item["value"] = value,
-        None => list.push(json!({"key": key, "value": value})),
+/// A fully qualified entity name as rules and triggers hold it: `{"path", "name"}`, where the
+/// path is the namespace, or the namespace and package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualifiedName {
+    /// The namespace, or `namespace/package`.
+    pub path: String,
+    /// The name.
+    pub name: String,
+}
+
+/// A package as stored and answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Bumped by every update.
+    pub version: SemVer,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// The package this one is a binding of; `{}` when it is none.
+    #[serde(with = "empty_object_as_none")]
+    pub binding: Option<EntityRef>,
+    /// Parameters bound for every action of the package.
+    pub parameters: KeyValues,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// When it was last written, in epoch milliseconds.
+    pub updated: u64,
+}
+
+/// Whether a rule fires its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleStatus {
+    /// Firing the trigger invokes the action.
+    Active,
+    /// The rule is kept but does nothing.
+    Inactive,
+}
+
+/// A rule as its trigger holds it: the action it invokes and whether it is active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReducedRule {
+    /// The action the rule invokes.
+    pub action: QualifiedName,
+    /// Whether it is active.
+    pub status: RuleStatus,
+}
+
+/// A trigger's limits: OpenWhisk has none yet, and writes `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerLimits {}
+
+/// A trigger as stored and answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRecord {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Bumped by every update.
+    pub version: SemVer,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// Parameters every firing carries.
+    pub parameters: KeyValues,
+    /// Its limits (none).
+    #[serde(default)]
+    pub limits: TriggerLimits,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// The rules on it, by their fully qualified name (`namespace/rule`); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<BTreeMap<String, ReducedRule>>,
+    /// When it was last written, in epoch milliseconds.
+    pub updated: u64,
+}
+
+/// A rule as stored: which trigger fires which action. Its status lives on the trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleRecord {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Bumped by every update.
+    pub version: SemVer,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// The trigger that fires it.
+    pub trigger: QualifiedName,
+    /// The action it invokes.
+    pub action: QualifiedName,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// When it was last written, in epoch milliseconds.
+    pub updated: u64,
+}
+
+/// `{}` for none, as OpenWhisk writes a package that is no binding.
+mod empty_object_as_none {
+    use super::EntityRef;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Binding {
+        Some(EntityRef),
+        None {},
+    }
+
+    pub fn serialize<S: Serializer>(
+        binding: &Option<EntityRef>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match binding {
+            Some(binding) => binding.serialize(serializer),
+            None => serde_json::Map::new().serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<EntityRef>, D::Error> {
+        Ok(match Binding::deserialize(deserializer)? {
+            Binding::Some(binding) => Some(binding),
+            Binding::None {} => None,
+        })
     }
 }
 
-/// The next patch version: `0.0.1` becomes `0.0.2`.
-pub fn bump_version(version: &str) -> String {
-    let mut parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
-    parts.resize(3, 0);
-    parts[2] += 1;
-    format!("{}.{}.{}", parts[0], parts[1], parts[2])
+/// The collections of entities, each a table of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// Actions.
+    Actions,
+    /// Packages.
+    Packages,
+    /// Triggers.
+    Triggers,
+    /// Rules.
+    Rules,
 }
 
-/// The summary of an action record that lists and `code=false` show: no code.
-pub fn without_code(record: &Value) -> Value {
-    let mut record = record.clone();
-    if let Some(exec) = record.get_mut("exec").and_then(Value::as_object_mut) {
-        exec.remove("code");
+impl Collection {
+    /// Every collection.
+    pub const ALL: [Self; 4] = [Self::Actions, Self::Packages, Self::Triggers, Self::Rules];
+
+    /// Its name in paths and its table in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Actions => "actions",
+            Self::Packages => "packages",
+            Self::Triggers => "triggers",
+            Self::Rules => "rules",
+        }
     }
-    record
+
+    /// What one entity of it is called in sentences.
+    pub fn singular(self) -> &'static str {
+        match self {
+            Self::Actions => "action",
+            Self::Packages => "package",
+            Self::Triggers => "trigger",
+            Self::Rules => "rule",
+        }
+    }
 }
+
+/// A record of one of the entity collections, as the store keeps it.
+pub trait Entity: Serialize + serde::de::DeserializeOwned {
+    /// The collection it belongs to.
+    const COLLECTION: Collection;
+    /// Its namespace.
+    fn namespace(&self) -> &str;
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Its version.
+    fn version(&self) -> SemVer;
+    /// When it was last written.
+    fn updated(&self) -> u64;
+}
+
+macro_rules! entity {
+    ($record:ty, $collection:expr) => {
+        impl Entity for $record {
+            const COLLECTION: Collection = $collection;
+            fn namespace(&self) -> &str {
+                &self.namespace
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn version(&self) -> SemVer {
+                self.version
+            }
+            fn updated(&self) -> u64 {
+                self.updated
+            }
+        }
+    };
+}
+
+entity!(ActionRecord, Collection::Actions);
+entity!(PackageRecord, Collection::Packages);
+entity!(TriggerRecord, Collection::Triggers);
+entity!(RuleRecord, Collection::Rules);
 
 /// OpenWhisk's activation status, with its `statusCode` in listings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum ActivationStatus {
     /// The action returned a result without an `error` field.
     Success,
@@ -75,6 +485,14 @@ pub enum ActivationStatus {
 }
 
 impl ActivationStatus {
+    /// Every status, by its `statusCode`.
+    const ALL: [Self; 4] = [
+        Self::Success,
+        Self::ApplicationError,
+        Self::DeveloperError,
+        Self::InternalError,
+    ];
+
     /// The `response.status` text.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,12 +505,10 @@ impl ActivationStatus {
 
     /// The `statusCode` of activation listings.
     pub fn code(self) -> u8 {
-        match self {
-            Self::Success => 0,
-            Self::ApplicationError => 1,
-            Self::DeveloperError => 2,
-            Self::InternalError => 3,
-        }
+        Self::ALL
+            .iter()
+            .position(|status| *status == self)
+            .expect("every status is listed") as u8
     }
 
     /// The status of an activation that ended with `outcome`.
@@ -106,85 +522,157 @@ impl ActivationStatus {
     }
 }
 
-/// The annotations every activation record of the stored `action` starts with: its `path`,
-/// `kind` and `limits`.
-pub fn activation_annotations(namespace: &str, action: &Value) -> Vec<Value> {
-    let name = action["name"].as_str().unwrap_or_default();
-    vec![
-        json!({"key": "path", "value": format!("{namespace}/{name}")}),
-        json!({"key": "kind", "value": WASM_KIND}),
-        json!({"key": "limits", "value": action["limits"]}),
-    ]
+impl From<ActivationStatus> for &'static str {
+    fn from(status: ActivationStatus) -> Self {
+        status.as_str()
+    }
 }
 
-/// An activation record of the stored `action`, shaped like OpenWhisk's.
-pub fn activation_record(
-    namespace: &str,
-    action: &Value,
-    activation_id: &str,
-    (start_ms, end_ms): (u64, u64),
-    response: Value,
-    logs: Vec<String>,
-    annotations: Vec<Value>,
-) -> Value {
-    json!({
-        "namespace": namespace,
-        "name": action["name"].as_str().unwrap_or_default(),
-        "version": action["version"].as_str().unwrap_or_default(),
-        "subject": namespace,
-        "activationId": activation_id,
-        "publish": false,
-        "start": start_ms,
-        "end": end_ms,
-        "duration": end_ms.saturating_sub(start_ms),
-        "response": response,
-        "logs": logs,
-        "annotations": annotations,
-    })
+impl TryFrom<String> for ActivationStatus {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| format!("'{text}' is not an activation status"))
+    }
 }
 
-/// The `response` object of an activation record.
-pub fn response(status: ActivationStatus, result: &Value) -> Value {
-    let size = serde_json::to_vec(result).map_or(0, |bytes| bytes.len());
-    json!({
-        "result": result,
-        "size": size,
-        "status": status.as_str(),
-        "success": status == ActivationStatus::Success,
-    })
+/// The `response` of an activation record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationResponse {
+    /// The result, or `{"error": …}`.
+    pub result: Value,
+    /// The result's size in bytes, as JSON.
+    pub size: u64,
+    /// How the activation ended.
+    pub status: ActivationStatus,
+    /// Whether it succeeded.
+    pub success: bool,
 }
 
-/// The summary of an activation record that listings show without `docs=true`.
-pub fn activation_summary(record: &Value) -> Value {
-    let mut summary = Map::new();
-    for key in [
-        "namespace",
-        "name",
-        "version",
-        "subject",
-        "activationId",
-        "start",
-        "end",
-        "duration",
-        "annotations",
-        "publish",
-    ] {
-        if let Some(value) = record.get(key) {
-            summary.insert(key.to_owned(), value.clone());
+impl ActivationResponse {
+    /// The response of an activation that ended with `status` and `result`.
+    pub fn new(status: ActivationStatus, result: Value) -> Self {
+        let size = serde_json::to_vec(&result).map_or(0, |bytes| bytes.len() as u64);
+        Self {
+            result,
+            size,
+            status,
+            success: status == ActivationStatus::Success,
         }
     }
-    let status = record["response"]["status"].as_str().unwrap_or_default();
-    let code = [
-        ActivationStatus::Success,
-        ActivationStatus::ApplicationError,
-        ActivationStatus::DeveloperError,
-        ActivationStatus::InternalError,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == status)
-    .map_or(3, ActivationStatus::code);
-    summary.insert("statusCode".to_owned(), json!(code));
-    Value::Object(summary)
+
+    /// The response of an activation whose outcome is `outcome`.
+    pub fn of(outcome: Result<Value, RunError>) -> Self {
+        let status = ActivationStatus::of(&outcome);
+        Self::new(
+            status,
+            outcome.unwrap_or_else(|error| json!({ "error": error.to_string() })),
+        )
+    }
+}
+
+/// An activation record, shaped like OpenWhisk's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationRecord {
+    /// The namespace it ran in.
+    pub namespace: String,
+    /// The action's name.
+    pub name: String,
+    /// The action's version.
+    pub version: SemVer,
+    /// Who invoked it.
+    pub subject: String,
+    /// Its id, 32 hex digits.
+    pub activation_id: String,
+    /// Always false.
+    pub publish: bool,
+    /// When it started, in epoch milliseconds.
+    pub start: u64,
+    /// When it ended, in epoch milliseconds.
+    pub end: u64,
+    /// `end - start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    /// The activation that caused this one (a sequence's, a trigger's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// How it ended.
+    pub response: ActivationResponse,
+    /// Its log lines.
+    pub logs: Vec<String>,
+    /// `path`, `kind`, `limits`, `timeout`, `waitTime` and, on a cold start, `initTime`.
+    pub annotations: KeyValues,
+}
+
+impl ActivationRecord {
+    /// A record of an activation of `action` that ran from `start_ms` to `end_ms`.
+    pub fn new(
+        action: &ActionRecord,
+        activation_id: &str,
+        (start_ms, end_ms): (u64, u64),
+        response: ActivationResponse,
+        logs: Vec<String>,
+        annotations: KeyValues,
+    ) -> Self {
+        Self {
+            namespace: action.namespace.clone(),
+            name: action.name.clone(),
+            version: action.version,
+            subject: action.namespace.clone(),
+            activation_id: activation_id.to_owned(),
+            publish: false,
+            start: start_ms,
+            end: end_ms,
+            duration: Some(end_ms.saturating_sub(start_ms)),
+            cause: None,
+            response,
+            logs,
+            annotations,
+        }
+    }
+
+    /// The summary that listings show without `docs=true`.
+    pub fn summary(&self) -> ActivationSummary<'_> {
+        ActivationSummary {
+            namespace: &self.namespace,
+            name: &self.name,
+            version: self.version,
+            subject: &self.subject,
+            activation_id: &self.activation_id,
+            start: self.start,
+            end: self.end,
+            duration: self.duration,
+            cause: self.cause.as_deref(),
+            annotations: &self.annotations,
+            publish: self.publish,
+            status_code: self.response.status.code(),
+        }
+    }
+}
+
+/// An activation as listings show it: the record without response and logs, with the
+/// status as its code.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationSummary<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    version: SemVer,
+    subject: &'a str,
+    activation_id: &'a str,
+    start: u64,
+    end: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'a str>,
+    annotations: &'a KeyValues,
+    publish: bool,
+    status_code: u8,
 }
 
 /// An activation's logs as OpenWhisk stores them, in the order they were written:
@@ -272,37 +760,19 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_checked_against_openwhisk_ranges() {
-        let limits = ActionLimits::default()
-            .merged(Some(&json!({"timeout": 1000, "memory": 128})))
-            .unwrap();
-        assert_eq!(
-            (limits.timeout, limits.memory, limits.logs),
-            (1000, 128, 10)
-        );
-        let error = ActionLimits::default()
-            .merged(Some(&json!({"memory": 4096})))
-            .unwrap_err();
-        assert_eq!(
-            error,
-            "The memory limit must be an integer between 128 and 512, not 4096."
-        );
-        assert!(
-            ActionLimits::default()
-                .merged(Some(&json!({"timeout": 50})))
-                .is_err()
-        );
+    fn versions_bump_their_patch_and_garbage_is_no_version() {
+        let version: SemVer = "1.2.9".parse().unwrap();
+        assert_eq!(version.bumped().to_string(), "1.2.10");
+        assert_eq!(SemVer::FIRST.bumped().to_string(), "0.0.2");
+        for garbage in ["garbage", "1.2", "1.2.3.4", "1.x.3", ""] {
+            assert!(garbage.parse::<SemVer>().is_err(), "{garbage}");
+        }
+        assert!(serde_json::from_value::<SemVer>(json!("0.0.x")).is_err());
+        assert_eq!(serde_json::to_value(SemVer::FIRST).unwrap(), json!("0.0.1"));
     }
 
     #[test]
-    fn versions_bump_their_patch() {
-        assert_eq!(bump_version("0.0.1"), "0.0.2");
-        assert_eq!(bump_version("1.2.9"), "1.2.10");
-        assert_eq!(bump_version("garbage"), "0.0.1");
-    }
-
-    #[test]
-    fn statuses_follow_the_outcome() {
+    fn statuses_follow_the_outcome_and_read_back_from_their_text() {
         assert_eq!(
             ActivationStatus::of(&Ok(json!({"a": 1}))),
             ActivationStatus::Success
@@ -318,6 +788,112 @@ mod tests {
         assert_eq!(
             ActivationStatus::of(&Err(RunError::Internal("x".into()))),
             ActivationStatus::InternalError
+        );
+        for status in ActivationStatus::ALL {
+            let text = serde_json::to_value(status).unwrap();
+            assert_eq!(text, json!(status.as_str()));
+            assert_eq!(
+                serde_json::from_value::<ActivationStatus>(text).unwrap(),
+                status
+            );
+        }
+        assert_eq!(ActivationStatus::InternalError.code(), 3);
+        assert!(serde_json::from_value::<ActivationStatus>(json!("fine")).is_err());
+    }
+
+    #[test]
+    fn entity_names_follow_openwhisk() {
+        let longest = format!("a{}", "b".repeat(MAX_ENTITY_NAME_CHARS - 1));
+        for name in [
+            "a", "_", "9", "hello", "a b", "a@b", "a.b-c", "x@", "a&b", "a.", "a-", &longest,
+        ] {
+            assert_eq!(check_entity_name(name), Ok(()), "{name:?}");
+        }
+        let too_long = format!("{longest}c");
+        for name in [
+            "", "-a", ".a", " a", "@a", "a ", "a/b", "a\0b", "a'b", "ünï☃", "a\nb", "a%b",
+            &too_long,
+        ] {
+            let error = check_entity_name(name).unwrap_err();
+            assert_eq!(
+                error.status(),
+                axum::http::StatusCode::BAD_REQUEST,
+                "{name:?}"
+            );
+        }
+        assert!(
+            check_entity_name(&too_long)
+                .unwrap_err()
+                .message
+                .contains("257 characters")
+        );
+    }
+
+    #[test]
+    fn records_of_every_collection_read_back_as_openwhisk_writes_them() {
+        let package = json!({"namespace": "guest", "name": "utils", "version": "0.0.1",
+            "publish": false, "binding": {}, "parameters": [{"key": "a", "value": 1}],
+            "annotations": [], "updated": 1});
+        let record: PackageRecord = serde_json::from_value(package.clone()).unwrap();
+        assert_eq!(record.binding, None);
+        assert_eq!(serde_json::to_value(&record).unwrap(), package);
+        let binding = json!({"namespace": "guest", "name": "mine", "version": "0.0.2",
+            "publish": false, "binding": {"namespace": "whisk.system", "name": "utils"},
+            "parameters": [], "annotations": [], "updated": 2});
+        let record: PackageRecord = serde_json::from_value(binding.clone()).unwrap();
+        assert_eq!(
+            record.binding.as_ref().map(|b| b.name.as_str()),
+            Some("utils")
+        );
+        assert_eq!(serde_json::to_value(&record).unwrap(), binding);
+
+        let trigger = json!({"namespace": "guest", "name": "t", "version": "0.0.1",
+            "publish": false, "parameters": [], "limits": {}, "annotations": [],
+            "rules": {"guest/r": {"action": {"path": "guest", "name": "a"}, "status": "active"}},
+            "updated": 3});
+        let record: TriggerRecord = serde_json::from_value(trigger.clone()).unwrap();
+        assert_eq!(
+            record.rules.as_ref().unwrap()["guest/r"].status,
+            RuleStatus::Active
+        );
+        assert_eq!(serde_json::to_value(&record).unwrap(), trigger);
+
+        let rule = json!({"namespace": "guest", "name": "r", "version": "0.0.1",
+            "publish": false, "trigger": {"path": "guest", "name": "t"},
+            "action": {"path": "guest/pkg", "name": "a"}, "annotations": [], "updated": 4});
+        let record: RuleRecord = serde_json::from_value(rule.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&record).unwrap(), rule);
+
+        // A mistyped field is an error, not a default.
+        let mut broken = rule;
+        broken["updated"] = json!("yesterday");
+        assert!(serde_json::from_value::<RuleRecord>(broken).is_err());
+    }
+
+    #[test]
+    fn init_parameters_are_the_init_environment_and_the_rest_merge_under_the_invoke() {
+        let action: ActionRecord = serde_json::from_value(json!({
+            "namespace": "guest", "name": "env", "version": "0.0.1", "publish": false,
+            "exec": {"kind": WASM_KIND, "code": "AA==", "binary": true, "main": "main"},
+            "parameters": [{"key": "TOKEN", "value": "s3cret", "init": true},
+                           {"key": "n", "value": 1}, {"key": "m", "value": 2}],
+            "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1},
+            "annotations": [{"key": "provide-api-key", "value": true}], "updated": 1
+        }))
+        .unwrap();
+        assert_eq!(action.init_env()["TOKEN"], "s3cret");
+        let mut invoke = Map::new();
+        invoke.insert("m".to_owned(), json!(3));
+        assert_eq!(
+            Value::Object(action.merged_params(invoke)),
+            json!({"n": 1, "m": 3})
+        );
+        assert!(action.provides_api_key());
+        assert_eq!(action.without_code().exec.code, None);
+        assert!(
+            serde_json::to_value(action.without_code()).unwrap()["exec"]
+                .get("code")
+                .is_none()
         );
     }
 }

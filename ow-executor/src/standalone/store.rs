@@ -1,16 +1,80 @@
-//! Durable storage of actions and activations in an embedded SQLite database. Every write is
-//! committed before the request that caused it is answered, so killing the process between
-//! two requests loses nothing.
+//! Durable storage of the standalone records (actions, packages, triggers, rules and
+//! activations, typed as [`super::records`] defines them) in an embedded SQLite database.
+//! Every write is committed before the request that caused it is answered, so killing the
+//! process between two requests loses nothing.
+//!
+//! The store guards its data as a hostile or careless user would test it: it holds an
+//! exclusive lock on the data directory for as long as it is open (a second server refuses to
+//! start, naming the holder); a finished activation record is written once and never changed;
+//! every access first checks that the database file is still the one it opened, so that a
+//! deleted or replaced file fails every request loudly rather than swallowing the writes; and a
+//! stored record that does not parse is an error that names it.
 
+use super::records::{ActivationRecord, Collection, Entity};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
-use std::path::Path;
-use std::sync::Mutex;
+use serde::de::DeserializeOwned;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
-/// A store failure: the database cannot be opened, read or written.
+/// The database's file name in the data directory.
+const DATABASE_FILE: &str = "ow-wasm.sqlite";
+/// The lock file's name in the data directory; it holds the pid of the server holding it.
+const LOCK_FILE: &str = "ow-wasm.lock";
+
+/// A store failure.
 #[derive(Debug, thiserror::Error)]
-#[error("the standalone store failed: {0}")]
-pub struct StoreError(#[from] rusqlite::Error);
+pub enum StoreError {
+    /// Another server holds the data directory.
+    #[error(
+        "The data directory {} is in use by another ow-executor standalone server ({holder}); \
+         stop that server, or give this one another --data-dir.",
+        data_dir.display()
+    )]
+    Locked {
+        /// The directory.
+        data_dir: PathBuf,
+        /// Who holds it: its pid, as far as the lock file tells.
+        holder: String,
+    },
+    /// A file of the data directory cannot be made, opened or checked.
+    #[error("Cannot {what} {}: {source}.", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// To which file.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The database file is no longer the one the store opened.
+    #[error(
+        "The database {} was {how} while the server was running, so nothing more can be stored \
+         in it; restart the server to open the database now at that path.",
+        path.display()
+    )]
+    DatabaseGone {
+        /// The database file.
+        path: PathBuf,
+        /// `deleted` or `replaced`.
+        how: &'static str,
+    },
+    /// SQLite failed.
+    #[error("The standalone store failed: {0}.")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored record does not parse as its type.
+    #[error(
+        "The stored record of {what} cannot be read ({error}); it was not written by this \
+         server. Restore the database from a backup, or delete that record."
+    )]
+    Corrupt {
+        /// Which record: its kind and name or id.
+        what: String,
+        /// Why it does not parse.
+        error: serde_json::Error,
+    },
+}
 
 /// Filters of an activation listing.
 #[derive(Debug, Clone, Default)]
@@ -27,34 +91,38 @@ pub struct ActivationQuery {
     pub limit: u64,
 }
 
-/// The database.
+/// The database of one data directory, held exclusively.
 #[derive(Debug)]
 pub struct Store {
     connection: Mutex<Connection>,
+    /// The database file, and which file it was when opened.
+    path: PathBuf,
+    opened: same_file::Handle,
+    /// Held for as long as the store is open.
+    _lock: File,
 }
 
 impl Store {
-    /// Opens (creating if needed) `ow-wasm.sqlite` in `data_dir`.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the data directory {}: {e}",
-                data_dir.display()
-            )
+    /// Locks `data_dir` (creating it if needed) and opens (creating if needed) its database.
+    /// Pending activations of a server that stopped are recorded as interrupted.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            what: "create the data directory",
+            path: data_dir.to_owned(),
+            source,
         })?;
-        let path = data_dir.join("ow-wasm.sqlite");
-        let connection = Connection::open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+        let lock = lock_data_dir(data_dir)?;
+        let path = data_dir.join(DATABASE_FILE);
+        let connection = Connection::open(&path)?;
+        let opened = same_file::Handle::from_path(&path).map_err(|source| StoreError::Io {
+            what: "open the database",
+            path: path.clone(),
+            source,
+        })?;
         // WAL keeps readers off the writer's back; NORMAL sync survives a killed process.
         connection.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS actions (
-                 namespace TEXT NOT NULL,
-                 name TEXT NOT NULL,
-                 record TEXT NOT NULL,
-                 PRIMARY KEY (namespace, name)
-             );
              CREATE TABLE IF NOT EXISTS activations (
                  activation_id TEXT PRIMARY KEY,
                  namespace TEXT NOT NULL,
@@ -69,8 +137,22 @@ impl Store {
                  record TEXT NOT NULL
              );",
         )?;
+        for collection in Collection::ALL {
+            connection.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                     namespace TEXT NOT NULL,
+                     name TEXT NOT NULL,
+                     record TEXT NOT NULL,
+                     PRIMARY KEY (namespace, name)
+                 );",
+                collection.name()
+            ))?;
+        }
         let store = Self {
             connection: Mutex::new(connection),
+            path,
+            opened,
+            _lock: lock,
         };
         let interrupted = store.record_interrupted()?;
         if interrupted > 0 {
@@ -82,127 +164,165 @@ impl Store {
         Ok(store)
     }
 
-    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.connection.lock().expect("store lock")
+    /// The connection, once the database file is found to be still the one opened.
+    fn connection(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        let connection = self.connection.lock().expect("store lock");
+        let gone = |how| StoreError::DatabaseGone {
+            path: self.path.clone(),
+            how,
+        };
+        match same_file::Handle::from_path(&self.path) {
+            Ok(now) if now == self.opened => Ok(connection),
+            Ok(_) => Err(gone("replaced")),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(gone("deleted")),
+            Err(source) => Err(StoreError::Io {
+                what: "check the database",
+                path: self.path.clone(),
+                source,
+            }),
+        }
     }
 
-    /// The record column of the one row `query` selects by its two keys, if there is one.
-    fn one_record(&self, query: &str, keys: [&str; 2]) -> Result<Option<Value>, StoreError> {
+    /// The stored record of an entity.
+    pub fn entity<E: Entity>(&self, namespace: &str, name: &str) -> Result<Option<E>, StoreError> {
         let text: Option<String> = self
-            .connection()
-            .query_row(query, keys, |row| row.get(0))
+            .connection()?
+            .query_row(
+                &format!(
+                    "SELECT record FROM {} WHERE namespace = ?1 AND name = ?2",
+                    E::COLLECTION.name()
+                ),
+                [namespace, name],
+                |row| row.get(0),
+            )
             .optional()?;
-        Ok(text.map(|text| parse(&text)))
+        text.map(|text| parse(&text, || entity_name::<E>(namespace, name)))
+            .transpose()
     }
 
-    /// The stored record of an action.
-    pub fn action(&self, namespace: &str, name: &str) -> Result<Option<Value>, StoreError> {
-        self.one_record(
-            "SELECT record FROM actions WHERE namespace = ?1 AND name = ?2",
-            [namespace, name],
-        )
-    }
-
-    /// Stores a new action; false (and nothing written) when one of that name exists.
-    pub fn create_action(
-        &self,
-        namespace: &str,
-        name: &str,
-        record: &Value,
-    ) -> Result<bool, StoreError> {
-        let inserted = self.connection().execute(
-            "INSERT INTO actions (namespace, name, record) VALUES (?1, ?2, ?3)
-             ON CONFLICT (namespace, name) DO NOTHING",
-            params![namespace, name, record.to_string()],
+    /// Stores a new entity; false (and nothing written) when one of that name exists.
+    pub fn create<E: Entity>(&self, record: &E) -> Result<bool, StoreError> {
+        let inserted = self.connection()?.execute(
+            &format!(
+                "INSERT INTO {} (namespace, name, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (namespace, name) DO NOTHING",
+                E::COLLECTION.name()
+            ),
+            params![record.namespace(), record.name(), to_text(record)],
         )?;
         Ok(inserted == 1)
     }
 
-    /// Replaces an action that is still the one `read` (same version, same update time);
+    /// Replaces an entity that is still the one `read` (same version, same update time);
     /// false (and nothing written) when another update, or a delete and a new create, came
     /// first.
-    pub fn update_action(
-        &self,
-        namespace: &str,
-        name: &str,
-        record: &Value,
-        read: &Value,
-    ) -> Result<bool, StoreError> {
-        let updated = self.connection().execute(
-            "UPDATE actions SET record = ?3
-             WHERE namespace = ?1 AND name = ?2
-               AND json_extract(record, '$.version') = ?4
-               AND json_extract(record, '$.updated') = ?5",
+    pub fn update<E: Entity>(&self, record: &E, read: &E) -> Result<bool, StoreError> {
+        let updated = self.connection()?.execute(
+            &format!(
+                "UPDATE {} SET record = ?3
+                 WHERE namespace = ?1 AND name = ?2
+                   AND json_extract(record, '$.version') = ?4
+                   AND json_extract(record, '$.updated') = ?5",
+                E::COLLECTION.name()
+            ),
             params![
-                namespace,
-                name,
-                record.to_string(),
-                read["version"].as_str().unwrap_or_default(),
-                read["updated"].as_u64().unwrap_or_default()
+                record.namespace(),
+                record.name(),
+                to_text(record),
+                read.version().to_string(),
+                read.updated()
             ],
         )?;
         Ok(updated == 1)
     }
 
-    /// Deletes an action; true if it existed.
-    pub fn delete_action(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted = self.connection().execute(
-            "DELETE FROM actions WHERE namespace = ?1 AND name = ?2",
+    /// Deletes an entity; true if it existed.
+    pub fn delete<E: Entity>(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        let deleted = self.connection()?.execute(
+            &format!(
+                "DELETE FROM {} WHERE namespace = ?1 AND name = ?2",
+                E::COLLECTION.name()
+            ),
             params![namespace, name],
         )?;
         Ok(deleted > 0)
     }
 
-    /// Actions of a namespace by name.
-    pub fn actions(
+    /// Entities of a namespace by name.
+    pub fn entities<E: Entity>(
         &self,
         namespace: &str,
         skip: u64,
         limit: u64,
-    ) -> Result<Vec<Value>, StoreError> {
-        let connection = self.connection();
-        let mut statement = connection.prepare(
-            "SELECT record FROM actions WHERE namespace = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
-        )?;
+    ) -> Result<Vec<E>, StoreError> {
+        let connection = self.connection()?;
+        let mut statement = connection.prepare(&format!(
+            "SELECT name, record FROM {} WHERE namespace = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
+            E::COLLECTION.name()
+        ))?;
         let rows = statement.query_map(params![namespace, limit, skip], |row| {
-            row.get::<_, String>(0)
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })?;
-        rows.map(|text| Ok(parse(&text?))).collect()
+        rows.map(|row| {
+            let (name, text) = row?;
+            parse(&text, || entity_name::<E>(namespace, &name))
+        })
+        .collect()
     }
 
-    /// Records a finished activation (and forgets it as pending).
-    pub fn put_activation(&self, record: &Value) -> Result<(), StoreError> {
-        let mut connection = self.connection();
+    /// How many entities of a collection a namespace holds.
+    pub fn count<E: Entity>(&self, namespace: &str) -> Result<u64, StoreError> {
+        let count = self.connection()?.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM {} WHERE namespace = ?1",
+                E::COLLECTION.name()
+            ),
+            params![namespace],
+            |row| row.get(0),
+        )?;
+        Ok(count)
+    }
+
+    /// Records a finished activation (and forgets it as pending). A finished record is final:
+    /// when one of that id is recorded already, nothing is written and the answer is false.
+    pub fn put_activation(&self, record: &ActivationRecord) -> Result<bool, StoreError> {
+        let mut connection = self.connection()?;
         let transaction = connection.transaction()?;
-        transaction.execute(
-            "INSERT OR REPLACE INTO activations (activation_id, namespace, name, start, record)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+        let inserted = transaction.execute(
+            "INSERT INTO activations (activation_id, namespace, name, start, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (activation_id) DO NOTHING",
             params![
-                record["activationId"].as_str().unwrap_or_default(),
-                record["namespace"].as_str().unwrap_or_default(),
-                record["name"].as_str().unwrap_or_default(),
-                record["start"].as_u64().unwrap_or_default(),
-                record.to_string()
+                record.activation_id,
+                record.namespace,
+                record.name,
+                record.start,
+                to_text(record)
             ],
         )?;
         transaction.execute(
             "DELETE FROM pending_activations WHERE activation_id = ?1",
-            params![record["activationId"].as_str().unwrap_or_default()],
+            params![record.activation_id],
         )?;
         transaction.commit()?;
-        Ok(())
+        if inserted == 0 {
+            tracing::warn!(
+                activation_id = record.activation_id,
+                "the activation was recorded already; its record stays as it was"
+            );
+        }
+        Ok(inserted == 1)
     }
 
     /// Remembers an activation a client was told about (by its id) before it finished:
     /// `interrupted` is the record to keep should the server stop before it finishes. Does
     /// nothing when the activation has finished already.
-    pub fn put_pending(&self, interrupted: &Value) -> Result<(), StoreError> {
-        let id = interrupted["activationId"].as_str().unwrap_or_default();
-        self.connection().execute(
+    pub fn put_pending(&self, interrupted: &ActivationRecord) -> Result<(), StoreError> {
+        self.connection()?.execute(
             "INSERT OR REPLACE INTO pending_activations (activation_id, record)
              SELECT ?1, ?2 WHERE NOT EXISTS
                  (SELECT 1 FROM activations WHERE activation_id = ?1)",
-            params![id, interrupted.to_string()],
+            params![interrupted.activation_id, to_text(interrupted)],
         )?;
         Ok(())
     }
@@ -210,25 +330,36 @@ impl Store {
     /// Turns the pending activations of a server that stopped into their `interrupted`
     /// records. Returns how many there were.
     fn record_interrupted(&self) -> Result<usize, StoreError> {
-        let pending: Vec<String> = {
-            let connection = self.connection();
-            let mut statement = connection.prepare("SELECT record FROM pending_activations")?;
+        let pending: Vec<(String, String)> = {
+            let connection = self.connection()?;
+            let mut statement =
+                connection.prepare("SELECT activation_id, record FROM pending_activations")?;
             statement
-                .query_map([], |row| row.get(0))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<_, _>>()?
         };
-        for record in &pending {
-            self.put_activation(&parse(record))?;
+        for (id, record) in &pending {
+            self.put_activation(&parse(record, || format!("pending activation {id}"))?)?;
         }
         Ok(pending.len())
     }
 
     /// One activation record.
-    pub fn activation(&self, namespace: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        self.one_record(
-            "SELECT record FROM activations WHERE namespace = ?1 AND activation_id = ?2",
-            [namespace, id],
-        )
+    pub fn activation(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<ActivationRecord>, StoreError> {
+        let text: Option<String> = self
+            .connection()?
+            .query_row(
+                "SELECT record FROM activations WHERE namespace = ?1 AND activation_id = ?2",
+                [namespace, id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        text.map(|text| parse(&text, || format!("activation {id}")))
+            .transpose()
     }
 
     /// Activations of a namespace, newest first.
@@ -236,10 +367,10 @@ impl Store {
         &self,
         namespace: &str,
         query: &ActivationQuery,
-    ) -> Result<Vec<Value>, StoreError> {
-        let connection = self.connection();
+    ) -> Result<Vec<ActivationRecord>, StoreError> {
+        let connection = self.connection()?;
         let mut statement = connection.prepare(&format!(
-            "SELECT record FROM activations WHERE {ACTIVATION_FILTER}
+            "SELECT activation_id, record FROM activations WHERE {ACTIVATION_FILTER}
              ORDER BY start DESC, rowid DESC
              LIMIT ?5 OFFSET ?6"
         ))?;
@@ -252,9 +383,13 @@ impl Store {
                 query.limit,
                 query.skip
             ],
-            |row| row.get::<_, String>(0),
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
         )?;
-        rows.map(|text| Ok(parse(&text?))).collect()
+        rows.map(|row| {
+            let (id, text) = row?;
+            parse(&text, || format!("activation {id}"))
+        })
+        .collect()
     }
 
     /// How many activations of a namespace match `query`'s filters (its skip and limit aside).
@@ -263,23 +398,72 @@ impl Store {
         namespace: &str,
         query: &ActivationQuery,
     ) -> Result<u64, StoreError> {
-        let count = self.connection().query_row(
+        let count = self.connection()?.query_row(
             &format!("SELECT COUNT(*) FROM activations WHERE {ACTIVATION_FILTER}"),
             params![namespace, query.name, query.since, query.upto],
             |row| row.get(0),
         )?;
         Ok(count)
     }
+}
 
-    /// How many actions a namespace holds.
-    pub fn count_actions(&self, namespace: &str) -> Result<u64, StoreError> {
-        let count = self.connection().query_row(
-            "SELECT COUNT(*) FROM actions WHERE namespace = ?1",
-            params![namespace],
-            |row| row.get(0),
-        )?;
-        Ok(count)
+/// Takes the exclusive lock on `data_dir` and writes this process's pid in the lock file, or
+/// says who holds it.
+fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let io_error = |what| {
+        let path = path.clone();
+        move |source| StoreError::Io { what, path, source }
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false) // the holder's pid stays until the lock is ours
+        .open(&path)
+        .map_err(io_error("open the lock file"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|pid| pid.trim().to_owned())
+                .filter(|pid| !pid.is_empty())
+                .map_or_else(
+                    || "whose pid is unknown".to_owned(),
+                    |pid| format!("pid {pid}"),
+                );
+            return Err(StoreError::Locked {
+                data_dir: data_dir.to_owned(),
+                holder,
+            });
+        }
+        Err(TryLockError::Error(source)) => {
+            return Err(io_error("lock the data directory with")(source));
+        }
     }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(io_error("write the pid to"))?;
+    Ok(file)
+}
+
+/// How a corrupt record of an entity is named: `action guest/add`.
+fn entity_name<E: Entity>(namespace: &str, name: &str) -> String {
+    format!("{} {namespace}/{name}", E::COLLECTION.singular())
+}
+
+/// A record as the store keeps it.
+fn to_text(record: &impl serde::Serialize) -> String {
+    serde_json::to_string(record).expect("records serialize")
+}
+
+/// Reads a stored record; one that does not parse is reported with its name (`what`).
+fn parse<T: DeserializeOwned>(text: &str, what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+        what: what(),
+        error,
+    })
 }
 
 /// The activations of namespace `?1`, of action `?2` if not null, started at or after `?3`
@@ -289,51 +473,63 @@ const ACTIVATION_FILTER: &str = "namespace = ?1
     AND (?3 IS NULL OR start >= ?3)
     AND (?4 IS NULL OR start <= ?4)";
 
-/// Records are written by this module as JSON; a row that is not is reported, not hidden.
-fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(
-        |e| serde_json::json!({"error": format!("this stored record is corrupt: {e}")}),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::standalone::records::{
+        ActionRecord, ActivationResponse, ActivationStatus, KeyValues, PackageRecord, RuleRecord,
+        SemVer, TriggerRecord,
+    };
     use serde_json::json;
+
+    fn action(name: &str, version: &str, updated: u64) -> ActionRecord {
+        serde_json::from_value(json!({
+            "namespace": "guest", "name": name, "version": version, "publish": false,
+            "exec": {"kind": "wasm:0.1", "code": "AA==", "binary": true, "main": "main"},
+            "parameters": [], "annotations": [], "updated": updated,
+            "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}
+        }))
+        .unwrap()
+    }
+
+    fn activation(id: &str, start: u64, status: ActivationStatus) -> ActivationRecord {
+        ActivationRecord::new(
+            &action("add", "0.0.1", 1),
+            id,
+            (start, start),
+            ActivationResponse::new(status, json!({})),
+            Vec::new(),
+            KeyValues::default(),
+        )
+    }
+
+    fn ids(records: &[ActivationRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.activation_id.as_str()).collect()
+    }
 
     #[test]
     fn actions_and_activations_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store
-                .create_action("guest", "add", &json!({"name": "add", "version": "0.0.1"}))
-                .unwrap();
+            assert!(store.create(&action("add", "0.0.1", 1)).unwrap());
             for (id, start) in [("a", 1), ("b", 3), ("c", 2)] {
-                store
-                    .put_activation(&json!({"activationId": id, "namespace": "guest", "name": "add", "start": start}))
-                    .unwrap();
+                let record = activation(id, start, ActivationStatus::Success);
+                assert!(store.put_activation(&record).unwrap());
             }
         }
         let store = Store::open(dir.path()).unwrap();
+        let stored: ActionRecord = store.entity("guest", "add").unwrap().unwrap();
+        assert_eq!(stored, action("add", "0.0.1", 1));
+        let all = ActivationQuery {
+            limit: 10,
+            ..Default::default()
+        };
         assert_eq!(
-            store.action("guest", "add").unwrap().unwrap()["version"],
-            "0.0.1"
+            ids(&store.activations("guest", &all).unwrap()),
+            ["b", "c", "a"],
+            "newest first"
         );
-        let all = store
-            .activations(
-                "guest",
-                &ActivationQuery {
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let ids: Vec<&str> = all
-            .iter()
-            .map(|r| r["activationId"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids, ["b", "c", "a"], "newest first");
         let since = ActivationQuery {
             since: Some(2),
             limit: 10,
@@ -345,54 +541,129 @@ mod tests {
             limit: 1,
             ..Default::default()
         };
-        assert_eq!(
-            store.activations("guest", &page).unwrap()[0]["activationId"],
-            "c"
+        assert_eq!(ids(&store.activations("guest", &page).unwrap()), ["c"]);
+        assert!(store.delete::<ActionRecord>("guest", "add").unwrap());
+        assert!(!store.delete::<ActionRecord>("guest", "add").unwrap());
+        assert!(
+            store
+                .entity::<ActionRecord>("guest", "add")
+                .unwrap()
+                .is_none()
         );
-        assert!(store.delete_action("guest", "add").unwrap());
-        assert!(!store.delete_action("guest", "add").unwrap());
-        assert!(store.action("guest", "add").unwrap().is_none());
     }
 
     #[test]
     fn a_second_create_and_a_stale_update_write_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = json!({"name": "add", "version": "0.0.1", "updated": 1});
-        assert!(store.create_action("guest", "add", &first).unwrap());
-        let other = json!({"version": "9.9.9"});
-        assert!(!store.create_action("guest", "add", &other).unwrap());
-        let second = json!({"name": "add", "version": "0.0.2", "updated": 2});
-        assert!(
-            store
-                .update_action("guest", "add", &second, &first)
-                .unwrap()
-        );
-        let stale = json!({"name": "add", "version": "0.0.2", "stale": true});
-        assert!(!store.update_action("guest", "add", &stale, &first).unwrap());
-        assert_eq!(store.action("guest", "add").unwrap().unwrap(), second);
+        let first = action("add", "0.0.1", 1);
+        assert!(store.create(&first).unwrap());
+        assert!(!store.create(&action("add", "9.9.9", 9)).unwrap());
+        let second = action("add", "0.0.2", 2);
+        assert!(store.update(&second, &first).unwrap());
+        let stale = action("add", "0.0.2", 5);
+        assert!(!store.update(&stale, &first).unwrap());
+        assert_eq!(store.entity("guest", "add").unwrap(), Some(second));
         // Deleted and created anew at the same version while an update prepared: not the
         // action the update read.
-        assert!(store.delete_action("guest", "add").unwrap());
-        let recreated = json!({"name": "add", "version": "0.0.1", "updated": 3});
-        assert!(store.create_action("guest", "add", &recreated).unwrap());
-        assert!(!store.update_action("guest", "add", &stale, &first).unwrap());
-        assert_eq!(store.action("guest", "add").unwrap().unwrap(), recreated);
+        assert!(store.delete::<ActionRecord>("guest", "add").unwrap());
+        let recreated = action("add", "0.0.1", 3);
+        assert!(store.create(&recreated).unwrap());
+        assert!(!store.update(&stale, &first).unwrap());
+        assert_eq!(store.entity("guest", "add").unwrap(), Some(recreated));
+    }
+
+    #[test]
+    fn every_collection_is_stored_as_its_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let package: PackageRecord = serde_json::from_value(json!({
+            "namespace": "guest", "name": "utils", "version": "0.0.1", "publish": false,
+            "binding": {}, "parameters": [], "annotations": [], "updated": 1
+        }))
+        .unwrap();
+        let trigger: TriggerRecord = serde_json::from_value(json!({
+            "namespace": "guest", "name": "t", "version": "0.0.1", "publish": false,
+            "parameters": [], "limits": {}, "annotations": [], "updated": 1
+        }))
+        .unwrap();
+        let rule: RuleRecord = serde_json::from_value(json!({
+            "namespace": "guest", "name": "r", "version": "0.0.1", "publish": false,
+            "trigger": {"path": "guest", "name": "t"}, "action": {"path": "guest", "name": "a"},
+            "annotations": [], "updated": 1
+        }))
+        .unwrap();
+        assert!(store.create(&package).unwrap());
+        assert!(store.create(&trigger).unwrap());
+        assert!(store.create(&rule).unwrap());
+        assert_eq!(store.entity("guest", "utils").unwrap(), Some(package));
+        assert_eq!(store.entity("guest", "t").unwrap(), Some(trigger));
+        assert_eq!(store.entity("guest", "r").unwrap(), Some(rule));
+        // One collection's names are not another's.
+        assert_eq!(
+            store.entity::<ActionRecord>("guest", "utils").unwrap(),
+            None
+        );
+        assert_eq!(store.count::<PackageRecord>("guest").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_stored_record_that_does_not_parse_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .connection()
+            .unwrap()
+            .execute(
+                "INSERT INTO actions (namespace, name, record) VALUES ('guest', 'add', ?1)",
+                [json!({"name": "add", "version": "0.0.1"}).to_string()],
+            )
+            .unwrap();
+        let error = store.entity::<ActionRecord>("guest", "add").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("The stored record of action guest/add cannot be read (missing field"),
+            "{error}"
+        );
+        let error = store.entities::<ActionRecord>("guest", 0, 10).unwrap_err();
+        assert!(error.to_string().contains("action guest/add"), "{error}");
+        let mut record = activation("x", 1, ActivationStatus::Success);
+        record.version = SemVer::FIRST;
+        store.put_activation(&record).unwrap();
+        store
+            .connection()
+            .unwrap()
+            .execute(
+                "UPDATE activations SET record = json_set(record, '$.response.status', 'fine')",
+                [],
+            )
+            .unwrap();
+        let error = store.activation("guest", "x").unwrap_err();
+        assert!(error.to_string().contains("activation x"), "{error}");
+    }
+
+    #[test]
+    fn a_finished_activation_record_never_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let interrupted = activation("a", 1, ActivationStatus::InternalError);
+        assert!(store.put_activation(&interrupted).unwrap());
+        // A late finisher of the same activation writes nothing.
+        let late = activation("a", 1, ActivationStatus::Success);
+        assert!(!store.put_activation(&late).unwrap());
+        assert_eq!(store.activation("guest", "a").unwrap(), Some(interrupted));
     }
 
     #[test]
     fn pending_activations_become_their_interrupted_records_on_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let interrupted = |id: &str| {
-            json!({"activationId": id, "namespace": "guest", "name": "sleep", "start": 1,
-                   "response": {"status": "whisk internal error"}})
-        };
+        let interrupted = |id: &str| activation(id, 1, ActivationStatus::InternalError);
         {
             let store = Store::open(dir.path()).unwrap();
             store.put_pending(&interrupted("unfinished")).unwrap();
             store.put_pending(&interrupted("finished")).unwrap();
-            let done = json!({"activationId": "finished", "namespace": "guest", "start": 1,
-                              "response": {"status": "success"}});
+            let done = activation("finished", 1, ActivationStatus::Success);
             store.put_activation(&done).unwrap();
             // Told about after it finished: the finished record stands.
             store.put_pending(&interrupted("finished")).unwrap();
@@ -400,16 +671,58 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(
-            store.activation("guest", "unfinished").unwrap().unwrap(),
-            interrupted("unfinished")
+            store.activation("guest", "unfinished").unwrap(),
+            Some(interrupted("unfinished"))
         );
         assert_eq!(
-            store.activation("guest", "finished").unwrap().unwrap()["response"]["status"],
-            "success"
+            store
+                .activation("guest", "finished")
+                .unwrap()
+                .unwrap()
+                .response
+                .status,
+            ActivationStatus::Success
         );
         drop(store);
         // Recorded once: a third opening finds nothing pending.
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.record_interrupted().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_second_store_on_a_held_data_directory_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let error = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(error, StoreError::Locked { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("(pid {})", std::process::id())),
+            "{error}"
+        );
+        drop(first);
+        Store::open(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_database_fails_every_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let database = dir.path().join(DATABASE_FILE);
+        std::fs::remove_file(&database).unwrap();
+        let error = store.create(&action("add", "0.0.1", 1)).unwrap_err();
+        assert!(
+            matches!(error, StoreError::DatabaseGone { how: "deleted", .. }),
+            "{error:?}"
+        );
+        std::fs::write(&database, b"").unwrap();
+        let error = store.entity::<ActionRecord>("guest", "add").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("was replaced while the server was running"),
+            "{error}"
+        );
     }
 }

@@ -134,8 +134,24 @@ fn a_container_refuses_runs_before_init_and_unknown_ones_are_404(engine: EngineK
     );
 }
 
+fn a_container_answers_a_result_over_1_mb_whole(engine: EngineKind) {
+    let executor = Executor::executor_mode(engine, &[]);
+    let id = start(&executor);
+    let echo = init_body(&zip(&artifacts::read(artifacts::ECHO)));
+    assert_eq!(executor.post(&format!("/{id}/init"), &echo).status, 200);
+    let params = json!({"text": "x".repeat(1_500_000)});
+    let answer = executor.post(&format!("/{id}/run"), &json!({ "value": params }));
+    assert_eq!(answer.status, 200, "{:?}", answer.body.get("error"));
+    assert_eq!(
+        answer.content_length,
+        Some(serde_json::to_vec(&params).unwrap().len())
+    );
+    assert_eq!(answer.body, params);
+}
+
 per_engine!(
     containers_start_initialize_run_and_destroy_independently,
     annotations_in_the_init_value_grant_capabilities_and_set_limits,
     a_container_refuses_runs_before_init_and_unknown_ones_are_404,
+    a_container_answers_a_result_over_1_mb_whole,
 );

@@ -7,7 +7,8 @@ use ow_common::protocol::sentences::LOG_SENTINEL;
 #[cfg(test)]
 use ow_executor::engines::EngineKind;
 use serde_json::{Value, json};
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -63,6 +64,25 @@ impl Executor {
             &all,
             &[],
         )
+    }
+
+    /// Runs `ow-executor standalone` on `data_dir`, expecting it to refuse to start; returns
+    /// what it printed on stderr.
+    #[cfg(test)]
+    pub fn standalone_refused(data_dir: &Path) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_ow-executor"))
+            .args(["standalone", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("OW_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("ow-executor runs");
+        assert!(
+            !output.status.success(),
+            "a second server started on {}",
+            data_dir.display()
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
     /// `ow-executor executor --engine ENGINE`.
@@ -267,6 +287,138 @@ impl Drop for Executor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One keep-alive connection to an executor, on which requests go one after the other, for
+/// tests that the connection stays usable whatever the requests carry.
+pub struct Connection {
+    stream: TcpStream,
+    /// Bytes read past the last answer.
+    buffered: Vec<u8>,
+    /// How many answers came on this connection.
+    answers: usize,
+}
+
+/// An answer read off a [`Connection`].
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// The headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl RawAnswer {
+    /// The value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl Connection {
+    /// Opens a connection to `executor`.
+    pub fn open(executor: &Executor) -> Self {
+        let address = executor.base_url.trim_start_matches("http://");
+        let stream = TcpStream::connect(address).expect("the executor accepts a connection");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        Self {
+            stream,
+            buffered: Vec::new(),
+            answers: 0,
+        }
+    }
+
+    /// Sends a request with `headers` and `body` and reads its answer. Panics if the server
+    /// closes the connection, or says it will.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawAnswer {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        let sent = self.stream.write_all(&bytes);
+        assert!(
+            sent.is_ok(),
+            "{method} {path}: the connection was lost after {} answers: {sent:?}",
+            self.answers
+        );
+        let answer = self.read_answer(&format!("{method} {path}"));
+        self.answers += 1;
+        assert_ne!(
+            answer.header("connection"),
+            Some("close"),
+            "{method} {path}: the server closes the connection after {} answers",
+            self.answers
+        );
+        answer
+    }
+
+    fn read_answer(&mut self, request: &str) -> RawAnswer {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head_len) = response
+                .parse(&self.buffered)
+                .expect("a well-formed HTTP answer")
+            {
+                let status = response.code.expect("a status");
+                let headers: Vec<(String, String)> = response
+                    .headers
+                    .iter()
+                    .map(|header| {
+                        let value = String::from_utf8_lossy(header.value).into_owned();
+                        (header.name.to_ascii_lowercase(), value)
+                    })
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(name, _)| name == "content-length")
+                    .map(|(_, value)| value.parse().expect("a numeric Content-Length"))
+                    .unwrap_or_else(|| panic!("{request}: the answer has no Content-Length"));
+                self.fill(head_len + length, request);
+                let body_bytes: Vec<u8> = self.buffered.drain(..head_len + length).collect();
+                let body = serde_json::from_slice(&body_bytes[head_len..])
+                    .unwrap_or_else(|e| panic!("{request}: the answer is not JSON ({e})"));
+                return RawAnswer {
+                    status,
+                    headers,
+                    body,
+                };
+            }
+            let before = self.buffered.len();
+            self.fill(before + 1, request);
+        }
+    }
+
+    /// Reads until `len` bytes are buffered.
+    fn fill(&mut self, len: usize, request: &str) {
+        let mut chunk = [0u8; 64 * 1024];
+        while self.buffered.len() < len {
+            let read = self.stream.read(&mut chunk).unwrap_or(0);
+            assert!(
+                read > 0,
+                "{request}: the server closed the connection after {} answers",
+                self.answers
+            );
+            self.buffered.extend_from_slice(&chunk[..read]);
+        }
     }
 }
 

@@ -58,6 +58,7 @@ mod examples;
 mod executor_mode;
 mod gaps;
 mod harness;
+mod keep_alive;
 mod npm_client;
 mod precompiled;
 mod quickstart;

@@ -76,6 +76,9 @@ fn a_second_init_is_refused_as_such_even_without_code(engine: EngineKind) {
 fn init_without_code_is_refused_and_leaves_the_container_uninitialized(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     for body in [
+        // No value at all is no code, as the Node.js runtime answers it.
+        json!({}),
+        json!({"value": null}),
         json!({"value": {"main": "main"}}),
         json!({"value": {"code": ""}}),
         json!({"value": {"code": null}}),

@@ -1,7 +1,7 @@
 //! `standalone` mode: every row of the REST API table (PROTOCOL.md §3), storage across
 //! restarts, the warm pool and the error shapes `wsk` and the npm client expect.
 
-use crate::harness::{Answer, Executor};
+use crate::harness::{Answer, Connection, Executor};
 use base64::Engine as _;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -101,6 +101,27 @@ fn requests_without_or_with_wrong_credentials_are_refused() {
         (wrong.status, &wrong.body["error"]),
         (401, &json!("The supplied authentication is invalid"))
     );
+    // The scheme is read in any case, and every 401 says which scheme to use.
+    let mut connection = Connection::open(&server);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(GUEST);
+    for scheme in ["BASIC", "basic", "Basic"] {
+        let authorization = format!("{scheme} {encoded}");
+        let answer = connection.send("GET", ACTIONS, &[("Authorization", &authorization)], b"");
+        assert_eq!((answer.status, answer.body), (200, json!([])), "{scheme}");
+    }
+    for authorization in [None, Some("Basic d3Jvbmc6a2V5"), Some("Bearer token")] {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| ("Authorization", value))
+            .into_iter()
+            .collect();
+        let refused = connection.send("GET", ACTIONS, &headers, b"");
+        assert_eq!(refused.status, 401, "{authorization:?}");
+        assert_eq!(
+            refused.header("www-authenticate"),
+            Some("Basic realm=\"whisk rest service\""),
+            "{authorization:?}"
+        );
+    }
     let other_namespace = call(&server, "GET", "/api/v1/namespaces/someone/actions", None);
     assert_eq!(other_namespace.status, 403);
     let guest = call(&server, "GET", "/api/v1/namespaces/guest/actions", None);
@@ -350,8 +371,11 @@ fn blocking_invoke_answers_the_activation_record() {
     assert_eq!(annotation(&record, "timeout"), Some(&json!(false)));
     assert_eq!(annotation(&record, "limits").unwrap()["timeout"], 60000);
     assert!(annotation(&record, "waitTime").unwrap().is_u64());
-    // Created actions are prepared at create time: the first invoke is warm.
-    assert_eq!(annotation(&record, "initTime"), None);
+    // Create validated the code, but the first activation of a version is its cold start.
+    assert!(
+        annotation(&record, "initTime").unwrap().is_u64(),
+        "{record}"
+    );
 
     let result_only = invoke(
         &server,
@@ -364,6 +388,20 @@ fn blocking_invoke_answers_the_activation_record() {
         (200, json!({"result": 11}))
     );
     assert!(result_only.activation_id.is_some());
+    let warm = invoke(&server, "add", "blocking=true", json!({})).body;
+    assert_eq!(annotation(&warm, "initTime"), None, "then warm: {warm}");
+    // An update is a new version, whose first activation is cold again.
+    let update = json!({"limits": {"timeout": 5000}});
+    let updated = call(
+        &server,
+        "PUT",
+        &format!("{ACTIONS}/add?overwrite=true"),
+        Some(&update),
+    );
+    assert_eq!(updated.body["version"], "0.0.2");
+    let cold = invoke(&server, "add", "blocking=true", json!({})).body;
+    assert_eq!(cold["version"], "0.0.2");
+    assert!(annotation(&cold, "initTime").is_some(), "{cold}");
 }
 
 #[test]
@@ -782,16 +820,20 @@ fn oversized_bodies_are_refused_with_413_and_a_sentence() {
     let body = json!({"exec": {"kind": "wasm:0.1", "code": code}});
     let answer = call(&server, "PUT", &format!("{ACTIONS}/huge"), Some(&body));
     assert_eq!(answer.status, 413);
-    // Code over 48 MB in a body the server reads whole: refused by the code's own limit.
-    let code = "A".repeat(ow_common::code::MAX_ENCODED_CODE_BYTES + 4);
-    let body = json!({"exec": {"kind": "wasm:0.1", "code": code}});
+    // OpenWhisk counts the code string: one byte over 48 MB is refused with its sentence.
+    const MAX_CODE: usize = 48 * 1024 * 1024;
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": "A".repeat(MAX_CODE + 1)}});
     let answer = call(&server, "PUT", &format!("{ACTIONS}/huge"), Some(&body));
     assert_eq!(answer.status, 413, "{:?}", answer.body);
+    let error = answer.body["error"].as_str().unwrap();
     assert!(
-        answer.body["error"].as_str().unwrap().contains("48 MB"),
-        "{:?}",
-        answer.body
+        error.starts_with("exec larger than allowed: 50331649 > 50331648 bytes."),
+        "{error}"
     );
+    // 48 MB exactly is within the limit (and then refused as no module).
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": "A".repeat(MAX_CODE)}});
+    let answer = call(&server, "PUT", &format!("{ACTIONS}/huge"), Some(&body));
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
     // The server goes on serving.
     let answer = invoke(
         &server,
@@ -892,4 +934,173 @@ fn a_wildcard_listen_address_is_advertised_as_loopback() {
     let port = server.base_url.rsplit(':').next().unwrap().to_owned();
     let expected = format!("--apihost 'http://127.0.0.1:{port}'");
     wait_for_stdout(&server, &expected);
+}
+
+#[test]
+fn a_result_over_1_mb_is_refused_with_the_platform_sentence() {
+    let (server, _data) = server();
+    // 100 MB of its own memory as the result: refused by its length, never copied out.
+    create(&server, "big", artifacts::wat::BIG_RESULT, json!({}));
+    let answer = invoke(&server, "big", "blocking=true", json!({"big": true}));
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert_eq!(
+        answer.body["response"]["status"], "action developer error",
+        "{answer:?}"
+    );
+    assert_eq!(
+        answer.body["response"]["result"],
+        json!({"error": "The action produced a response that exceeded the allowed length: 104857600 > 1048576 bytes."})
+    );
+    let small = invoke(&server, "big", "blocking=true&result=true", json!({}));
+    assert_eq!((small.status, small.body), (200, json!({})));
+    // Bound and invoke parameters of 600 KB each, echoed: just over the limit, by its size.
+    let half = "x".repeat(600 * 1024);
+    let bound = json!({"parameters": [{"key": "a", "value": half}]});
+    assert_eq!(create(&server, "echo", artifacts::ECHO, bound).status, 200);
+    let size = serde_json::to_vec(&json!({"a": half, "b": half}))
+        .unwrap()
+        .len();
+    let answer = invoke(
+        &server,
+        "echo",
+        "blocking=true&result=true",
+        json!({"b": half}),
+    );
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": format!("The action produced a response that exceeded the allowed length: {size} > 1048576 bytes.")})
+        )
+    );
+}
+
+#[test]
+fn entity_names_outside_openwhisk_form_are_refused_and_nothing_is_stored() {
+    let (server, _data) = server();
+    let too_long = "a".repeat(257);
+    for encoded in [
+        "a%2Fb",
+        "a%00b",
+        "a'b",
+        "-a",
+        "%C3%BCn%C3%AF%E2%98%83",
+        "a%20",
+        &too_long,
+    ] {
+        let put = create(&server, encoded, artifacts::ADD, json!({}));
+        assert_eq!(put.status, 400, "{encoded}: {put:?}");
+        let error = put.body["error"].as_str().unwrap();
+        assert!(error.starts_with("The name of the entity "), "{error}");
+        for (method, path) in [
+            ("GET", format!("{ACTIONS}/{encoded}")),
+            ("DELETE", format!("{ACTIONS}/{encoded}")),
+            ("POST", format!("{ACTIONS}/{encoded}?blocking=true")),
+        ] {
+            assert_eq!(
+                call(&server, method, &path, None).status,
+                400,
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(call(&server, "GET", ACTIONS, None).body, json!([]));
+    // Credentials are checked before the name.
+    let anonymous = server.request("GET", &format!("{ACTIONS}/a%2Fb"), b"", None, None);
+    assert_eq!(anonymous.status, 401);
+    let longest = "b".repeat(256);
+    for name in ["a%20b@c.d-e", "x@", "_", &longest] {
+        let created = create(&server, name, artifacts::ADD, json!({}));
+        assert_eq!(created.status, 200, "{name}: {created:?}");
+    }
+    let names: Vec<Value> = call(&server, "GET", ACTIONS, None)
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|action| action["name"].clone())
+        .collect();
+    assert!(names.contains(&json!("a b@c.d-e")), "{names:?}");
+}
+
+#[test]
+fn parallel_overwrites_of_a_new_name_all_succeed_one_version_each() {
+    let (server, _data) = server();
+    let server = std::sync::Arc::new(server);
+    let body = json!({"exec": {"kind": "wasm:0.1", "code": code(artifacts::ADD)}});
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let (server, body) = (server.clone(), body.clone());
+            std::thread::spawn(move || {
+                call(
+                    &server,
+                    "PUT",
+                    &format!("{ACTIONS}/racy?overwrite=true"),
+                    Some(&body),
+                )
+            })
+        })
+        .collect();
+    let mut versions: Vec<String> = threads
+        .into_iter()
+        .map(|thread| {
+            let answer = thread.join().unwrap();
+            assert_eq!(answer.status, 200, "{answer:?}");
+            answer.body["version"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    versions.sort_by_key(|version| version.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+    let expected: Vec<String> = (1..=50).map(|patch| format!("0.0.{patch}")).collect();
+    assert_eq!(
+        versions, expected,
+        "one create, then one update after another"
+    );
+    let stored = call(&server, "GET", &format!("{ACTIONS}/racy"), None);
+    assert_eq!(stored.body["version"], "0.0.50");
+}
+
+#[test]
+fn a_second_server_on_the_data_directory_refuses_and_the_first_keeps_its_records() {
+    let data = tempfile::tempdir().unwrap();
+    let first = Executor::standalone(data.path(), &[]);
+    create(&first, "sleep", artifacts::SLEEP, json!({}));
+    let accepted = invoke(&first, "sleep", "blocking=false", json!({"ms": 1000}));
+    assert_eq!(accepted.status, 202);
+    let id = accepted.body["activationId"].as_str().unwrap().to_owned();
+    let refused = Executor::standalone_refused(data.path());
+    assert!(
+        refused.contains(&format!(
+            "is in use by another ow-executor standalone server (pid {})",
+            first.pid()
+        )),
+        "{refused}"
+    );
+    // The second server marked nothing interrupted: the activation finishes as it ran.
+    let record = wait_for_activation(&first, &id);
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    assert_eq!(record["response"]["result"], json!({"slept_ms": 1000}));
+}
+
+#[test]
+fn a_database_deleted_under_the_server_fails_every_request_loudly() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Executor::standalone(data.path(), &[]);
+    assert_eq!(
+        create(&server, "add", artifacts::ADD, json!({})).status,
+        200
+    );
+    std::fs::remove_file(data.path().join("ow-wasm.sqlite")).unwrap();
+    let expected = format!(
+        "The database {} was deleted while the server was running",
+        data.path().join("ow-wasm.sqlite").display()
+    );
+    for answer in [
+        create(&server, "echo", artifacts::ECHO, json!({})),
+        invoke(&server, "add", "blocking=true", json!({})),
+        call(&server, "GET", ACTIONS, None),
+    ] {
+        assert_eq!(answer.status, 500, "{answer:?}");
+        let error = answer.body["error"].as_str().unwrap();
+        assert!(error.starts_with(&expected), "{error}");
+    }
 }
