@@ -83,6 +83,7 @@ macro_rules! conformance_suite {
             a_trap_is_the_platform_sentence_with_the_trap_in_the_logs,
             an_exit_without_a_result_names_its_code_in_the_logs,
             a_spinning_loop_stops_at_its_deadline,
+            a_loop_in_the_start_function_stops_at_its_deadline,
             a_wait_in_the_host_stops_at_its_deadline,
             memory_growth_stops_at_the_memory_limit,
             table_growth_counts_against_the_memory_limit,
@@ -523,6 +524,19 @@ pub mod cases {
             run(&echo, json!({"a": 1})).await.outcome,
             Ok(json!({"a": 1}))
         );
+    }
+
+    /// A loop in the module's start function, which runs while the instance is made, is
+    /// stopped at the deadline like any other.
+    pub async fn a_loop_in_the_start_function_stops_at_its_deadline(factory: EngineFactory) {
+        let engine = engine(factory);
+        let action =
+            prepare_ok(&*engine, artifacts::wat::START_LOOP, ActionConfig::default()).await;
+        let completion = action
+            .run(activation(json!({}), Duration::from_millis(300)))
+            .await;
+        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
+        until_no_instance_is_in_use(&*engine).await;
     }
 
     /// An action waiting in the host (a WASI sleep) is stopped at its deadline too.
