@@ -20,26 +20,23 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "target/examples".to_owned()),
     );
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // An engine without a precompiler (WAMR) runs the portable zips; say so once.
+    let (targets, refused): (Vec<Target>, Vec<Target>) = Target::value_variants()
+        .iter()
+        .partition(|target| target.can_package());
+    for target in refused {
+        let error = package(target, b"\0asm\x01\0\0\0").unwrap_err();
+        println!("no zips for {}: {error:#}", name_of(target));
+    }
     for (name, path) in ow_wasm_action_artifacts::EXAMPLES {
         let wasm = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
-        for target in Target::value_variants() {
+        for &target in &targets {
             let file = match target {
                 Target::None => format!("{name}.zip"),
-                engine => format!(
-                    "{name}.{}.zip",
-                    engine
-                        .to_possible_value()
-                        .expect("no variant is skipped")
-                        .get_name()
-                ),
+                engine => format!("{name}.{}.zip", name_of(engine)),
             };
-            if !target.can_package() {
-                // An engine without a precompiler (WAMR) runs the portable zip.
-                println!("skipped {file}: {:#}", package(*target, &wasm).unwrap_err());
-                continue;
-            }
             let (zip, _) =
-                package(*target, &wasm).with_context(|| format!("cannot package {name}"))?;
+                package(target, &wasm).with_context(|| format!("cannot package {name}"))?;
             let out = dir.join(&file);
             std::fs::write(&out, &zip)
                 .with_context(|| format!("cannot write {}", out.display()))?;
@@ -47,4 +44,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The target's name, as `--engine` spells it.
+fn name_of(target: Target) -> String {
+    target
+        .to_possible_value()
+        .expect("no target is skipped")
+        .get_name()
+        .to_owned()
 }

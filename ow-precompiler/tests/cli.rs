@@ -10,10 +10,14 @@ fn precompiler() -> Command {
 #[test]
 fn writes_a_zip_the_executor_can_decode_for_each_target() {
     let dir = tempfile::tempdir().unwrap();
-    for (engine, format) in [
+    let targets = [
         ("none", ModuleFormat::CoreModule),
+        #[cfg(feature = "wasmtime")]
         ("wasmtime", ModuleFormat::WasmtimeArtifact),
-    ] {
+        #[cfg(feature = "wasmer")]
+        ("wasmer", ModuleFormat::WasmerArtifact),
+    ];
+    for (engine, format) in targets {
         let output = dir.path().join(format!("{engine}.zip"));
         let result = precompiler()
             .args(["--engine", engine, ow_wasm_action_artifacts::ADD, "-o"])
@@ -51,4 +55,24 @@ fn refuses_input_that_is_not_a_module() {
         "{stderr}"
     );
     assert!(!dir.path().join("out.zip").exists());
+}
+
+#[cfg(feature = "wamr")]
+#[test]
+fn refuses_wamr_aot_naming_the_compiler_no_registry_ships() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.zip");
+    let result = precompiler()
+        .args(["--engine", "wamr", ow_wasm_action_artifacts::ADD, "-o"])
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("wamrc, which no package registry ships")
+            && stderr.contains("ow-precompiler --engine none"),
+        "{stderr}"
+    );
+    assert!(!output.exists());
 }
