@@ -12,6 +12,8 @@
 pub mod abi;
 
 #[cfg(feature = "host")]
+pub mod cache;
+#[cfg(feature = "host")]
 pub mod capabilities;
 #[cfg(feature = "host")]
 pub mod code;

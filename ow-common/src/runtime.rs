@@ -2,6 +2,7 @@
 //! activation per call in a fresh instance. Every engine crate implements both; the executor
 //! holds prepared actions as `Arc<dyn PreparedAction>` handles.
 
+use crate::cache::{CachePolicy, CacheStats};
 use crate::capabilities::Capabilities;
 use crate::code::{CodeError, ModuleCode, ModuleFormat};
 use crate::protocol::sentences;
@@ -252,9 +253,9 @@ pub struct EngineConfig {
     /// How many instances may exist at once: the bound on concurrently running activations.
     /// Activations beyond it wait for a slot, until their deadline. Default 1000.
     pub max_instances: u32,
-    /// How many of the most recently prepared modules stay compiled after the last action
-    /// using them is gone. Modules in use are always kept. Default 128.
-    pub kept_modules: usize,
+    /// How many compiled modules the engine keeps in memory, and which go first: modules in
+    /// use are always kept.
+    pub memory_cache: CachePolicy,
 }
 
 /// Activations that may run at once unless configured otherwise.
@@ -265,7 +266,7 @@ impl Default for EngineConfig {
         Self {
             trust_precompiled: false,
             max_instances: DEFAULT_MAX_INSTANCES,
-            kept_modules: 128,
+            memory_cache: CachePolicy::default(),
         }
     }
 }
@@ -283,9 +284,9 @@ impl EngineConfig {
         self
     }
 
-    /// Sets [`EngineConfig::kept_modules`].
-    pub fn kept_modules(&mut self, count: usize) -> &mut Self {
-        self.kept_modules = count;
+    /// Sets [`EngineConfig::memory_cache`].
+    pub fn memory_cache(&mut self, policy: CachePolicy) -> &mut Self {
+        self.memory_cache = policy;
         self
     }
 }
@@ -293,10 +294,12 @@ impl EngineConfig {
 /// What an engine is doing, for operators and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Distinct modules compiled and held by a prepared action or kept as recent.
+    /// Distinct modules compiled and held in memory (in use or kept by the cache policy).
     pub cached_modules: usize,
     /// How many times a module was compiled or deserialized rather than found in the cache.
     pub module_loads: u64,
+    /// The in-memory module cache.
+    pub memory_cache: CacheStats,
     /// Activations holding an instance slot right now.
     pub instances_in_use: usize,
     /// How many instance slots there are.
@@ -312,6 +315,9 @@ pub trait WasmRuntime: Send + Sync + 'static {
 
     /// What the engine is doing right now.
     fn stats(&self) -> EngineStats;
+
+    /// The engine's Prometheus metric families, labelled with its name.
+    fn metrics(&self) -> Vec<prometheus::proto::MetricFamily>;
 
     /// Validates and compiles (or deserializes) the code, links it against the host functions
     /// the configuration grants and pre-instantiates it. Identical code is compiled once.

@@ -857,7 +857,10 @@ pub mod cases {
         factory: EngineFactory,
     ) {
         let engine = engine_with(factory, |config| {
-            config.kept_modules(1);
+            config.memory_cache(crate::cache::CachePolicy {
+                max_entries: 1,
+                ..crate::cache::CachePolicy::default()
+            });
         });
         let loads_and_cached = || {
             let stats = engine.stats();

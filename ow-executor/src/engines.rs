@@ -149,6 +149,14 @@ impl Engines {
         Ok(cell.get_or_init(|| engine).clone())
     }
 
+    /// Every engine started so far.
+    pub fn started(&self) -> Vec<Arc<dyn WasmRuntime>> {
+        self.built
+            .iter()
+            .filter_map(|(_, cell)| cell.get().cloned())
+            .collect()
+    }
+
     /// The engine an action runs on: the one its `engine` annotation names, else the default.
     pub fn for_action(
         &self,

@@ -15,6 +15,7 @@ pub mod engines;
 pub mod error;
 pub mod executor_mode;
 pub mod logs;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod standalone;

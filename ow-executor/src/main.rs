@@ -5,6 +5,7 @@ use clap::Parser;
 use ow_executor::cli::{Cli, Command, LimitArgs};
 use ow_executor::executor_mode::Executor;
 use ow_executor::logs::ProcessStreams;
+use ow_executor::metrics::Metrics;
 use ow_executor::runtime::{Container, RuntimeSettings};
 use ow_executor::standalone::{Standalone, StandaloneSettings};
 use ow_executor::{runtime, server, telemetry};
@@ -37,13 +38,18 @@ fn main() -> ExitCode {
 
 async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()> {
     let mut standalone_server = None;
-    let (listener, router) = match command {
+    let metrics = Arc::new(Metrics::default());
+    let (listener, router, engines) = match command {
         Command::Runtime(args) => {
             let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
-            let settings = runtime_settings(&args.limits);
-            let container = Arc::new(Container::new(engines, settings, Arc::new(ProcessStreams)));
-            (listener, runtime::router(container))
+            let settings = runtime_settings("runtime", &args.limits, &metrics);
+            let container = Arc::new(Container::new(
+                engines.clone(),
+                settings,
+                Arc::new(ProcessStreams),
+            ));
+            (listener, runtime::router(container), engines)
         }
         Command::Standalone(args) => {
             let engines = args.engine.build()?;
@@ -53,8 +59,9 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                 data_dir: args.data_dir(),
                 idle_timeout: args.idle_timeout,
                 api_host: format!("http://{address}"),
+                metrics: metrics.clone(),
             };
-            let standalone = Standalone::open(engines, settings.clone())?;
+            let standalone = Standalone::open(engines.clone(), settings.clone())?;
             #[allow(clippy::print_stdout)]
             {
                 println!("ow-wasm standalone serves the OpenWhisk API on http://{address}");
@@ -68,17 +75,18 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                 );
             }
             standalone_server = Some(standalone.clone());
-            (listener, standalone.router())
+            (listener, standalone.router(), engines)
         }
         Command::Executor(args) => {
             let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let port = listener.local_addr()?.port();
-            let settings = runtime_settings(&args.limits);
-            let executor = Executor::new(engines, settings, Arc::new(ProcessStreams), port);
-            (listener, executor.router())
+            let settings = runtime_settings("executor", &args.limits, &metrics);
+            let executor = Executor::new(engines.clone(), settings, Arc::new(ProcessStreams), port);
+            (listener, executor.router(), engines)
         }
     };
+    let router = router.merge(ow_executor::metrics::router(metrics, engines));
     let stopping = Arc::new(std::sync::OnceLock::new());
     let signal = {
         let stopping = stopping.clone();
@@ -122,8 +130,14 @@ async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Settings of runtime containers: the limits flags, and `__OW_API_HOST` as the executor's
 /// own environment gives it (the invoker sets it on the container).
-fn runtime_settings(limits: &LimitArgs) -> RuntimeSettings {
+fn runtime_settings(
+    mode: &'static str,
+    limits: &LimitArgs,
+    metrics: &Arc<Metrics>,
+) -> RuntimeSettings {
     RuntimeSettings {
+        mode,
+        metrics: metrics.clone(),
         limits: limits.limits(),
         api_host: std::env::var("__OW_API_HOST").ok(),
     }

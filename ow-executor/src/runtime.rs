@@ -5,6 +5,7 @@
 //! environment) are those of the official Node.js runtime.
 
 use crate::engines::Engines;
+use crate::metrics::Metrics;
 use crate::error::{ApiError, json_response};
 use crate::logs::ActivationLogSink;
 use crate::server::read_json_body;
@@ -30,14 +31,29 @@ pub const MAX_INIT_BODY_BYTES: usize = 48 * 1024 * 1024 * 4 / 3 + 1024 * 1024;
 pub const MAX_RUN_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Settings of a runtime-mode container.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuntimeSettings {
+    /// Which mode serves the container (`runtime` or `executor`), for the metrics.
+    pub mode: &'static str,
+    /// Where cold starts are counted.
+    pub metrics: Arc<Metrics>,
     /// The action's limits unless a Wasm-aware invoker sends its own (the `limits`
     /// annotation). Their timeout applies when a run carries no usable deadline (none, or
     /// already past); the result is bounded by the memory limit alone.
     pub limits: ActionLimits,
     /// `__OW_API_HOST` as the executor was given it, passed to every activation.
     pub api_host: Option<String>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            mode: "runtime",
+            metrics: Arc::default(),
+            limits: ActionLimits::default(),
+            api_host: None,
+        }
+    }
 }
 
 /// Where the container is in its life.
@@ -152,9 +168,11 @@ impl Container {
         let engine = self.engines.for_action(value.annotations.as_ref())?;
         let started = Instant::now();
         let action = engine.prepare(code, config).await?;
+        let init = started.elapsed();
+        self.settings.metrics.cold_start(self.settings.mode, init);
         tracing::info!(
             action = value.name.as_deref(),
-            prepare_us = started.elapsed().as_micros() as u64,
+            prepare_us = init.as_micros() as u64,
             "action initialized"
         );
         Ok(Ready {

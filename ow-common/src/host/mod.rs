@@ -14,6 +14,7 @@ pub mod abi;
 pub mod admission;
 pub mod capture;
 pub mod http;
+mod metrics;
 pub mod modules;
 pub mod slots;
 
@@ -24,6 +25,7 @@ use crate::runtime::{
 };
 use abi::GuestAbi;
 use admission::Load;
+use metrics::HostMetrics;
 use capture::LogCapture;
 use modules::ModuleCache;
 use slots::{InstanceSlot, InstanceSlots};
@@ -199,6 +201,7 @@ pub struct Host<E: Engine> {
 struct HostInner<E: Engine> {
     engine: E,
     config: EngineConfig,
+    metrics: Arc<HostMetrics>,
     modules: ModuleCache<LoadedModule<E::Module>>,
     slots: InstanceSlots,
 }
@@ -239,7 +242,8 @@ impl<E: Engine> Host<E> {
             inner: Arc::new(HostInner {
                 engine,
                 config: config.clone(),
-                modules: ModuleCache::new(config.kept_modules),
+                metrics: Arc::new(HostMetrics::new(E::NAME)),
+                modules: ModuleCache::new(config.memory_cache),
                 slots: InstanceSlots::new(slots as usize),
             }),
         })
@@ -275,7 +279,31 @@ impl<E: Engine> Host<E> {
         config: ActionConfig,
     ) -> Result<Arc<dyn PreparedAction>, InitError> {
         let inner = &self.inner;
-        let loaded = inner.modules.get_or_load(&code.hash, || self.load(code))?;
+        let size = code.bytes.len() as u64;
+        let loaded = inner
+            .modules
+            .get_or_load(&code.hash, size, || self.load(code))?;
+        let (guest_abi, linked) = self.check_and_link(&loaded, &config).inspect_err(|_| {
+            // Refused code is not worth its place in the cache.
+            inner.modules.forget_unused(&code.hash);
+        })?;
+        Ok(Arc::new(HostedAction::<E> {
+            linked,
+            guest_abi,
+            config,
+            slots: inner.slots.clone(),
+            metrics: inner.metrics.clone(),
+            _loaded: loaded,
+        }))
+    }
+
+    /// The checks every action passes (an ABI, only granted imports, a real `dir`), then the
+    /// engine's link.
+    fn check_and_link(
+        &self,
+        loaded: &LoadedModule<E::Module>,
+        config: &ActionConfig,
+    ) -> Result<(GuestAbi, E::Linked), InitError> {
         let guest_abi = GuestAbi::detect(loaded.interface.functions.iter().map(String::as_str))
             .ok_or(InitError::NoEntryPoint)?;
         let imports = loaded.interface.imports.iter();
@@ -284,15 +312,8 @@ impl<E: Engine> Host<E> {
             &config.capabilities,
         )?;
         admission::check_dir(&config.capabilities)?;
-        let linked = inner.engine.link(&loaded.module, guest_abi, &config)?;
-        inner.modules.keep_recent(&loaded);
-        Ok(Arc::new(HostedAction::<E> {
-            linked,
-            guest_abi,
-            config,
-            slots: inner.slots.clone(),
-            _loaded: loaded,
-        }))
+        let linked = self.inner.engine.link(&loaded.module, guest_abi, config)?;
+        Ok((guest_abi, linked))
     }
 }
 
@@ -308,22 +329,33 @@ impl<E: Engine> WasmRuntime for Host<E> {
     ) -> BoxFuture<'_, Result<Arc<dyn PreparedAction>, InitError>> {
         let host = self.clone();
         Box::pin(async move {
+            let started = Instant::now();
             // Compiling is CPU-bound: keep it off the async workers.
-            tokio::task::spawn_blocking(move || host.prepare_blocking(&code, config))
+            let metrics = host.inner.metrics.clone();
+            let prepared = tokio::task::spawn_blocking(move || host.prepare_blocking(&code, config))
                 .await
-                .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))?
+                .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))
+                .and_then(|prepared| prepared);
+            metrics.prepare(prepared.is_ok(), started.elapsed());
+            prepared
         })
     }
 
     fn stats(&self) -> EngineStats {
         let inner = &self.inner;
+        let cache = inner.modules.stats();
         EngineStats {
-            cached_modules: inner.modules.len(),
-            module_loads: inner.modules.loads(),
+            cached_modules: cache.entries,
+            module_loads: cache.loads,
+            memory_cache: cache,
             instances_in_use: inner.slots.in_use(),
             instance_slots: inner.slots.total(),
             waiting_for_instance: inner.slots.waiting(),
         }
+    }
+
+    fn metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.inner.metrics.gather(&self.stats())
     }
 }
 
@@ -333,6 +365,7 @@ struct HostedAction<E: Engine> {
     guest_abi: GuestAbi,
     config: ActionConfig,
     slots: InstanceSlots,
+    metrics: Arc<HostMetrics>,
     /// Keeps the module's cache entry alive while this action is prepared.
     _loaded: Arc<LoadedModule<E::Module>>,
 }
@@ -349,7 +382,13 @@ impl<E: Engine> fmt::Debug for HostedAction<E> {
 
 impl<E: Engine> PreparedAction for HostedAction<E> {
     fn run(&self, activation: Activation) -> BoxFuture<'_, Completion> {
-        Box::pin(self.activate(activation))
+        Box::pin(async move {
+            let started = Instant::now();
+            let completion = self.activate(activation).await;
+            self.metrics
+                .activation(&completion.outcome, started.elapsed());
+            completion
+        })
     }
 }
 

@@ -1,125 +1,267 @@
 //! The compiled-module cache: identical module bytes (by content hash) are compiled or
 //! deserialized once and shared by every action that uses them. A module stays while an action
-//! holds it, and the most recently prepared ones stay a while longer, so preparing the same
-//! code again (a new container after a destroy, an idle action woken up) costs no compile.
+//! holds it; the others stay as long as the cache's [`CachePolicy`] lets them (a size in
+//! entries and bytes, a time to live, and which go first when the cache is full), so
+//! preparing the same code again (a new container after a destroy, an idle action woken up)
+//! costs no compile.
 
-use std::collections::{HashMap, VecDeque};
+pub use crate::cache::{CachePolicy, CacheStats, Eviction};
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+struct Entry<M> {
+    module: Arc<M>,
+    bytes: u64,
+    last_used: Instant,
+    uses: u64,
+}
+
+impl<M> Entry<M> {
+    /// Whether an action holds the module (the cache's own reference aside).
+    fn in_use(&self) -> bool {
+        Arc::strong_count(&self.module) > 1
+    }
+}
 
 /// Compiled modules of type `M` by the BLAKE3 hash of their bytes.
-#[derive(Debug)]
 pub struct ModuleCache<M> {
-    /// Every module some action or [`ModuleCache::recent`] holds.
-    modules: Mutex<HashMap<[u8; 32], Weak<M>>>,
-    /// The most recently prepared modules, newest first, at most `kept`.
-    recent: Mutex<VecDeque<Arc<M>>>,
-    kept: usize,
-    /// How many modules were loaded (compiled or deserialized) rather than found.
+    entries: Mutex<HashMap<[u8; 32], Entry<M>>>,
+    policy: CachePolicy,
+    hits: AtomicU64,
+    misses: AtomicU64,
     loads: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl<M> fmt::Debug for ModuleCache<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleCache")
+            .field("policy", &self.policy)
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 impl<M> ModuleCache<M> {
-    /// An empty cache that keeps the `kept` most recently prepared modules after their actions
-    /// are gone.
-    pub fn new(kept: usize) -> Self {
+    /// An empty cache keeping what `policy` allows.
+    pub fn new(policy: CachePolicy) -> Self {
         Self {
-            modules: Mutex::new(HashMap::new()),
-            recent: Mutex::new(VecDeque::new()),
-            kept,
+            entries: Mutex::new(HashMap::new()),
+            policy,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             loads: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
-    /// The module of `hash`, from the cache or from `load`. Two loads of new code may race:
-    /// the first to finish is the one kept and returned to both.
+    /// The module of `hash` (made of `bytes` bytes of code), from the cache or from `load`.
+    /// Two loads of new code may race: the first to finish is kept and returned to both.
     pub fn get_or_load<E>(
         &self,
         hash: &[u8; 32],
+        bytes: u64,
         load: impl FnOnce() -> Result<M, E>,
     ) -> Result<Arc<M>, E> {
-        if let Some(module) = self.lock().get(hash).and_then(Weak::upgrade) {
+        let now = Instant::now();
+        if let Some(module) = self.touch(hash, now) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(module);
         }
-        let module = load()?;
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let module = Arc::new(load()?);
         self.loads.fetch_add(1, Ordering::Relaxed);
-        let mut modules = self.lock();
-        modules.retain(|_, module| module.strong_count() > 0);
-        Ok(match modules.get(hash).and_then(Weak::upgrade) {
-            Some(first) => first,
-            None => {
-                let module = Arc::new(module);
-                modules.insert(*hash, Arc::downgrade(&module));
-                module
+        let mut entries = self.lock();
+        let entry = entries.entry(*hash).or_insert(Entry {
+            module,
+            bytes,
+            last_used: now,
+            uses: 0,
+        });
+        entry.uses += 1;
+        let module = entry.module.clone();
+        self.enforce(&mut entries, now);
+        Ok(module)
+    }
+
+    /// Lets the module of `hash` go at once unless an action holds it: code that was loaded
+    /// but refused is not worth a place.
+    pub fn forget_unused(&self, hash: &[u8; 32]) {
+        let mut entries = self.lock();
+        if entries.get(hash).is_some_and(|entry| !entry.in_use()) {
+            entries.remove(hash);
+        }
+    }
+
+    /// The cached module of `hash`, counted as used now.
+    fn touch(&self, hash: &[u8; 32], now: Instant) -> Option<Arc<M>> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(hash)?;
+        entry.last_used = now;
+        entry.uses += 1;
+        Some(entry.module.clone())
+    }
+
+    /// What the cache holds and did, after letting go what the policy no longer allows.
+    pub fn stats(&self) -> CacheStats {
+        let mut entries = self.lock();
+        self.enforce(&mut entries, Instant::now());
+        CacheStats {
+            entries: entries.len(),
+            bytes: entries.values().map(|entry| entry.bytes).sum(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            loads: self.loads.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lets go unused entries that outlived the time to live, then, while the cache is over
+    /// a size limit, the unused entry the eviction order puts first.
+    fn enforce(&self, entries: &mut HashMap<[u8; 32], Entry<M>>, now: Instant) {
+        let before = entries.len();
+        if let Some(ttl) = self.policy.ttl {
+            entries.retain(|_, entry| entry.in_use() || now.duration_since(entry.last_used) < ttl);
+        }
+        loop {
+            let bytes: u64 = entries.values().map(|entry| entry.bytes).sum();
+            if entries.len() <= self.policy.max_entries && bytes <= self.policy.max_bytes {
+                break;
             }
-        })
+            let victim = entries
+                .iter()
+                .filter(|(_, entry)| !entry.in_use())
+                .min_by_key(|(_, entry)| match self.policy.eviction {
+                    Eviction::Lru => (0, entry.last_used),
+                    Eviction::Lfu => (entry.uses, entry.last_used),
+                })
+                .map(|(hash, _)| *hash);
+            match victim {
+                Some(hash) => {
+                    entries.remove(&hash);
+                }
+                // Everything left is in use.
+                None => break,
+            }
+        }
+        let evicted = (before - entries.len()) as u64;
+        self.evictions.fetch_add(evicted, Ordering::Relaxed);
     }
 
-    /// Makes `module` the most recently prepared one, letting the oldest kept one go. Only
-    /// code that prepared is kept: refused code is not.
-    pub fn keep_recent(&self, module: &Arc<M>) {
-        let mut recent = self.recent.lock().expect("recent modules lock");
-        recent.retain(|kept| !Arc::ptr_eq(kept, module));
-        recent.push_front(module.clone());
-        recent.truncate(self.kept);
-    }
-
-    /// How many distinct modules are loaded and held by an action or kept as recent.
-    pub fn len(&self) -> usize {
-        let mut modules = self.lock();
-        modules.retain(|_, module| module.strong_count() > 0);
-        modules.len()
-    }
-
-    /// Whether no module is loaded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// How many times a module was loaded rather than found in the cache.
-    pub fn loads(&self) -> u64 {
-        self.loads.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<M>>> {
-        self.modules.lock().expect("module cache lock")
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry<M>>> {
+        self.entries.lock().expect("module cache lock")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn cache(policy: CachePolicy) -> ModuleCache<String> {
+        ModuleCache::new(policy)
+    }
 
     fn load(cache: &ModuleCache<String>, key: u8) -> Arc<String> {
         cache
-            .get_or_load::<()>(&[key; 32], || Ok(format!("module {key}")))
+            .get_or_load::<()>(&[key; 32], 100, || Ok(format!("module {key}")))
             .unwrap()
     }
 
-    #[test]
-    fn modules_are_shared_while_held_and_the_most_recent_outlive_their_actions() {
-        let cache = ModuleCache::new(1);
-        let first = load(&cache, 1);
-        let second = load(&cache, 1);
-        assert!(Arc::ptr_eq(&first, &second));
-        assert_eq!((cache.loads(), cache.len()), (1, 1));
-        cache.keep_recent(&first);
-        let other = load(&cache, 2);
-        cache.keep_recent(&other);
-        assert_eq!((cache.loads(), cache.len()), (2, 2));
-        drop((first, second, other));
-        // Only the most recent (2) outlives its actions.
-        assert_eq!(cache.len(), 1);
-        load(&cache, 2);
-        assert_eq!(cache.loads(), 2, "2 came from the cache");
-        load(&cache, 1);
-        assert_eq!(cache.loads(), 3, "1 was loaded anew");
+    fn keys(cache: &ModuleCache<String>) -> Vec<u8> {
+        let mut keys: Vec<u8> = cache.lock().keys().map(|hash| hash[0]).collect();
+        keys.sort_unstable();
+        keys
     }
 
     #[test]
-    fn a_failed_load_is_not_cached() {
-        let cache = ModuleCache::<String>::new(4);
-        assert_eq!(cache.get_or_load(&[0; 32], || Err("bad")), Err("bad"));
-        assert_eq!((cache.loads(), cache.len()), (0, 0));
+    fn modules_are_shared_and_those_in_use_are_never_evicted() {
+        let cache = cache(CachePolicy {
+            max_entries: 1,
+            ..CachePolicy::default()
+        });
+        let first = load(&cache, 1);
+        let second = load(&cache, 1);
+        assert!(Arc::ptr_eq(&first, &second));
+        let other = load(&cache, 2);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (1, 2, 2));
+        assert_eq!(stats.bytes, 200, "both in use, over the limit");
+        drop((first, second));
+        // 1 is unused now, and the cache is over its one entry.
+        assert_eq!(keys(&cache), [1, 2]);
+        assert_eq!(cache.stats().entries, 1);
+        assert_eq!((keys(&cache), cache.stats().evictions), (vec![2], 1));
+        drop(other);
+        load(&cache, 2);
+        assert_eq!(cache.stats().misses, 2, "2 came from the cache");
+    }
+
+    #[test]
+    fn a_full_cache_lets_go_the_least_recently_or_least_often_used() {
+        for (eviction, survivor) in [(Eviction::Lru, 1), (Eviction::Lfu, 2)] {
+            let cache = cache(CachePolicy {
+                max_entries: 2,
+                eviction,
+                ..CachePolicy::default()
+            });
+            // 2 is used three times, then 1 once, most recently.
+            for key in [2, 2, 2, 1] {
+                load(&cache, key);
+            }
+            load(&cache, 3);
+            assert_eq!(keys(&cache), {
+                let mut kept = vec![survivor, 3];
+                kept.sort_unstable();
+                kept
+            });
+        }
+    }
+
+    #[test]
+    fn the_byte_limit_and_the_time_to_live_let_unused_entries_go() {
+        let by_size = cache(CachePolicy {
+            max_bytes: 250,
+            ..CachePolicy::default()
+        });
+        for key in [1, 2, 3] {
+            load(&by_size, key);
+        }
+        assert_eq!((keys(&by_size), by_size.stats().bytes), (vec![2, 3], 200));
+
+        let cache = cache(CachePolicy {
+            ttl: Some(Duration::ZERO),
+            ..CachePolicy::default()
+        });
+        let held = load(&cache, 1);
+        load(&cache, 2);
+        assert_eq!(cache.stats().entries, 1);
+        assert_eq!(keys(&cache), [1], "only the module in use outlives a zero time to live");
+        drop(held);
+        assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_failed_load_is_not_cached_and_refused_code_can_be_forgotten() {
+        let cache = cache(CachePolicy::default());
+        assert_eq!(cache.get_or_load(&[0; 32], 1, || Err("bad")), Err("bad"));
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.misses, stats.loads), (0, 1, 0));
+        let held = load(&cache, 1);
+        load(&cache, 2);
+        cache.forget_unused(&[1; 32]);
+        cache.forget_unused(&[2; 32]);
+        assert_eq!(keys(&cache), [1], "a module in use stays");
+        drop(held);
+    }
+
+    #[test]
+    fn policies_parse_from_their_flag_names() {
+        assert_eq!("LRU".parse(), Ok(Eviction::Lru));
+        assert_eq!("lfu".parse(), Ok(Eviction::Lfu));
+        assert!("arc".parse::<Eviction>().is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod records;
 pub mod store;
 
 use crate::engines::Engines;
+use crate::metrics::Metrics;
 use crate::error::ApiError;
 use axum::Router;
 use axum::http::HeaderValue;
@@ -36,6 +37,8 @@ pub struct StandaloneSettings {
     pub idle_timeout: Duration,
     /// The URL actions see as `__OW_API_HOST`.
     pub api_host: String,
+    /// Where cold starts are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The standalone controller: store, warm pool and engine.
@@ -118,7 +121,7 @@ impl Standalone {
     /// idle reaper is a task).
     pub fn open(engines: Arc<Engines>, settings: StandaloneSettings) -> anyhow::Result<Arc<Self>> {
         let store = Store::open(&settings.data_dir)?;
-        let pool = Arc::new(WarmPool::new(engines, settings.idle_timeout));
+        let pool = Arc::new(WarmPool::new(engines, settings.idle_timeout, settings.metrics.clone()));
         pool.spawn_reaper();
         Ok(Arc::new(Self {
             store,

@@ -8,6 +8,7 @@
 //! holds across cold starts.
 
 use crate::engines::Engines;
+use crate::metrics::Metrics;
 use crate::standalone::records::{ActionLimits, ActionRecord, MAX_RESULT_BYTES, SemVer};
 use ow_common::capabilities::Capabilities;
 use ow_common::code::{CodeError, decode_action_code};
@@ -68,6 +69,7 @@ struct Slot {
 /// The pool.
 pub struct WarmPool {
     engines: Arc<Engines>,
+    metrics: Arc<Metrics>,
     idle_timeout: Duration,
     slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
@@ -81,10 +83,11 @@ impl std::fmt::Debug for WarmPool {
 }
 
 impl WarmPool {
-    /// An empty pool over `engines`.
-    pub fn new(engines: Arc<Engines>, idle_timeout: Duration) -> Self {
+    /// An empty pool over `engines`, counting its cold starts in `metrics`.
+    pub fn new(engines: Arc<Engines>, idle_timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             engines,
+            metrics,
             idle_timeout,
             slots: Mutex::new(HashMap::new()),
         }
@@ -112,6 +115,7 @@ impl WarmPool {
                 .keeping_permits_of(current.as_deref()),
         );
         let init_time = started.elapsed();
+        self.metrics.cold_start("standalone", init_time);
         *current = Some(warm.clone());
         Ok((warm, Some(init_time)))
     }
@@ -250,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_is_not_dropped_while_an_older_version_holds_its_permit() {
         let engines = crate::engines::Engines::new(Default::default(), Default::default()).unwrap();
-        let pool = WarmPool::new(Arc::new(engines), Duration::ZERO);
+        let pool = WarmPool::new(Arc::new(engines), Duration::ZERO, Arc::default());
         let (first, cold) = pool.get(&sleep_action("0.0.1")).await.unwrap();
         assert!(cold.is_some());
         // An activation of 0.0.1 runs while the action is updated to 0.0.2.

@@ -186,6 +186,21 @@ impl Executor {
         }
     }
 
+    /// GETs `path` and returns the status and the body as text.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base_url))
+            .call()
+            .expect("the executor answers");
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .expect("a readable body");
+        (status, text)
+    }
+
     /// POSTs a JSON document.
     pub fn post(&self, path: &str, body: &Value) -> Answer {
         self.post_raw(path, &serde_json::to_vec(body).unwrap(), true)
