@@ -1,10 +1,11 @@
 //! Handlers of the actions and activations resources (everything but invoke).
 
-use super::auth::{ActivationId, Caller, EntityName, GUEST_NAMESPACE, authorize};
+use super::auth::{ActionPath, ActivationId, Caller, EntityName, GUEST_NAMESPACE, authorize};
 use super::records::{
-    self, ActionExec, ActionLimits, ActionRecord, ActivationRecord, Collection, KeyValues, SemVer,
-    WASM_KIND,
+    self, ActionExec, ActionLimits, ActionRecord, ActivationRecord, CodeExec, Collection, FullName,
+    KeyValues, SEQUENCE_KIND, SemVer, SequenceExec, WASM_KIND,
 };
+use super::sequences::sequence_parameters;
 use super::store::ActivationQuery;
 use super::{RestError, Standalone};
 use crate::error::{ApiError, ErrorKind, json_response};
@@ -29,9 +30,11 @@ pub const MAX_EXEC_BYTES: usize = 48 * 1024 * 1024;
 /// The query string of a request, with a bare `?` accepted.
 pub type QueryMap = Query<HashMap<String, String>>;
 
-type Handled = Result<Response, RestError>;
+/// What a handler answers.
+pub type Handled = Result<Response, RestError>;
 
-fn ok(body: &(impl serde::Serialize + ?Sized)) -> Handled {
+/// A 200 with `body`.
+pub fn ok(body: &(impl serde::Serialize + ?Sized)) -> Handled {
     Ok(json_response(StatusCode::OK, body))
 }
 
@@ -73,7 +76,7 @@ pub fn number(
 }
 
 /// The `limit` of a listing: 30 by default, at most 200, and 0 meaning the most.
-fn list_limit(query: &HashMap<String, String>) -> Result<u64, RestError> {
+pub fn list_limit(query: &HashMap<String, String>) -> Result<u64, RestError> {
     match number(query, "limit", 30, 200)? {
         0 => Ok(200),
         limit => Ok(limit),
@@ -123,31 +126,62 @@ pub async fn namespaces(headers: HeaderMap) -> Handled {
     ok(&json!([GUEST_NAMESPACE]))
 }
 
-/// `GET …/actions?skip=&limit=&count=`.
+/// `GET …/actions?skip=&limit=&count=`: the actions of the namespace, those in its packages
+/// included, as OpenWhisk lists them.
 pub async fn list_actions(
     State(app): State<Arc<Standalone>>,
     Caller { namespace }: Caller,
     Query(query): QueryMap,
 ) -> Handled {
     if flag(&query, "count", false)? {
-        return ok(&json!({"actions": app.store.count::<ActionRecord>(namespace)?}));
+        return ok(&json!({"actions": app.store.count::<ActionRecord>(namespace, true)?}));
     }
     let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let limit = list_limit(&query)?;
-    let actions = app.store.entities::<ActionRecord>(namespace, skip, limit)?;
+    let actions = app
+        .store
+        .entities_under::<ActionRecord>(namespace, skip, list_limit(&query)?)?;
     let summaries: Vec<ActionRecord> = actions.iter().map(ActionRecord::without_code).collect();
     ok(&summaries)
 }
 
-/// `GET …/actions/{name}?code=`.
+/// `GET …/actions/{package}/?skip=&limit=&count=`: the actions of a package (of the package
+/// bound, for a binding).
+pub async fn list_package_actions(
+    State(app): State<Arc<Standalone>>,
+    Caller { namespace }: Caller,
+    EntityName(package): EntityName,
+    Query(query): QueryMap,
+) -> Handled {
+    let scope = app
+        .package_scope(namespace, &package)?
+        .ok_or_else(not_found)?;
+    if flag(&query, "count", false)? {
+        let count = app
+            .store
+            .count::<ActionRecord>(&scope.actions_path, false)?;
+        return ok(&json!({ "actions": count }));
+    }
+    let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
+    let actions =
+        app.store
+            .entities::<ActionRecord>(&scope.actions_path, skip, list_limit(&query)?)?;
+    let summaries: Vec<ActionRecord> = actions.iter().map(ActionRecord::without_code).collect();
+    ok(&summaries)
+}
+
+/// `GET …/actions/[{package}/]{name}?code=`: the action, its package's parameters under its
+/// own.
 pub async fn get_action(
     State(app): State<Arc<Standalone>>,
     Caller { namespace }: Caller,
-    EntityName(name): EntityName,
+    action: ActionPath,
     Query(query): QueryMap,
 ) -> Handled {
     let with_code = flag(&query, "code", true)?;
-    let record: ActionRecord = app.store.entity(namespace, &name)?.ok_or_else(not_found)?;
+    let record = app
+        .resolve(&action.in_namespace(namespace))?
+        .ok_or_else(not_found)?
+        .action;
     ok(&if with_code {
         record
     } else {
@@ -155,16 +189,48 @@ pub async fn get_action(
     })
 }
 
-/// `DELETE …/actions/{name}`.
+/// Takes the write locks of an action: its package's first, if it is in one, which must
+/// exist and be no binding (so that a package is not deleted while an action is written
+/// into it); then its own. Returns the action's namespace field and the guards.
+async fn lock_action(
+    app: &Standalone,
+    namespace: &str,
+    action: &ActionPath,
+) -> Result<(String, Vec<tokio::sync::OwnedMutexGuard<()>>), RestError> {
+    let mut guards = Vec::new();
+    let path = match &action.package {
+        None => namespace.to_owned(),
+        Some(package) => {
+            guards.push(
+                app.writes
+                    .lock(Collection::Packages, namespace, package)
+                    .await,
+            );
+            app.package_to_write(namespace, package)?;
+            format!("{namespace}/{package}")
+        }
+    };
+    guards.push(
+        app.writes
+            .lock(Collection::Actions, &path, &action.name)
+            .await,
+    );
+    Ok((path, guards))
+}
+
+/// `DELETE …/actions/[{package}/]{name}`.
 pub async fn delete_action(
     State(app): State<Arc<Standalone>>,
     Caller { namespace }: Caller,
-    EntityName(name): EntityName,
+    action: ActionPath,
 ) -> Handled {
-    let _writing = app.writes.lock(Collection::Actions, namespace, &name).await;
-    let record: ActionRecord = app.store.entity(namespace, &name)?.ok_or_else(not_found)?;
-    app.store.delete::<ActionRecord>(namespace, &name)?;
-    app.pool.evict(namespace, &name);
+    let (path, _writing) = lock_action(&app, namespace, &action).await?;
+    let record: ActionRecord = app
+        .store
+        .entity(&path, &action.name)?
+        .ok_or_else(not_found)?;
+    app.store.delete::<ActionRecord>(&path, &action.name)?;
+    app.pool.evict(&path, &action.name);
     ok(&record)
 }
 
@@ -186,13 +252,14 @@ struct ExecPut {
     kind: String,
     code: Option<String>,
     main: Option<String>,
+    components: Option<Vec<String>>,
 }
 
-/// `PUT …/actions/{name}?overwrite=`: create, or update with `overwrite=true`.
+/// `PUT …/actions/[{package}/]{name}?overwrite=`: create, or update with `overwrite=true`.
 pub async fn put_action(
     State(app): State<Arc<Standalone>>,
     Caller { namespace }: Caller,
-    EntityName(name): EntityName,
+    action: ActionPath,
     Query(query): QueryMap,
     request: Request<Body>,
 ) -> Handled {
@@ -205,20 +272,30 @@ pub async fn put_action(
         .into());
     }
     let mut put: ActionPut = parse_body(body)?;
-    let exec = put.exec.take().map(exec_of).transpose()?;
+    let exec = put
+        .exec
+        .take()
+        .map(|exec| exec_of(exec, namespace))
+        .transpose()?;
     // Reading what is stored and writing what replaces it is one step for this action.
-    let _writing = app.writes.lock(Collection::Actions, namespace, &name).await;
-    let existing: Option<ActionRecord> = app.store.entity(namespace, &name)?;
+    let (path, _writing) = lock_action(&app, namespace, &action).await?;
+    let existing: Option<ActionRecord> = app.store.entity(&path, &action.name)?;
     if existing.is_some() && !overwrite {
         return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
     }
-    let record = action_record(namespace, &name, put, exec, existing.as_ref())?;
-    // Bad code is refused at create. The prepared action is dropped: the compiled module
-    // stays in the engine's cache, and the version's first activation is its cold start.
-    app.pool
-        .prepare(&record)
-        .await
-        .map_err(|error| ApiError::bad_request(format!("The action code cannot run: {error}")))?;
+    let record = action_record(&path, &action.name, put, exec, existing.as_ref())?;
+    match &record.exec {
+        // Bad code is refused at create. The prepared action is dropped: the compiled module
+        // stays in the engine's cache, and the version's first activation is its cold start.
+        ActionExec::Wasm(_) => {
+            app.pool.prepare(&record).await.map_err(|error| {
+                ApiError::bad_request(format!("The action code cannot run: {error}"))
+            })?;
+        }
+        ActionExec::Sequence(sequence) => {
+            app.check_sequence(&record.full_name(), &sequence.components)?
+        }
+    }
     let stored = match &existing {
         None => app.store.create(&record)?,
         Some(read) => app.store.update(&record, read)?,
@@ -236,28 +313,38 @@ pub async fn put_action(
 }
 
 /// Builds the stored record of a create (no `existing`) or update, validating every field
-/// but the code.
+/// but the code. A sequence's parameters are its components (`_actions`), as OpenWhisk
+/// keeps them; any others it is given are dropped.
 fn action_record(
-    namespace: &str,
+    path: &str,
     name: &str,
     put: ActionPut,
     exec: Option<ActionExec>,
     existing: Option<&ActionRecord>,
 ) -> Result<ActionRecord, ApiError> {
+    let was_sequence =
+        existing.is_some_and(|record| matches!(record.exec, ActionExec::Sequence(_)));
+    let parameters = match &exec {
+        Some(ActionExec::Sequence(sequence)) => sequence_parameters(sequence),
+        Some(ActionExec::Wasm(_)) if was_sequence => put.parameters.unwrap_or_default(),
+        None if was_sequence => existing
+            .map(|record| record.parameters.clone())
+            .unwrap_or_default(),
+        _ => put
+            .parameters
+            .or_else(|| existing.map(|record| record.parameters.clone()))
+            .unwrap_or_default(),
+    };
     let Some(exec) = exec.or_else(|| existing.map(|record| record.exec.clone())) else {
         return Err(ApiError::bad_request(
             "The request content was malformed: exec is required to create an action.",
         ));
     };
-    let parameters = put
-        .parameters
-        .or_else(|| existing.map(|record| record.parameters.clone()))
-        .unwrap_or_default();
     let mut annotations = put
         .annotations
         .or_else(|| existing.map(|record| record.annotations.clone()))
         .unwrap_or_default();
-    annotations.set("exec", json!(WASM_KIND));
+    annotations.set("exec", json!(exec.kind()));
     if annotations.get("provide-api-key").is_none() {
         annotations.set("provide-api-key", json!(false));
     }
@@ -268,7 +355,7 @@ fn action_record(
         .merged(put.limits.as_ref())
         .map_err(ApiError::bad_request)?;
     Ok(ActionRecord {
-        namespace: namespace.to_owned(),
+        namespace: path.to_owned(),
         name: name.to_owned(),
         version: existing.map_or(SemVer::FIRST, |record| record.version.bumped()),
         publish: put
@@ -283,14 +370,27 @@ fn action_record(
     })
 }
 
-/// Checks an `exec`: the kind must be ours, and the code present and at most 48 MB (over
-/// that, a 413). Whether the code runs is for the engine to say.
-fn exec_of(exec: ExecPut) -> Result<ActionExec, ApiError> {
-    if exec.kind != WASM_KIND {
-        return Err(ApiError::bad_request(format!(
-            "The kind '{}' is not supported here; this server runs these kinds: {WASM_KIND}.",
-            exec.kind
-        )));
+/// Checks an `exec`: the kind must be one this server runs; Wasm code must be present and at
+/// most 48 MB (over that, a 413), a sequence's components fully qualified names. Whether the
+/// code runs is for the engine to say, whether the components exist for the store.
+fn exec_of(exec: ExecPut, namespace: &str) -> Result<ActionExec, ApiError> {
+    match exec.kind.as_str() {
+        WASM_KIND => {}
+        SEQUENCE_KIND => {
+            let components = exec
+                .components
+                .unwrap_or_default()
+                .iter()
+                .map(|component| FullName::resolve(component, namespace))
+                .collect::<Result<_, _>>()?;
+            return Ok(ActionExec::Sequence(SequenceExec { components }));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "The kind '{other}' is not supported here; this server runs these kinds: \
+                 {WASM_KIND}, {SEQUENCE_KIND}."
+            )));
+        }
     }
     let Some(code) = exec.code.filter(|code| !code.trim().is_empty()) else {
         return Err(ApiError::bad_request(
@@ -311,41 +411,35 @@ fn exec_of(exec: ExecPut) -> Result<ActionExec, ApiError> {
         .main
         .filter(|main| !main.is_empty())
         .unwrap_or_else(|| "main".to_owned());
-    Ok(ActionExec {
-        kind: WASM_KIND.to_owned(),
+    Ok(ActionExec::Wasm(CodeExec {
         code: Some(code),
         binary: true,
         main,
-    })
+    }))
 }
 
-/// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`.
+/// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`, newest first. `name` is an
+/// action's name, or `package/name` for an action in a package, as OpenWhisk filters them.
 pub async fn list_activations(
     State(app): State<Arc<Standalone>>,
     Caller { namespace }: Caller,
     Query(query): QueryMap,
 ) -> Handled {
     let docs = flag(&query, "docs", false)?;
-    let since = query
-        .contains_key("since")
-        .then(|| number(&query, "since", 0, u64::MAX >> 1))
-        .transpose()?;
-    let upto = query
-        .contains_key("upto")
-        .then(|| number(&query, "upto", 0, u64::MAX >> 1))
-        .transpose()?;
+    let count = flag(&query, "count", false)?;
+    if count && docs {
+        return Err(
+            ApiError::bad_request("The parameter 'docs' is not permitted with 'count'.").into(),
+        );
+    }
     let filter = ActivationQuery {
-        // `wsk activation list pkg/name` sends the path; keep the action's own name.
-        name: query
-            .get("name")
-            .filter(|n| !n.is_empty())
-            .map(|n| n.rsplit('/').next().unwrap_or(n).to_owned()),
-        since,
-        upto,
+        name: name_filter(&query)?,
+        since: epoch_millis(&query, "since")?,
+        upto: epoch_millis(&query, "upto")?,
         skip: number(&query, "skip", 0, u64::MAX >> 1)?,
         limit: list_limit(&query)?,
     };
-    if flag(&query, "count", false)? {
+    if count {
         let count = app.store.count_activations(namespace, &filter)?;
         return ok(&json!({ "activations": count }));
     }
@@ -356,6 +450,45 @@ pub async fn list_activations(
         let summaries: Vec<_> = activations.iter().map(ActivationRecord::summary).collect();
         ok(&summaries)
     }
+}
+
+/// The sentence of a query parameter that does not read, as OpenWhisk's controller words it.
+fn malformed_query(key: &str, why: String) -> RestError {
+    ApiError::bad_request(format!("The query parameter '{key}' was malformed:\n{why}")).into()
+}
+
+/// The `name` filter of an activation listing: `name` or `package/name`.
+fn name_filter(query: &HashMap<String, String>) -> Result<Option<String>, RestError> {
+    let Some(name) = query.get("name").filter(|name| !name.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let segments: Vec<&str> = name.split('/').collect();
+    if segments.len() > 2
+        || segments
+            .iter()
+            .any(|segment| records::check_entity_name(segment).is_err())
+    {
+        return Err(malformed_query(
+            "name",
+            format!("Parameter may be a 'simple' name or 'package-name/simple' name: {name}"),
+        ));
+    }
+    Ok(Some(name.clone()))
+}
+
+/// `since` or `upto`: epoch milliseconds.
+fn epoch_millis(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, RestError> {
+    query
+        .get(key)
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                malformed_query(
+                    key,
+                    format!("Parameter is not a valid value for epoch seconds: {text}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn activation(app: &Standalone, namespace: &str, id: &str) -> Result<ActivationRecord, RestError> {

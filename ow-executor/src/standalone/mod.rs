@@ -5,8 +5,10 @@
 mod api;
 mod auth;
 mod invoke;
+mod packages;
 pub mod pool;
 pub mod records;
+mod sequences;
 pub mod store;
 
 use crate::engines::Engines;
@@ -148,6 +150,10 @@ impl Standalone {
     /// The routes of the REST API.
     pub fn router(self: &Arc<Self>) -> Router {
         let resource = |methods: MethodRouter<Arc<Self>>| methods.fallback(api::unknown_method);
+        let action = get(api::get_action)
+            .put(api::put_action)
+            .delete(api::delete_action)
+            .post(invoke::invoke);
         Router::new()
             .route("/api/v1", resource(get(api::info)))
             .route("/api/v1/namespaces", resource(get(api::namespaces)))
@@ -157,11 +163,26 @@ impl Standalone {
             )
             .route(
                 "/api/v1/namespaces/{namespace}/actions/{name}",
+                resource(action.clone()),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/actions/{name}/",
+                resource(get(api::list_package_actions)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/actions/{package}/{name}",
+                resource(action),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/packages",
+                resource(get(packages::list_packages)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/packages/{name}",
                 resource(
-                    get(api::get_action)
-                        .put(api::put_action)
-                        .delete(api::delete_action)
-                        .post(invoke::invoke),
+                    get(packages::get_package)
+                        .put(packages::put_package)
+                        .delete(packages::delete_package),
                 ),
             )
             .route(

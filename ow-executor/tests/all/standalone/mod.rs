@@ -1,5 +1,9 @@
 //! `standalone` mode: every row of the REST API table (PROTOCOL.md §3), storage across
-//! restarts, the warm pool and the error shapes `wsk` and the npm client expect.
+//! restarts, the warm pool and the error shapes `wsk` and the npm client expect; packages,
+//! sequences, web actions, triggers and rules in the submodules.
+
+mod packages;
+mod sequences;
 
 use crate::harness::{Answer, Connection, Executor};
 use base64::Engine as _;
@@ -10,6 +14,7 @@ use std::time::{Duration, Instant};
 const GUEST: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
 const ACTIONS: &str = "/api/v1/namespaces/_/actions";
 const ACTIVATIONS: &str = "/api/v1/namespaces/_/activations";
+const PACKAGES: &str = "/api/v1/namespaces/_/packages";
 
 fn code(path: &str) -> String {
     let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(path)).unwrap();
@@ -231,7 +236,7 @@ fn bad_actions_are_refused_with_a_sentence() {
     assert_eq!(answer.status, 400);
     assert_eq!(
         answer.body["error"],
-        "The kind 'nodejs:20' is not supported here; this server runs these kinds: wasm:0.1."
+        "The kind 'nodejs:20' is not supported here; this server runs these kinds: wasm:0.1, sequence."
     );
 
     let text = base64::engine::general_purpose::STANDARD.encode("function main() {}");
