@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorKind, json_response};
 use crate::server::read_json_body;
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode, Uri};
 use axum::response::Response;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -91,9 +91,11 @@ pub fn parse_body<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
 }
 
 /// Any other path under `/api/v1`: 401 without valid credentials, else 404, both in the API's
-/// error shape.
-pub async fn unknown_path(headers: HeaderMap) -> Handled {
-    authorize(&headers, "_")?;
+/// error shape. Web paths take no credentials: one that names no action is a 404.
+pub async fn unknown_path(uri: Uri, headers: HeaderMap) -> Handled {
+    if !uri.path().starts_with("/api/v1/web/") {
+        authorize(&headers, "_")?;
+    }
     Err(not_found())
 }
 

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod records;
 mod sequences;
 pub mod store;
+mod web;
 
 use crate::engines::Engines;
 use crate::error::ApiError;
@@ -200,6 +201,15 @@ impl Standalone {
             .route(
                 "/api/v1/namespaces/{namespace}/activations/{id}/result",
                 resource(get(api::activation_result)),
+            )
+            // Web actions answer anyone: no credentials.
+            .route(
+                "/api/v1/web/{namespace}/{package}/{action}",
+                any(web::web_action),
+            )
+            .route(
+                "/api/v1/web/{namespace}/{package}/{action}/{*path}",
+                any(web::web_action),
             )
             .route("/api/v1/{*rest}", any(api::unknown_path))
             .with_state(self.clone())

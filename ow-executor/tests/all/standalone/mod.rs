@@ -4,6 +4,7 @@
 
 mod packages;
 mod sequences;
+mod web;
 
 use crate::harness::{Answer, Connection, Executor};
 use base64::Engine as _;
