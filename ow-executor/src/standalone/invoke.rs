@@ -128,7 +128,7 @@ fn interrupted_record(action: &Resolved, activation_id: &str) -> ActivationRecor
 }
 
 /// The invoke body: a JSON object of parameters; empty means none.
-async fn invoke_params(body: Body) -> Result<Map<String, Value>, RestError> {
+pub async fn invoke_params(body: Body) -> Result<Map<String, Value>, RestError> {
     let bytes = crate::server::read_bounded(body, MAX_INVOKE_BODY_BYTES).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod records;
 mod sequences;
 pub mod store;
+mod triggers;
 mod web;
 
 use crate::engines::Engines;
@@ -48,6 +49,9 @@ pub struct Standalone {
     settings: StandaloneSettings,
     background: Background,
     writes: EntityLocks,
+    /// Held by every write of a trigger or a rule: a rule's status lives in its trigger's
+    /// record, so writes of either read and write both.
+    links: tokio::sync::Mutex<()>,
 }
 
 /// One lock per entity, held by every write of it (create, update, delete) from reading what
@@ -129,6 +133,7 @@ impl Standalone {
             settings,
             background: Background(tokio::sync::watch::Sender::new(0)),
             writes: EntityLocks::default(),
+            links: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -184,6 +189,32 @@ impl Standalone {
                     get(packages::get_package)
                         .put(packages::put_package)
                         .delete(packages::delete_package),
+                ),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/triggers",
+                resource(get(triggers::list_triggers)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/triggers/{name}",
+                resource(
+                    get(triggers::get_trigger)
+                        .put(triggers::put_trigger)
+                        .delete(triggers::delete_trigger)
+                        .post(triggers::fire_trigger),
+                ),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/rules",
+                resource(get(triggers::list_rules)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/rules/{name}",
+                resource(
+                    get(triggers::get_rule)
+                        .put(triggers::put_rule)
+                        .delete(triggers::delete_rule)
+                        .post(triggers::set_rule_status),
                 ),
             )
             .route(

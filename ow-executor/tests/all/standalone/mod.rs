@@ -4,6 +4,7 @@
 
 mod packages;
 mod sequences;
+mod triggers;
 mod web;
 
 use crate::harness::{Answer, Connection, Executor};
@@ -16,6 +17,16 @@ const GUEST: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dX
 const ACTIONS: &str = "/api/v1/namespaces/_/actions";
 const ACTIVATIONS: &str = "/api/v1/namespaces/_/activations";
 const PACKAGES: &str = "/api/v1/namespaces/_/packages";
+const TRIGGERS: &str = "/api/v1/namespaces/_/triggers";
+const RULES: &str = "/api/v1/namespaces/_/rules";
+
+/// The guest's `Authorization` header.
+fn basic_auth() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(GUEST)
+    )
+}
 
 fn code(path: &str) -> String {
     let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(path)).unwrap();
@@ -776,13 +787,13 @@ fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
     let info = server.request("GET", "/api/v1", b"", None, None);
     assert_eq!(info.status, 200);
     assert_eq!(info.body["runtimes"]["wasm"][0]["kind"], "wasm:0.1");
-    let unknown = call(&server, "GET", "/api/v1/namespaces/_/triggers", None);
+    let unknown = call(&server, "GET", "/api/v1/namespaces/_/feeds", None);
     assert_eq!(
         (unknown.status, &unknown.body["error"]),
         (404, &json!("The requested resource does not exist."))
     );
     assert_eq!(unknown.body["code"].as_str().map(str::len), Some(32));
-    let anonymous = server.request("GET", "/api/v1/namespaces/_/triggers", b"", None, None);
+    let anonymous = server.request("GET", "/api/v1/namespaces/_/feeds", b"", None, None);
     assert_eq!(
         (anonymous.status, &anonymous.body["error"]),
         (
