@@ -100,13 +100,7 @@ fn the_request_becomes_the_parameters_of_a_web_action() {
     let signed = server.http(
         "GET",
         &format!("{WEB}/default/echo.json"),
-        &[(
-            "Authorization",
-            &format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(super::GUEST)
-            ),
-        )],
+        &[("Authorization", &super::basic_auth())],
         b"",
     );
     assert_eq!(signed.json()["__ow_user"], "guest");
