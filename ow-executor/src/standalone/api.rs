@@ -1,4 +1,6 @@
-//! Handlers of the actions and activations resources (everything but invoke).
+//! Handlers of the actions and activations resources (everything but invoke), and what the
+//! handlers of every resource share: query flags and numbers, body parsing, the 404 and 405
+//! answers.
 
 use super::auth::{ActionPath, ActivationId, Caller, EntityName, GUEST_NAMESPACE, authorize};
 use super::records::{

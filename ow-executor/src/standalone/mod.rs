@@ -1,6 +1,8 @@
-//! `standalone` mode: the OpenWhisk REST API subset that `wsk` and the `openwhisk` npm client
-//! drive (actions, invocations, activations), on one machine, with actions and activations in
-//! an embedded SQLite database and prepared actions kept warm in memory.
+//! `standalone` mode: the OpenWhisk REST API that `wsk` and the `openwhisk` npm client drive
+//! (actions, invocations and activations; packages and sequences; web actions; triggers and
+//! rules), on one machine, with every entity and activation in an embedded SQLite database and
+//! prepared actions kept warm in memory. Not served: feeds, the API gateway, namespaces other
+//! than the guest's.
 
 mod api;
 mod auth;
