@@ -4,11 +4,11 @@
 
 use super::auth::{ActionPath, ActivationId, Caller, EntityName, GUEST_NAMESPACE, authorize};
 use super::records::{
-    self, ActionExec, ActionLimits, ActionRecord, ActivationRecord, CodeExec, Collection, FullName,
-    KeyValues, SEQUENCE_KIND, SemVer, SequenceExec, WASM_KIND,
+    self, ActionExec, ActionLimits, ActionRecord, ActivationRecord, CodeExec, Collection, Entity,
+    FullName, KeyValues, SEQUENCE_KIND, SemVer, SequenceExec, WASM_KIND,
 };
 use super::sequences::sequence_parameters;
-use super::store::ActivationQuery;
+use super::store::{ActivationQuery, Write};
 use super::{RestError, Standalone};
 use crate::error::{ApiError, ErrorKind, json_response};
 use crate::server::read_json_body;
@@ -85,6 +85,83 @@ pub fn list_limit(query: &HashMap<String, String>) -> Result<u64, RestError> {
     }
 }
 
+impl Standalone {
+    /// Reads what a create or update of `path`/`name` replaces, if anything; without
+    /// `overwrite` there must be nothing (409). Call it holding the entity's write lock.
+    pub fn to_replace<E: Entity>(
+        &self,
+        path: &str,
+        name: &str,
+        overwrite: bool,
+    ) -> Result<Option<E>, RestError> {
+        let existing = self.store.entity(path, name)?;
+        if existing.is_some() && !overwrite {
+            return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
+        }
+        Ok(existing)
+    }
+
+    /// Makes the writes of a request, all or none. The store writes only over what the
+    /// request read; with the writes of one entity taking turns, only a write from outside
+    /// this server can have come between, which is a 409.
+    pub fn write(&self, writes: &[Write]) -> Result<(), RestError> {
+        if self.store.write(writes)? {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorKind::Conflict,
+                "Concurrent modification to resource detected.",
+            )
+            .into())
+        }
+    }
+}
+
+/// What every create or update of an entity sets alike: the first version or the next of the
+/// one stored, `publish` and the annotations as given or else as stored, and the time.
+#[derive(Debug)]
+pub struct Revision {
+    /// The version.
+    pub version: SemVer,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// Its annotations.
+    pub annotations: KeyValues,
+    /// When it is written.
+    pub updated: u64,
+}
+
+impl Revision {
+    /// The revision that replaces `existing` (none for a create) with what a request gave.
+    pub fn of<E: Entity>(
+        existing: Option<&E>,
+        publish: Option<bool>,
+        annotations: Option<KeyValues>,
+    ) -> Self {
+        Self {
+            version: existing.map_or(SemVer::FIRST, |entity| entity.version().bumped()),
+            publish: publish.or(existing.map(Entity::publish)).unwrap_or(false),
+            annotations: annotations
+                .or_else(|| existing.map(|entity| entity.annotations().clone()))
+                .unwrap_or_default(),
+            updated: records::epoch_millis(SystemTime::now()),
+        }
+    }
+}
+
+/// The largest body of a package, trigger or rule create, or of a rule's status: parameters
+/// and annotations, as many as an invoke's.
+pub const MAX_ENTITY_BODY_BYTES: usize = 1024 * 1024;
+
+/// Reads a request's JSON body of at most `limit` bytes as `T`.
+pub async fn read_body<T: DeserializeOwned>(
+    request: Request<Body>,
+    limit: usize,
+) -> Result<T, RestError> {
+    let body = read_json_body(request.into_body(), limit).await?;
+    Ok(parse_body(body)?)
+}
+
 /// Parses a request body as `T`; what does not fit is a 400 that names the field.
 pub fn parse_body<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(body).map_err(|error| {
@@ -130,6 +207,35 @@ pub async fn namespaces(headers: HeaderMap) -> Handled {
     ok(&json!([GUEST_NAMESPACE]))
 }
 
+/// A listing of the entities of `path` (a namespace, or `namespace/package`; with
+/// `with_packages`, a namespace's packages' too), as `?skip=&limit=&count=` ask: how many,
+/// or what `answer` makes of them.
+pub fn list<E: Entity>(
+    app: &Standalone,
+    path: &str,
+    with_packages: bool,
+    query: &HashMap<String, String>,
+    answer: impl FnOnce(&[E]) -> Handled,
+) -> Handled {
+    if flag(query, "count", false)? {
+        let count = app.store.count::<E>(path, with_packages)?;
+        let mut counted = serde_json::Map::new();
+        counted.insert(E::COLLECTION.name().to_owned(), json!(count));
+        return ok(&counted);
+    }
+    let skip = number(query, "skip", 0, u64::MAX >> 1)?;
+    let limit = list_limit(query)?;
+    answer(&app.store.entities::<E>(path, with_packages, skip, limit)?)
+}
+
+/// Actions as listings show them: without their code.
+fn action_summaries(actions: &[ActionRecord]) -> Handled {
+    ok(&actions
+        .iter()
+        .map(ActionRecord::without_code)
+        .collect::<Vec<_>>())
+}
+
 /// `GET …/actions?skip=&limit=&count=`: the actions of the namespace, those in its packages
 /// included, as OpenWhisk lists them.
 pub async fn list_actions(
@@ -137,15 +243,7 @@ pub async fn list_actions(
     Caller { namespace }: Caller,
     Query(query): QueryMap,
 ) -> Handled {
-    if flag(&query, "count", false)? {
-        return ok(&json!({"actions": app.store.count::<ActionRecord>(namespace, true)?}));
-    }
-    let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let actions = app
-        .store
-        .entities_under::<ActionRecord>(namespace, skip, list_limit(&query)?)?;
-    let summaries: Vec<ActionRecord> = actions.iter().map(ActionRecord::without_code).collect();
-    ok(&summaries)
+    list(&app, namespace, true, &query, action_summaries)
 }
 
 /// `GET …/actions/{package}/?skip=&limit=&count=`: the actions of a package (of the package
@@ -159,18 +257,7 @@ pub async fn list_package_actions(
     let scope = app
         .package_scope(namespace, &package)?
         .ok_or_else(not_found)?;
-    if flag(&query, "count", false)? {
-        let count = app
-            .store
-            .count::<ActionRecord>(&scope.actions_path, false)?;
-        return ok(&json!({ "actions": count }));
-    }
-    let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let actions =
-        app.store
-            .entities::<ActionRecord>(&scope.actions_path, skip, list_limit(&query)?)?;
-    let summaries: Vec<ActionRecord> = actions.iter().map(ActionRecord::without_code).collect();
-    ok(&summaries)
+    list(&app, &scope.actions_path, false, &query, action_summaries)
 }
 
 /// `GET …/actions/[{package}/]{name}?code=`: the action, its package's parameters under its
@@ -283,10 +370,7 @@ pub async fn put_action(
         .transpose()?;
     // Reading what is stored and writing what replaces it is one step for this action.
     let (path, _writing) = lock_action(&app, namespace, &action).await?;
-    let existing: Option<ActionRecord> = app.store.entity(&path, &action.name)?;
-    if existing.is_some() && !overwrite {
-        return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
-    }
+    let existing: Option<ActionRecord> = app.to_replace(&path, &action.name, overwrite)?;
     let record = action_record(&path, &action.name, put, exec, existing.as_ref())?;
     match &record.exec {
         // Bad code is refused at create. The prepared action is dropped: the compiled module
@@ -300,19 +384,7 @@ pub async fn put_action(
             app.check_sequence(&record.full_name(), &sequence.components)?
         }
     }
-    let stored = match &existing {
-        None => app.store.create(&record)?,
-        Some(read) => app.store.update(&record, read)?,
-    };
-    // The store writes only over what this request read; with the writes of one action
-    // taking turns, only a write from outside this server can have come between.
-    if !stored {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            "Concurrent modification to resource detected.",
-        )
-        .into());
-    }
+    app.write(&[Write::put(&record, existing.as_ref())])?;
     ok(&record)
 }
 
@@ -344,10 +416,12 @@ fn action_record(
             "The request content was malformed: exec is required to create an action.",
         ));
     };
-    let mut annotations = put
-        .annotations
-        .or_else(|| existing.map(|record| record.annotations.clone()))
-        .unwrap_or_default();
+    let Revision {
+        version,
+        publish,
+        mut annotations,
+        updated,
+    } = Revision::of(existing, put.publish, put.annotations);
     annotations.set("exec", json!(exec.kind()));
     if annotations.get("provide-api-key").is_none() {
         annotations.set("provide-api-key", json!(false));
@@ -361,16 +435,13 @@ fn action_record(
     Ok(ActionRecord {
         namespace: path.to_owned(),
         name: name.to_owned(),
-        version: existing.map_or(SemVer::FIRST, |record| record.version.bumped()),
-        publish: put
-            .publish
-            .or(existing.map(|record| record.publish))
-            .unwrap_or(false),
+        version,
+        publish,
         exec,
         parameters,
         limits,
         annotations,
-        updated: records::epoch_millis(SystemTime::now()),
+        updated,
     })
 }
 

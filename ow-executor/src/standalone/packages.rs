@@ -3,25 +3,23 @@
 //! through, which finds an action in a package (or through a binding, in the package bound)
 //! and lays the package's parameters under the action's own.
 
-use super::api::{Handled, QueryMap, flag, list_limit, not_found, number, ok, parse_body};
+use super::api::{
+    Handled, MAX_ENTITY_BODY_BYTES, QueryMap, Revision, flag, list, not_found, ok, read_body,
+};
 use super::auth::{Caller, EntityName};
 use super::records::{
-    self, ActionRecord, Collection, EntityRef, FullName, KeyValues, PackageRecord, SemVer,
+    self, ActionRecord, Collection, EntityRef, EntitySummary, FullName, KeyValues, PackageRecord,
+    SemVer,
 };
-use super::store::StoreError;
+use super::store::{StoreError, Write};
 use super::{RestError, Standalone};
 use crate::error::{ApiError, ErrorKind};
-use crate::server::read_json_body;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::Request;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-/// The largest package create/update body: parameters and annotations, like an invoke's.
-const MAX_PACKAGE_BODY_BYTES: usize = 1024 * 1024;
 
 /// The package name OpenWhisk keeps for actions in no package (as web action paths write it).
 pub const DEFAULT_PACKAGE: &str = "default";
@@ -130,12 +128,8 @@ impl Standalone {
 /// A package as listings show it: without parameters, `binding` false or the package bound.
 #[derive(Debug, Serialize)]
 struct PackageSummary<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    version: SemVer,
-    publish: bool,
-    annotations: &'a KeyValues,
-    updated: u64,
+    #[serde(flatten)]
+    entity: EntitySummary<'a>,
     binding: serde_json::Value,
 }
 
@@ -145,24 +139,22 @@ pub async fn list_packages(
     Caller { namespace }: Caller,
     Query(query): QueryMap,
 ) -> Handled {
-    if flag(&query, "count", false)? {
-        return ok(&json!({"packages": app.store.count::<PackageRecord>(namespace, false)?}));
-    }
-    let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let packages: Vec<PackageRecord> = app.store.entities(namespace, skip, list_limit(&query)?)?;
-    let summaries: Vec<PackageSummary<'_>> = packages
-        .iter()
-        .map(|package| PackageSummary {
-            namespace: &package.namespace,
-            name: &package.name,
-            version: package.version,
-            publish: package.publish,
-            annotations: &package.annotations,
-            updated: package.updated,
-            binding: package.binding.as_ref().map_or(json!(false), |b| json!(b)),
-        })
-        .collect();
-    ok(&summaries)
+    list(
+        &app,
+        namespace,
+        false,
+        &query,
+        |packages: &[PackageRecord]| {
+            let summaries: Vec<PackageSummary<'_>> = packages
+                .iter()
+                .map(|package| PackageSummary {
+                    entity: EntitySummary::of(package),
+                    binding: package.binding.as_ref().map_or(json!(false), |b| json!(b)),
+                })
+                .collect();
+            ok(&summaries)
+        },
+    )
 }
 
 /// An action as a package's answer lists it.
@@ -181,7 +173,9 @@ pub async fn get_package(
     EntityName(name): EntityName,
 ) -> Handled {
     let scope = app.package_scope(namespace, &name)?.ok_or_else(not_found)?;
-    let actions: Vec<ActionRecord> = app.store.entities(&scope.actions_path, 0, u64::MAX >> 1)?;
+    let actions: Vec<ActionRecord> =
+        app.store
+            .entities(&scope.actions_path, false, 0, u64::MAX >> 1)?;
     let mut answer = serde_json::to_value(PackageRecord {
         parameters: scope.parameters,
         ..scope.package
@@ -230,8 +224,7 @@ pub async fn put_package(
     if name == DEFAULT_PACKAGE {
         return Err(ApiError::bad_request(format!("Package name '{name}' is reserved.")).into());
     }
-    let body = read_json_body(request.into_body(), MAX_PACKAGE_BODY_BYTES).await?;
-    let put: PackagePut = parse_body(body)?;
+    let put: PackagePut = read_body(request, MAX_ENTITY_BODY_BYTES).await?;
     let binding = put
         .binding
         .as_ref()
@@ -242,10 +235,7 @@ pub async fn put_package(
         .writes
         .lock(Collection::Packages, namespace, &name)
         .await;
-    let existing: Option<PackageRecord> = app.store.entity(namespace, &name)?;
-    if existing.is_some() && !overwrite {
-        return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
-    }
+    let existing: Option<PackageRecord> = app.to_replace(namespace, &name, overwrite)?;
     if let Some(binding) = &binding {
         if existing
             .as_ref()
@@ -260,10 +250,12 @@ pub async fn put_package(
         check_binding(&app, binding)?;
     }
     let binding = binding.or_else(|| existing.as_ref().and_then(|p| p.binding.clone()));
-    let mut annotations = put
-        .annotations
-        .or_else(|| existing.as_ref().map(|package| package.annotations.clone()))
-        .unwrap_or_default();
+    let Revision {
+        version,
+        publish,
+        mut annotations,
+        updated,
+    } = Revision::of(existing.as_ref(), put.publish, put.annotations);
     // The `binding` annotation is the controller's, for clients that list packages.
     annotations.remove("binding");
     if let Some(binding) = &binding {
@@ -272,32 +264,17 @@ pub async fn put_package(
     let record = PackageRecord {
         namespace: namespace.to_owned(),
         name: name.clone(),
-        version: existing
-            .as_ref()
-            .map_or(SemVer::FIRST, |package| package.version.bumped()),
-        publish: put
-            .publish
-            .or(existing.as_ref().map(|package| package.publish))
-            .unwrap_or(false),
+        version,
+        publish,
         binding,
         parameters: put
             .parameters
             .or_else(|| existing.as_ref().map(|package| package.parameters.clone()))
             .unwrap_or_default(),
         annotations,
-        updated: records::epoch_millis(SystemTime::now()),
+        updated,
     };
-    let stored = match &existing {
-        None => app.store.create(&record)?,
-        Some(read) => app.store.update(&record, read)?,
-    };
-    if !stored {
-        return Err(ApiError::new(
-            ErrorKind::Conflict,
-            "Concurrent modification to resource detected.",
-        )
-        .into());
-    }
+    app.write(&[Write::put(&record, existing.as_ref())])?;
     ok(&record)
 }
 

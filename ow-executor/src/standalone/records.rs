@@ -101,19 +101,27 @@ impl FromStr for SemVer {
     }
 }
 
-impl TryFrom<String> for SemVer {
-    type Error = String;
+/// `TryFrom<String>` and `From<$type> for String` through `FromStr` and `Display`: what
+/// `#[serde(try_from = "String", into = "String")]` asks of a type written as a string.
+macro_rules! string_conversions {
+    ($type:ty) => {
+        impl TryFrom<String> for $type {
+            type Error = String;
 
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
+            fn try_from(text: String) -> Result<Self, String> {
+                text.parse()
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.to_string()
+            }
+        }
+    };
 }
 
-impl From<SemVer> for String {
-    fn from(version: SemVer) -> Self {
-        version.to_string()
-    }
-}
+string_conversions!(SemVer);
 
 /// One `{"key", "value"}` entry of parameters or annotations; a parameter marked
 /// `"init": true` is part of the init environment rather than of every activation's input.
@@ -420,19 +428,7 @@ impl FromStr for FullName {
     }
 }
 
-impl TryFrom<String> for FullName {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
-}
-
-impl From<FullName> for String {
-    fn from(name: FullName) -> Self {
-        name.to_string()
-    }
-}
+string_conversions!(FullName);
 
 impl From<&FullName> for QualifiedName {
     fn from(full: &FullName) -> Self {
@@ -641,6 +637,36 @@ pub trait Entity: Serialize + serde::de::DeserializeOwned {
     fn version(&self) -> SemVer;
     /// When it was last written.
     fn updated(&self) -> u64;
+    /// Whether it is shared.
+    fn publish(&self) -> bool;
+    /// Its annotations.
+    fn annotations(&self) -> &KeyValues;
+}
+
+/// An entity as OpenWhisk's listings show it (its views' summary): without parameters,
+/// code, limits or links.
+#[derive(Debug, Serialize)]
+pub struct EntitySummary<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    version: SemVer,
+    publish: bool,
+    annotations: &'a KeyValues,
+    updated: u64,
+}
+
+impl<'a> EntitySummary<'a> {
+    /// The summary of `entity`.
+    pub fn of(entity: &'a impl Entity) -> Self {
+        Self {
+            namespace: entity.namespace(),
+            name: entity.name(),
+            version: entity.version(),
+            publish: entity.publish(),
+            annotations: entity.annotations(),
+            updated: entity.updated(),
+        }
+    }
 }
 
 macro_rules! entity {
@@ -658,6 +684,12 @@ macro_rules! entity {
             }
             fn updated(&self) -> u64 {
                 self.updated
+            }
+            fn publish(&self) -> bool {
+                self.publish
+            }
+            fn annotations(&self) -> &KeyValues {
+                &self.annotations
             }
         }
     };

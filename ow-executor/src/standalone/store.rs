@@ -259,28 +259,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Entities of a namespace (or of a package: `guest/utils`) by name.
+    /// Entities of a namespace (or of a package: `guest/utils`) by name; with `with_packages`,
+    /// those of its packages too (actions, as OpenWhisk lists them), after its own.
     pub fn entities<E: Entity>(
-        &self,
-        namespace: &str,
-        skip: u64,
-        limit: u64,
-    ) -> Result<Vec<E>, StoreError> {
-        self.list(namespace, false, skip, limit)
-    }
-
-    /// Entities of a namespace and of its packages (actions, as OpenWhisk lists them), those
-    /// of the namespace first, each package's after, by name.
-    pub fn entities_under<E: Entity>(
-        &self,
-        namespace: &str,
-        skip: u64,
-        limit: u64,
-    ) -> Result<Vec<E>, StoreError> {
-        self.list(namespace, true, skip, limit)
-    }
-
-    fn list<E: Entity>(
         &self,
         namespace: &str,
         with_packages: bool,
@@ -550,6 +531,14 @@ impl Write {
         )
     }
 
+    /// Stores `record`: creates it when nothing was `read`, else replaces what was read.
+    pub fn put<E: Entity>(record: &E, read: Option<&E>) -> Self {
+        match read {
+            None => Self::create(record),
+            Some(read) => Self::update(record, read),
+        }
+    }
+
     /// Deletes an entity, which must exist.
     pub fn delete<E: Entity>(namespace: &str, name: &str) -> Self {
         Self {
@@ -764,12 +753,15 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            listed(store.entities_under("guest", 0, 10).unwrap()),
+            listed(store.entities("guest", true, 0, 10).unwrap()),
             ["guest/z", "guest/pkg/a", "guest/utils/b"]
         );
-        assert_eq!(listed(store.entities("guest", 0, 10).unwrap()), ["guest/z"]);
         assert_eq!(
-            listed(store.entities("guest/utils", 0, 10).unwrap()),
+            listed(store.entities("guest", false, 0, 10).unwrap()),
+            ["guest/z"]
+        );
+        assert_eq!(
+            listed(store.entities("guest/utils", false, 0, 10).unwrap()),
             ["guest/utils/b"]
         );
         assert_eq!(store.count::<ActionRecord>("guest", true).unwrap(), 3);
@@ -795,7 +787,9 @@ mod tests {
                 .starts_with("The stored record of action guest/add cannot be read (missing field"),
             "{error}"
         );
-        let error = store.entities::<ActionRecord>("guest", 0, 10).unwrap_err();
+        let error = store
+            .entities::<ActionRecord>("guest", false, 0, 10)
+            .unwrap_err();
         assert!(error.to_string().contains("action guest/add"), "{error}");
         let mut record = activation("x", 1, ActivationStatus::Success);
         record.version = SemVer::FIRST;

@@ -5,18 +5,19 @@
 //! and records the trigger's activation, whose `logs` say what each rule caused: the
 //! activation id, or why there is none.
 
-use super::api::{Handled, QueryMap, flag, list_limit, not_found, number, ok, parse_body};
+use super::api::{
+    Handled, MAX_ENTITY_BODY_BYTES, QueryMap, Revision, flag, list, not_found, ok, read_body,
+};
 use super::auth::{Caller, EntityName};
 use super::invoke::{check_final, invoke_params};
 use super::records::{
-    self, ActivationRecord, ActivationResponse, ActivationStatus, FullName, KeyValues,
-    QualifiedName, ReducedRule, RuleRecord, RuleStatus, SemVer, TriggerLimits, TriggerRecord,
+    self, ActivationRecord, ActivationResponse, ActivationStatus, EntitySummary, FullName,
+    KeyValues, QualifiedName, ReducedRule, RuleRecord, RuleStatus, TriggerLimits, TriggerRecord,
     check_entity_name,
 };
 use super::store::Write;
 use super::{RestError, Standalone, new_id, with_activation_id};
-use crate::error::{ApiError, ErrorKind, json_response};
-use crate::server::read_json_body;
+use crate::error::{ApiError, json_response};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{Request, StatusCode, header::CONTENT_TYPE};
@@ -26,43 +27,21 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// The largest trigger or rule body: parameters and annotations, like an invoke's.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// An entity as trigger listings show it: without parameters, limits or rules.
-#[derive(Debug, Serialize)]
-struct TriggerSummary<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    version: SemVer,
-    publish: bool,
-    annotations: &'a KeyValues,
-    updated: u64,
-}
-
-/// `GET …/triggers?skip=&limit=&count=`.
+/// `GET …/triggers?skip=&limit=&count=`: summaries, without parameters, limits or rules.
 pub async fn list_triggers(
     State(app): State<Arc<Standalone>>,
     Caller { namespace }: Caller,
     Query(query): QueryMap,
 ) -> Handled {
-    if flag(&query, "count", false)? {
-        return ok(&json!({"triggers": app.store.count::<TriggerRecord>(namespace, false)?}));
-    }
-    let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let triggers: Vec<TriggerRecord> = app.store.entities(namespace, skip, list_limit(&query)?)?;
-    let summaries: Vec<TriggerSummary<'_>> = triggers
-        .iter()
-        .map(|trigger| TriggerSummary {
-            namespace: &trigger.namespace,
-            name: &trigger.name,
-            version: trigger.version,
-            publish: trigger.publish,
-            annotations: &trigger.annotations,
-            updated: trigger.updated,
-        })
-        .collect();
-    ok(&summaries)
+    list(
+        &app,
+        namespace,
+        false,
+        &query,
+        |triggers: &[TriggerRecord]| {
+            ok(&triggers.iter().map(EntitySummary::of).collect::<Vec<_>>())
+        },
+    )
 }
 
 /// `GET …/triggers/{name}`.
@@ -94,17 +73,11 @@ pub async fn put_trigger(
     request: Request<Body>,
 ) -> Handled {
     let overwrite = flag(&query, "overwrite", false)?;
-    let body = read_json_body(request.into_body(), MAX_BODY_BYTES).await?;
-    let put: TriggerPut = parse_body(body)?;
+    let put: TriggerPut = read_body(request, MAX_ENTITY_BODY_BYTES).await?;
     let _linking = app.links.lock().await;
-    let existing: Option<TriggerRecord> = app.store.entity(namespace, &name)?;
-    if existing.is_some() && !overwrite {
-        return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
-    }
-    let annotations = put
-        .annotations
-        .or_else(|| existing.as_ref().map(|t| t.annotations.clone()))
-        .unwrap_or_default();
+    let existing: Option<TriggerRecord> = app.to_replace(namespace, &name, overwrite)?;
+    let revision = Revision::of(existing.as_ref(), put.publish, put.annotations);
+    let annotations = revision.annotations;
     // Feeds are not served, but a trigger may name one as OpenWhisk checks it.
     if let Some(feed) = annotations.get("feed") {
         let valid = feed.as_str().is_some_and(|feed| {
@@ -119,13 +92,8 @@ pub async fn put_trigger(
     let record = TriggerRecord {
         namespace: namespace.to_owned(),
         name: name.clone(),
-        version: existing
-            .as_ref()
-            .map_or(SemVer::FIRST, |t| t.version.bumped()),
-        publish: put
-            .publish
-            .or(existing.as_ref().map(|t| t.publish))
-            .unwrap_or(false),
+        version: revision.version,
+        publish: revision.publish,
         parameters: put
             .parameters
             .or_else(|| existing.as_ref().map(|t| t.parameters.clone()))
@@ -133,27 +101,10 @@ pub async fn put_trigger(
         limits: put.limits.unwrap_or_default(),
         annotations,
         rules: existing.as_ref().and_then(|t| t.rules.clone()),
-        updated: records::epoch_millis(SystemTime::now()),
+        updated: revision.updated,
     };
-    let write = match &existing {
-        None => Write::create(&record),
-        Some(read) => Write::update(&record, read),
-    };
-    stored(app.store.write(&[write])?)?;
+    app.write(&[Write::put(&record, existing.as_ref())])?;
     ok(&record)
-}
-
-/// Whether a batch the store refused was a conflict with a write from outside this server.
-fn stored(written: bool) -> Result<(), RestError> {
-    if written {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorKind::Conflict,
-            "Concurrent modification to resource detected.",
-        )
-        .into())
-    }
 }
 
 /// `DELETE …/triggers/{name}`: the trigger goes; its rules stay, linked to nothing.
@@ -321,12 +272,9 @@ pub async fn list_rules(
     Caller { namespace }: Caller,
     Query(query): QueryMap,
 ) -> Handled {
-    if flag(&query, "count", false)? {
-        return ok(&json!({"rules": app.store.count::<RuleRecord>(namespace, false)?}));
-    }
-    let skip = number(&query, "skip", 0, u64::MAX >> 1)?;
-    let rules: Vec<RuleRecord> = app.store.entities(namespace, skip, list_limit(&query)?)?;
-    ok(&rules)
+    list(&app, namespace, false, &query, |rules: &[RuleRecord]| {
+        ok(rules)
+    })
 }
 
 /// `GET …/rules/{name}`: the rule with its status.
@@ -382,15 +330,11 @@ pub async fn put_rule(
     request: Request<Body>,
 ) -> Handled {
     let overwrite = flag(&query, "overwrite", false)?;
-    let body = read_json_body(request.into_body(), MAX_BODY_BYTES).await?;
-    let put: RulePut = parse_body(body)?;
+    let put: RulePut = read_body(request, MAX_ENTITY_BODY_BYTES).await?;
     let resolve = |name: &Option<NamePut>| name.as_ref().map(|n| n.resolve(namespace)).transpose();
     let (trigger_name, action_name) = (resolve(&put.trigger)?, resolve(&put.action)?);
     let _linking = app.links.lock().await;
-    let existing: Option<RuleRecord> = app.store.entity(namespace, &name)?;
-    if existing.is_some() && !overwrite {
-        return Err(ApiError::new(ErrorKind::Conflict, "resource already exists").into());
-    }
+    let existing: Option<RuleRecord> = app.to_replace(namespace, &name, overwrite)?;
     let (trigger_name, action_name) = match (&existing, trigger_name, action_name) {
         (Some(rule), trigger, action) => (
             trigger.unwrap_or_else(|| FullName::from(&rule.trigger)),
@@ -414,28 +358,18 @@ pub async fn put_rule(
         Some(rule) => status_of(&app, rule)?,
         None => RuleStatus::Active,
     };
+    let revision = Revision::of(existing.as_ref(), put.publish, put.annotations);
     let record = RuleRecord {
         namespace: namespace.to_owned(),
         name: name.clone(),
-        version: existing
-            .as_ref()
-            .map_or(SemVer::FIRST, |r| r.version.bumped()),
-        publish: put
-            .publish
-            .or(existing.as_ref().map(|r| r.publish))
-            .unwrap_or(false),
+        version: revision.version,
+        publish: revision.publish,
         trigger: QualifiedName::from(&trigger_name),
         action: QualifiedName::from(&action_name),
-        annotations: put
-            .annotations
-            .or_else(|| existing.as_ref().map(|r| r.annotations.clone()))
-            .unwrap_or_default(),
-        updated: records::epoch_millis(SystemTime::now()),
+        annotations: revision.annotations,
+        updated: revision.updated,
     };
-    let mut writes = vec![match &existing {
-        None => Write::create(&record),
-        Some(read) => Write::update(&record, read),
-    }];
+    let mut writes = vec![Write::put(&record, existing.as_ref())];
     // The rule leaves the trigger it was on, if that is another one.
     let key = rule_key(&record);
     let old_trigger = existing
@@ -455,7 +389,7 @@ pub async fn put_rule(
         status,
     };
     writes.push(Write::update(&linked(&trigger, &key, link), &trigger));
-    stored(app.store.write(&writes)?)?;
+    app.write(&writes)?;
     ok(&RuleAnswer {
         rule: &record,
         status,
@@ -498,7 +432,7 @@ pub async fn delete_rule(
     if let Some(trigger) = &trigger {
         writes.push(Write::update(&unlinked(trigger, &rule_key(&rule)), trigger));
     }
-    stored(app.store.write(&writes)?)?;
+    app.write(&writes)?;
     ok(&RuleAnswer {
         rule: &rule,
         status: RuleStatus::Inactive,
@@ -519,8 +453,7 @@ pub async fn set_rule_status(
     EntityName(name): EntityName,
     request: Request<Body>,
 ) -> Handled {
-    let body = read_json_body(request.into_body(), MAX_BODY_BYTES).await?;
-    let put: StatusPut = parse_body(body)?;
+    let put: StatusPut = read_body(request, MAX_ENTITY_BODY_BYTES).await?;
     let status = match put.status.as_str() {
         Some("active") => RuleStatus::Active,
         Some("inactive") => RuleStatus::Inactive,
@@ -553,10 +486,7 @@ pub async fn set_rule_status(
             action: rule.action.clone(),
             status,
         };
-        stored(
-            app.store
-                .write(&[Write::update(&linked(&trigger, &key, link), &trigger)])?,
-        )?;
+        app.write(&[Write::update(&linked(&trigger, &key, link), &trigger)])?;
     }
     Ok(([(CONTENT_TYPE, "text/plain; charset=UTF-8")], "OK").into_response())
 }

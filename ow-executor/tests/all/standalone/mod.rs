@@ -71,6 +71,18 @@ fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|a| &a["value"])
 }
 
+/// Creates (or, with `?overwrite=true` in `name`, updates) a package, trigger or rule.
+fn put(server: &Executor, collection: &str, name: &str, body: Value) -> Answer {
+    call(server, "PUT", &format!("{collection}/{name}?"), Some(&body))
+}
+
+/// The recorded activation `id`.
+fn activation(server: &Executor, id: &str) -> Value {
+    let answer = call(server, "GET", &format!("{ACTIVATIONS}/{id}"), None);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
+}
+
 /// Polls until the activation is recorded.
 fn wait_for_activation(server: &Executor, id: &str) -> Value {
     let started = Instant::now();

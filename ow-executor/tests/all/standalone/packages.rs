@@ -1,13 +1,13 @@
 //! Packages and bindings: bound parameters under the action's and the invoke's, actions in a
 //! package (`pkg/action`), listings, and the refusals OpenWhisk's controller answers.
 
-use super::{ACTIONS, ACTIVATIONS, PACKAGES, annotation, call, create, invoke, server};
+use super::{ACTIONS, ACTIVATIONS, PACKAGES, annotation, call, create, invoke, put, server};
 use crate::harness::Answer;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
 
 fn put_package(server: &crate::harness::Executor, name: &str, body: Value) -> Answer {
-    call(server, "PUT", &format!("{PACKAGES}/{name}?"), Some(&body))
+    put(server, PACKAGES, name, body)
 }
 
 fn names(answer: &Answer) -> Vec<String> {

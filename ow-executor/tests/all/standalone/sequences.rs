@@ -3,7 +3,8 @@
 //! update refuse what OpenWhisk refuses.
 
 use super::{
-    ACTIONS, ACTIVATIONS, PACKAGES, annotation, call, create, invoke, server, wait_for_activation,
+    ACTIONS, ACTIVATIONS, PACKAGES, activation, annotation, call, create, invoke, put, server,
+    wait_for_activation,
 };
 use crate::harness::{Answer, Executor};
 use ow_wasm_action_artifacts as artifacts;
@@ -19,26 +20,20 @@ fn put_sequence(server: &Executor, name: &str, components: &[&str], overwrite: b
     )
 }
 
-fn activation(server: &Executor, id: &Value) -> Value {
-    let answer = call(
-        server,
-        "GET",
-        &format!("{ACTIVATIONS}/{}", id.as_str().unwrap()),
-        None,
-    );
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer.body
+/// The activation a sequence's logs name.
+fn component(server: &Executor, id: &Value) -> Value {
+    activation(server, id.as_str().unwrap())
 }
 
 #[test]
 fn a_sequence_passes_each_result_on_and_records_every_activation() {
     let (server, _data) = server();
     create(&server, "add", artifacts::ADD, json!({}));
-    call(
+    put(
         &server,
-        "PUT",
-        &format!("{PACKAGES}/utils"),
-        Some(&json!({"parameters": [{"key": "tag", "value": "pkg"}]})),
+        PACKAGES,
+        "utils",
+        json!({"parameters": [{"key": "tag", "value": "pkg"}]}),
     );
     create(&server, "utils/echo", artifacts::ECHO, json!({}));
     let created = put_sequence(&server, "seq", &["/_/add", "/_/utils/echo"], false);
@@ -74,8 +69,8 @@ fn a_sequence_passes_each_result_on_and_records_every_activation() {
     assert!(record.get("cause").is_none(), "{record}");
     let ids = record["logs"].as_array().unwrap();
     assert_eq!(ids.len(), 2, "{record}");
-    let add = activation(&server, &ids[0]);
-    let echo = activation(&server, &ids[1]);
+    let add = component(&server, &ids[0]);
+    let echo = component(&server, &ids[1]);
     assert_eq!(add["response"]["result"], json!({"result": 4}));
     assert_eq!(echo["name"], "echo");
     assert_eq!(annotation(&echo, "path"), Some(&json!("guest/utils/echo")));
@@ -176,12 +171,12 @@ fn a_sequence_in_a_sequence_is_recorded_as_caused_by_it() {
     assert_eq!(record["response"]["result"], json!({"result": 7}));
     let ids = record["logs"].as_array().unwrap();
     assert_eq!(ids.len(), 2);
-    let inner = activation(&server, &ids[0]);
+    let inner = component(&server, &ids[0]);
     assert_eq!(inner["name"], "inner");
     assert_eq!(inner["cause"], record["activationId"]);
     assert_eq!(annotation(&inner, "topmost"), Some(&json!(false)));
     assert_eq!(annotation(&inner, "causedBy"), Some(&json!("sequence")));
-    let add = activation(&server, &inner["logs"][0]);
+    let add = component(&server, &inner["logs"][0]);
     assert_eq!(add["cause"], inner["activationId"]);
 }
 

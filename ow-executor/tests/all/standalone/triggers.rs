@@ -3,15 +3,12 @@
 //! rules are enabled and disabled, and create, update and delete answer as OpenWhisk does.
 
 use super::{
-    ACTIONS, ACTIVATIONS, PACKAGES, RULES, TRIGGERS, call, create, server, wait_for_activation,
+    ACTIONS, ACTIVATIONS, PACKAGES, RULES, TRIGGERS, activation, call, create, put, server,
+    wait_for_activation,
 };
-use crate::harness::{Answer, Executor, HttpAnswer};
+use crate::harness::{Executor, HttpAnswer};
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
-
-fn put(server: &Executor, collection: &str, name: &str, body: Value) -> Answer {
-    call(server, "PUT", &format!("{collection}/{name}?"), Some(&body))
-}
 
 /// Fires a trigger; the answer may be a 204 without a body.
 fn fire(server: &Executor, trigger: &str, params: Value) -> HttpAnswer {
@@ -47,15 +44,14 @@ fn set_status(server: &Executor, rule: &str, status: &str) {
 
 /// The trigger activation `id`, and what each rule caused, by rule.
 fn trigger_activation(server: &Executor, id: &str) -> (Value, Vec<Value>) {
-    let record = call(server, "GET", &format!("{ACTIVATIONS}/{id}"), None);
-    assert_eq!(record.status, 200, "{record:?}");
-    let caused = record.body["logs"]
+    let record = activation(server, id);
+    let caused = record["logs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|line| serde_json::from_str(line.as_str().unwrap()).unwrap())
         .collect();
-    (record.body, caused)
+    (record, caused)
 }
 
 fn fired(server: &Executor, trigger: &str, params: Value) -> (Value, Vec<Value>) {

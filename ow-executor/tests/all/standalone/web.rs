@@ -3,7 +3,7 @@
 //! `require-whisk-auth`, CORS, and the 404 of an action that is not a web action. The echo
 //! action answers its parameters, so the request decides the answer.
 
-use super::{ACTIVATIONS, PACKAGES, call, create, server};
+use super::{ACTIVATIONS, PACKAGES, call, create, put, server};
 use crate::harness::{Executor, HttpAnswer};
 use base64::Engine as _;
 use ow_wasm_action_artifacts as artifacts;
@@ -240,12 +240,7 @@ fn extensions_choose_what_of_the_result_is_answered() {
     );
 
     // In a package, as `package/action`.
-    call(
-        &server,
-        "PUT",
-        &format!("{PACKAGES}/utils"),
-        Some(&json!({})),
-    );
+    put(&server, PACKAGES, "utils", json!({}));
     web_echo(&server, "utils/echo", json!([]), json!([]));
     let packaged = get(&server, "utils/echo.json?in=package");
     assert_eq!(
