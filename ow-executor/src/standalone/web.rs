@@ -9,7 +9,7 @@
 
 use super::auth::authenticate;
 use super::invoke::PARAMETERS_NOT_ALLOWED;
-use super::packages::DEFAULT_PACKAGE;
+use super::packages::{DEFAULT_PACKAGE, Resolved};
 use super::records::{ActivationStatus, FullName, check_entity_name};
 use super::{GUEST_NAMESPACE, RestError, Standalone, with_activation_id};
 use crate::error::{ApiError, ErrorKind, json_response};
@@ -87,14 +87,14 @@ pub async fn web_action(
     let namespace = segment("namespace");
     let package = segment("package");
     let (parts, body) = request.into_parts();
-    let Some(action) = web_action_named(&app, namespace, package, name).unwrap_or_else(|e| {
-        tracing::error!(error = ?e, "a web action could not be looked up");
-        None
-    }) else {
-        return RestError::from(ApiError::not_found(
-            "The requested resource does not exist.",
-        ))
-        .into_response();
+    let action = match web_action_named(&app, namespace, package, name) {
+        Ok(Some(action)) => action,
+        Ok(None) => {
+            let missing = ApiError::not_found("The requested resource does not exist.");
+            return RestError::from(missing).into_response();
+        }
+        // A store that fails says so, as for every other request.
+        Err(error) => return RestError::from(error).into_response(),
     };
     let annotations = &action.action.annotations;
     let delegates_cors = annotations.get("web-custom-options") != Some(&Value::Bool(true));
@@ -122,7 +122,7 @@ fn web_action_named(
     namespace: &str,
     package: &str,
     name: &str,
-) -> Result<Option<super::packages::Resolved>, super::store::StoreError> {
+) -> Result<Option<Resolved>, super::store::StoreError> {
     let valid = [namespace, package, name]
         .iter()
         .all(|segment| check_entity_name(segment).is_ok());
@@ -134,9 +134,8 @@ fn web_action_named(
         package: (package != DEFAULT_PACKAGE).then(|| package.to_owned()),
         name: name.to_owned(),
     };
-    let exported = |action: &super::packages::Resolved| {
-        action.action.annotations.get("web-export") == Some(&Value::Bool(true))
-    };
+    let exported =
+        |action: &Resolved| action.action.annotations.get("web-export") == Some(&Value::Bool(true));
     Ok(app.resolve(&full)?.filter(exported))
 }
 
@@ -152,7 +151,7 @@ struct WebRequest {
 /// action and answers its result.
 async fn run(
     app: &Arc<Standalone>,
-    action: super::packages::Resolved,
+    action: Resolved,
     request: WebRequest,
     body: Body,
     extension: Extension,
