@@ -16,6 +16,8 @@ const BASIC_CHALLENGE: &str = "Basic realm=\"whisk rest service\"";
 /// What went wrong, as far as the answer's status is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// Accepted, but what answers it is not ready yet (a web action still running).
+    NotReady,
     /// The request itself is malformed or names something invalid.
     BadRequest,
     /// No credentials, or wrong ones.
@@ -40,6 +42,7 @@ impl ErrorKind {
     /// The HTTP status of an error of this kind: the only place that decides one.
     pub fn status(self) -> StatusCode {
         match self {
+            Self::NotReady => StatusCode::ACCEPTED,
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,

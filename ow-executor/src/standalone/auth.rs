@@ -3,7 +3,7 @@
 //! namespace, [`EntityName`] for the entity a path names.
 
 use super::RestError;
-use super::records::check_entity_name;
+use super::records::{FullName, check_entity_name};
 use crate::error::{ApiError, ErrorKind};
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -62,15 +62,21 @@ pub fn authorize(headers: &HeaderMap, namespace: &str) -> Result<&'static str, A
     resolve_namespace(namespace)
 }
 
-/// One parameter of a request's path, percent-decoded; one that is not UTF-8 is a 400 in the
+/// The parameters of a request's path, percent-decoded; one that is not UTF-8 is a 400 in the
 /// API's error shape.
-async fn path_parameter(parts: &mut Parts, key: &str) -> Result<String, RestError> {
-    let Path(mut parameters) = Path::<HashMap<String, String>>::from_request_parts(parts, &())
+async fn path_parameters(parts: &mut Parts) -> Result<HashMap<String, String>, RestError> {
+    let Path(parameters) = Path::<HashMap<String, String>>::from_request_parts(parts, &())
         .await
         .map_err(|rejection| {
             ApiError::bad_request(format!("The request path cannot be read: {rejection}."))
         })?;
-    Ok(parameters
+    Ok(parameters)
+}
+
+/// One parameter of a request's path, percent-decoded.
+async fn path_parameter(parts: &mut Parts, key: &str) -> Result<String, RestError> {
+    Ok(path_parameters(parts)
+        .await?
         .remove(key)
         .expect("the route names the parameter"))
 }
@@ -106,6 +112,44 @@ impl<S: Send + Sync> FromRequestParts<S> for EntityName {
         let name = path_parameter(parts, "name").await?;
         check_entity_name(&name)?;
         Ok(Self(name))
+    }
+}
+
+/// The action a path names: `…/actions/{name}`, or `…/actions/{package}/{name}` for an
+/// action in a package, each name checked to be one OpenWhisk accepts (list it after
+/// [`Caller`]).
+#[derive(Debug, Clone)]
+pub struct ActionPath {
+    /// The package, if the path names one.
+    pub package: Option<String>,
+    /// The action's name.
+    pub name: String,
+}
+
+impl ActionPath {
+    /// The action's fully qualified name in `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> FullName {
+        FullName {
+            namespace: namespace.to_owned(),
+            package: self.package.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ActionPath {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, RestError> {
+        let mut parameters = path_parameters(parts).await?;
+        let package = parameters.remove("package");
+        let name = parameters
+            .remove("name")
+            .expect("the route names the parameter");
+        for name in package.iter().chain([&name]) {
+            check_entity_name(name)?;
+        }
+        Ok(Self { package, name })
     }
 }
 

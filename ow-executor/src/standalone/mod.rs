@@ -1,13 +1,19 @@
-//! `standalone` mode: the OpenWhisk REST API subset that `wsk` and the `openwhisk` npm client
-//! drive (actions, invocations, activations), on one machine, with actions and activations in
-//! an embedded SQLite database and prepared actions kept warm in memory.
+//! `standalone` mode: the OpenWhisk REST API that `wsk` and the `openwhisk` npm client drive
+//! (actions, invocations and activations; packages and sequences; web actions; triggers and
+//! rules), on one machine, with every entity and activation in an embedded SQLite database and
+//! prepared actions kept warm in memory. Not served: feeds, the API gateway, namespaces other
+//! than the guest's.
 
 mod api;
 mod auth;
 mod invoke;
+mod packages;
 pub mod pool;
 pub mod records;
+mod sequences;
 pub mod store;
+mod triggers;
+mod web;
 
 use crate::engines::Engines;
 use crate::metrics::Metrics;
@@ -48,6 +54,9 @@ pub struct Standalone {
     settings: StandaloneSettings,
     background: Background,
     writes: EntityLocks,
+    /// Held by every write of a trigger or a rule: a rule's status lives in its trigger's
+    /// record, so writes of either read and write both.
+    links: tokio::sync::Mutex<()>,
 }
 
 /// One lock per entity, held by every write of it (create, update, delete) from reading what
@@ -129,6 +138,7 @@ impl Standalone {
             settings,
             background: Background(tokio::sync::watch::Sender::new(0)),
             writes: EntityLocks::default(),
+            links: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -151,6 +161,10 @@ impl Standalone {
     /// The routes of the REST API.
     pub fn router(self: &Arc<Self>) -> Router {
         let resource = |methods: MethodRouter<Arc<Self>>| methods.fallback(api::unknown_method);
+        let action = get(api::get_action)
+            .put(api::put_action)
+            .delete(api::delete_action)
+            .post(invoke::invoke);
         Router::new()
             .route("/api/v1", resource(get(api::info)))
             .route("/api/v1/namespaces", resource(get(api::namespaces)))
@@ -160,11 +174,52 @@ impl Standalone {
             )
             .route(
                 "/api/v1/namespaces/{namespace}/actions/{name}",
+                resource(action.clone()),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/actions/{name}/",
+                resource(get(api::list_package_actions)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/actions/{package}/{name}",
+                resource(action),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/packages",
+                resource(get(packages::list_packages)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/packages/{name}",
                 resource(
-                    get(api::get_action)
-                        .put(api::put_action)
-                        .delete(api::delete_action)
-                        .post(invoke::invoke),
+                    get(packages::get_package)
+                        .put(packages::put_package)
+                        .delete(packages::delete_package),
+                ),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/triggers",
+                resource(get(triggers::list_triggers)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/triggers/{name}",
+                resource(
+                    get(triggers::get_trigger)
+                        .put(triggers::put_trigger)
+                        .delete(triggers::delete_trigger)
+                        .post(triggers::fire_trigger),
+                ),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/rules",
+                resource(get(triggers::list_rules)),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/rules/{name}",
+                resource(
+                    get(triggers::get_rule)
+                        .put(triggers::put_rule)
+                        .delete(triggers::delete_rule)
+                        .post(triggers::set_rule_status),
                 ),
             )
             .route(
@@ -182,6 +237,15 @@ impl Standalone {
             .route(
                 "/api/v1/namespaces/{namespace}/activations/{id}/result",
                 resource(get(api::activation_result)),
+            )
+            // Web actions answer anyone: no credentials.
+            .route(
+                "/api/v1/web/{namespace}/{package}/{action}",
+                any(web::web_action),
+            )
+            .route(
+                "/api/v1/web/{namespace}/{package}/{action}/{*path}",
+                any(web::web_action),
             )
             .route("/api/v1/{*rest}", any(api::unknown_path))
             .with_state(self.clone())

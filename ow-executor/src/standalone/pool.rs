@@ -9,11 +9,13 @@
 
 use crate::engines::Engines;
 use crate::metrics::Metrics;
-use crate::standalone::records::{ActionLimits, ActionRecord, MAX_RESULT_BYTES, SemVer};
+use crate::standalone::records::{
+    ActionExec, ActionLimits, ActionRecord, MAX_RESULT_BYTES, SemVer,
+};
 use ow_common::capabilities::Capabilities;
 use ow_common::code::{CodeError, decode_action_code};
 use ow_common::runtime::{ActionConfig, InitError, Limits, PreparedAction};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -24,8 +26,6 @@ pub struct Warm {
     pub version: SemVer,
     /// The prepared action.
     pub action: Arc<dyn PreparedAction>,
-    /// The init environment (parameters marked `init: true`).
-    pub env: BTreeMap<String, String>,
     /// One permit per concurrent activation the action's limit allows.
     pub permits: Arc<Semaphore>,
     /// The action's limits.
@@ -134,8 +134,11 @@ impl WarmPool {
     /// validate the code and drop the result: the version's first activation prepares it again
     /// from the engine's module cache, and that cold start is the one it reports.
     pub async fn prepare(&self, record: &ActionRecord) -> Result<Warm, InitError> {
-        let code = record.exec.code.as_deref().ok_or(CodeError::Missing)?;
-        let code = decode_action_code(code, &record.exec.main)?;
+        let ActionExec::Wasm(exec) = &record.exec else {
+            return Err(CodeError::Missing.into()); // a sequence runs no code of its own
+        };
+        let code = exec.code.as_deref().ok_or(CodeError::Missing)?;
+        let code = decode_action_code(code, &exec.main)?;
         let limits = record.limits;
         let annotations = record.annotations.to_json();
         let capabilities =
@@ -153,7 +156,6 @@ impl WarmPool {
         Ok(Warm {
             version: record.version,
             action,
-            env: record.init_env(),
             permits: Arc::new(Semaphore::new(limits.concurrency as usize)),
             limits,
             last_used: Mutex::new(Instant::now()),

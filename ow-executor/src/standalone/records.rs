@@ -101,19 +101,27 @@ impl FromStr for SemVer {
     }
 }
 
-impl TryFrom<String> for SemVer {
-    type Error = String;
+/// `TryFrom<String>` and `From<$type> for String` through `FromStr` and `Display`: what
+/// `#[serde(try_from = "String", into = "String")]` asks of a type written as a string.
+macro_rules! string_conversions {
+    ($type:ty) => {
+        impl TryFrom<String> for $type {
+            type Error = String;
 
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
+            fn try_from(text: String) -> Result<Self, String> {
+                text.parse()
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.to_string()
+            }
+        }
+    };
 }
 
-impl From<SemVer> for String {
-    fn from(version: SemVer) -> Self {
-        version.to_string()
-    }
-}
+string_conversions!(SemVer);
 
 /// One `{"key", "value"}` entry of parameters or annotations; a parameter marked
 /// `"init": true` is part of the init environment rather than of every activation's input.
@@ -155,17 +163,59 @@ impl KeyValues {
         }
     }
 
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|entry| entry.key != key);
+    }
+
+    /// These entries over `base`'s: what `base` holds that these do not name, then these. A
+    /// package's parameters are the base of its actions', a package's those of its bindings.
+    pub fn over(&self, base: &KeyValues) -> KeyValues {
+        let mut merged: Vec<KeyValue> = base
+            .0
+            .iter()
+            .filter(|entry| self.get(&entry.key).is_none())
+            .cloned()
+            .collect();
+        merged.extend(self.0.iter().cloned());
+        KeyValues(merged)
+    }
+
     /// The list as JSON, as capabilities and limits are read from annotations.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("key/value lists serialize")
     }
 }
 
-/// The `exec` of an action: its kind and code.
+/// The kind of a sequence action.
+pub const SEQUENCE_KIND: &str = "sequence";
+
+/// The `exec` of an action: code an engine runs, or a sequence of other actions, told apart
+/// by `kind` as OpenWhisk writes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionExec {
-    /// The kind, [`WASM_KIND`].
-    pub kind: String,
+#[serde(tag = "kind")]
+pub enum ActionExec {
+    /// A Wasm module, [`WASM_KIND`].
+    #[serde(rename = "wasm:0.1")]
+    Wasm(CodeExec),
+    /// A sequence, [`SEQUENCE_KIND`].
+    #[serde(rename = "sequence")]
+    Sequence(SequenceExec),
+}
+
+impl ActionExec {
+    /// The `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Wasm(_) => WASM_KIND,
+            Self::Sequence(_) => SEQUENCE_KIND,
+        }
+    }
+}
+
+/// The code of a Wasm action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeExec {
     /// The base64 of a zip or a module; absent in listings and `code=false` answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -173,6 +223,13 @@ pub struct ActionExec {
     pub binary: bool,
     /// The entry to run in a zip with several modules.
     pub main: String,
+}
+
+/// The actions a sequence runs, one after the other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequenceExec {
+    /// The components, each by its fully qualified name.
+    pub components: Vec<FullName>,
 }
 
 /// An action as stored and answered.
@@ -202,13 +259,40 @@ impl ActionRecord {
     /// The record without its code, as listings and `code=false` show it.
     pub fn without_code(&self) -> Self {
         let mut summary = self.clone();
-        summary.exec.code = None;
+        if let ActionExec::Wasm(code) = &mut summary.exec {
+            code.code = None;
+        }
         summary
+    }
+
+    /// Its fully qualified name: its namespace field is the namespace, or the namespace and
+    /// the package it is in (`guest/utils`).
+    pub fn full_name(&self) -> FullName {
+        FullName::in_path(&self.namespace, &self.name)
+    }
+
+    /// The namespace it belongs to, without its package.
+    pub fn root_namespace(&self) -> &str {
+        root_of(&self.namespace)
     }
 
     /// Whether the action asked for its API key (`provide-api-key` annotation).
     pub fn provides_api_key(&self) -> bool {
         self.annotations.get("provide-api-key") == Some(&Value::Bool(true))
+    }
+
+    /// The parameters an invoke may not set: with the `final` annotation, every parameter
+    /// bound to a value (OpenWhisk's immutable parameters); else none.
+    pub fn final_parameters(&self) -> Vec<&str> {
+        if self.annotations.get("final") != Some(&Value::Bool(true)) {
+            return Vec::new();
+        }
+        self.parameters
+            .0
+            .iter()
+            .filter(|parameter| !parameter.value.is_null())
+            .map(|parameter| parameter.key.as_str())
+            .collect()
     }
 
     /// The parameters marked `init: true`: the init environment, as strings.
@@ -245,9 +329,119 @@ impl ActionRecord {
     pub fn activation_annotations(&self) -> KeyValues {
         let mut annotations = KeyValues::default();
         annotations.set("path", json!(format!("{}/{}", self.namespace, self.name)));
-        annotations.set("kind", json!(WASM_KIND));
+        annotations.set("kind", json!(self.exec.kind()));
         annotations.set("limits", json!(self.limits));
         annotations
+    }
+}
+
+/// The namespace of a path: `guest` of `guest/utils`.
+pub fn root_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or(path)
+}
+
+/// An entity by its fully qualified name, `/namespace/package/name` or `/namespace/name`, as
+/// sequences name their components and rules their trigger and action.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FullName {
+    /// The namespace.
+    pub namespace: String,
+    /// The package it is in, if any.
+    pub package: Option<String>,
+    /// Its name.
+    pub name: String,
+}
+
+impl FullName {
+    /// The entity `name` in `path`, a namespace or `namespace/package`.
+    pub fn in_path(path: &str, name: &str) -> Self {
+        let (namespace, package) = match path.split_once('/') {
+            Some((namespace, package)) => (namespace, Some(package.to_owned())),
+            None => (path, None),
+        };
+        Self {
+            namespace: namespace.to_owned(),
+            package,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Reads a fully qualified name as a request writes it, the namespace `_` meaning
+    /// `own_namespace`.
+    pub fn resolve(text: &str, own_namespace: &str) -> Result<Self, ApiError> {
+        let mut full: Self = text.parse().map_err(ApiError::bad_request)?;
+        if full.namespace == "_" {
+            full.namespace = own_namespace.to_owned();
+        }
+        Ok(full)
+    }
+
+    /// The namespace and package: what the namespace field of a record in it holds.
+    pub fn path(&self) -> String {
+        match &self.package {
+            Some(package) => format!("{}/{package}", self.namespace),
+            None => self.namespace.clone(),
+        }
+    }
+
+    /// `namespace/package/name`, as activations and trigger logs write it.
+    pub fn without_slash(&self) -> String {
+        format!("{}/{}", self.path(), self.name)
+    }
+}
+
+impl fmt::Display for FullName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.without_slash())
+    }
+}
+
+impl FromStr for FullName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let segments: Vec<&str> = text.strip_prefix('/').unwrap_or(text).split('/').collect();
+        let malformed = |why: &str| {
+            format!(
+                "'{text}' is not a fully qualified name: The fully qualified name of the entity \
+                 must contain at least the namespace and the name of the entity{why}."
+            )
+        };
+        if segments.len() > 3 {
+            return Err(malformed(", and at most a package between them"));
+        }
+        for segment in &segments {
+            if *segment != "_" && check_entity_name(segment).is_err() {
+                return Err(malformed(&format!(
+                    ", each a valid entity name, which '{segment}' is not"
+                )));
+            }
+        }
+        match segments[..] {
+            [namespace, name] => Ok(Self::in_path(namespace, name)),
+            [namespace, package, name] => {
+                Ok(Self::in_path(&format!("{namespace}/{package}"), name))
+            }
+            _ => Err(malformed("")),
+        }
+    }
+}
+
+string_conversions!(FullName);
+
+impl From<&FullName> for QualifiedName {
+    fn from(full: &FullName) -> Self {
+        Self {
+            path: full.path(),
+            name: full.name.clone(),
+        }
+    }
+}
+
+impl From<&QualifiedName> for FullName {
+    fn from(qualified: &QualifiedName) -> Self {
+        Self::in_path(&qualified.path, &qualified.name)
     }
 }
 
@@ -443,6 +637,36 @@ pub trait Entity: Serialize + serde::de::DeserializeOwned {
     fn version(&self) -> SemVer;
     /// When it was last written.
     fn updated(&self) -> u64;
+    /// Whether it is shared.
+    fn publish(&self) -> bool;
+    /// Its annotations.
+    fn annotations(&self) -> &KeyValues;
+}
+
+/// An entity as OpenWhisk's listings show it (its views' summary): without parameters,
+/// code, limits or links.
+#[derive(Debug, Serialize)]
+pub struct EntitySummary<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    version: SemVer,
+    publish: bool,
+    annotations: &'a KeyValues,
+    updated: u64,
+}
+
+impl<'a> EntitySummary<'a> {
+    /// The summary of `entity`.
+    pub fn of(entity: &'a impl Entity) -> Self {
+        Self {
+            namespace: entity.namespace(),
+            name: entity.name(),
+            version: entity.version(),
+            publish: entity.publish(),
+            annotations: entity.annotations(),
+            updated: entity.updated(),
+        }
+    }
 }
 
 macro_rules! entity {
@@ -460,6 +684,12 @@ macro_rules! entity {
             }
             fn updated(&self) -> u64 {
                 self.updated
+            }
+            fn publish(&self) -> bool {
+                self.publish
+            }
+            fn annotations(&self) -> &KeyValues {
+                &self.annotations
             }
         }
     };
@@ -609,7 +839,8 @@ pub struct ActivationRecord {
 }
 
 impl ActivationRecord {
-    /// A record of an activation of `action` that ran from `start_ms` to `end_ms`.
+    /// A record of an activation of `action` that ran from `start_ms` to `end_ms`, in the
+    /// namespace of the action (without its package).
     pub fn new(
         action: &ActionRecord,
         activation_id: &str,
@@ -618,11 +849,12 @@ impl ActivationRecord {
         logs: Vec<String>,
         annotations: KeyValues,
     ) -> Self {
+        let namespace = action.root_namespace();
         Self {
-            namespace: action.namespace.clone(),
+            namespace: namespace.to_owned(),
             name: action.name.clone(),
             version: action.version,
-            subject: action.namespace.clone(),
+            subject: namespace.to_owned(),
             activation_id: activation_id.to_owned(),
             publish: false,
             start: start_ms,
@@ -635,8 +867,26 @@ impl ActivationRecord {
         }
     }
 
+    /// The name listings filter it by (`?name=`), as OpenWhisk's activation view keys it:
+    /// `package/name` for an action in a package (the binding's package when it ran through
+    /// a binding), else the name.
+    pub fn listed_name(&self) -> String {
+        let segments = |key| -> Vec<&str> {
+            self.annotations
+                .get(key)
+                .and_then(Value::as_str)
+                .map_or_else(Vec::new, |path| path.split('/').collect())
+        };
+        match (&segments("binding")[..], &segments("path")[..]) {
+            ([_, package], _) | (_, [_, package, _]) => format!("{package}/{}", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
     /// The summary that listings show without `docs=true`.
     pub fn summary(&self) -> ActivationSummary<'_> {
+        // A trigger's activation has no end; its summary shows neither end nor status.
+        let ended = self.end != 0;
         ActivationSummary {
             namespace: &self.namespace,
             name: &self.name,
@@ -644,12 +894,12 @@ impl ActivationRecord {
             subject: &self.subject,
             activation_id: &self.activation_id,
             start: self.start,
-            end: self.end,
+            end: ended.then_some(self.end),
             duration: self.duration,
             cause: self.cause.as_deref(),
             annotations: &self.annotations,
             publish: self.publish,
-            status_code: self.response.status.code(),
+            status_code: ended.then(|| self.response.status.code()),
         }
     }
 }
@@ -665,14 +915,16 @@ pub struct ActivationSummary<'a> {
     subject: &'a str,
     activation_id: &'a str,
     start: u64,
-    end: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duration: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<&'a str>,
     annotations: &'a KeyValues,
     publish: bool,
-    status_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u8>,
 }
 
 /// An activation's logs as OpenWhisk stores them, in the order they were written:
@@ -871,6 +1123,95 @@ mod tests {
     }
 
     #[test]
+    fn full_names_read_as_openwhisk_writes_them() {
+        let name = FullName::resolve("/_/utils/echo", "guest").unwrap();
+        assert_eq!(name.to_string(), "/guest/utils/echo");
+        assert_eq!(name.path(), "guest/utils");
+        assert_eq!(name.without_slash(), "guest/utils/echo");
+        assert_eq!(FullName::in_path("guest/utils", "echo"), name);
+        let plain: FullName = "guest/add".parse().unwrap();
+        assert_eq!((plain.package, plain.name.as_str()), (None, "add"));
+        for malformed in ["add", "/add", "/a/b/c/d", "/guest/a b ", "", "/guest/"] {
+            let error = FullName::resolve(malformed, "guest").unwrap_err();
+            assert!(
+                error
+                    .message
+                    .contains("must contain at least the namespace and the name"),
+                "{malformed}: {error}"
+            );
+        }
+        let qualified = QualifiedName::from(&name);
+        assert_eq!(
+            (qualified.path.as_str(), qualified.name.as_str()),
+            ("guest/utils", "echo")
+        );
+        assert_eq!(FullName::from(&qualified), name);
+    }
+
+    #[test]
+    fn a_package_s_parameters_lie_under_its_actions_and_sequences_keep_their_components() {
+        let package: KeyValues =
+            serde_json::from_value(json!([{"key": "a", "value": 1}, {"key": "b", "value": 1}]))
+                .unwrap();
+        let action: KeyValues =
+            serde_json::from_value(json!([{"key": "b", "value": 2}, {"key": "c", "value": 2}]))
+                .unwrap();
+        assert_eq!(
+            action.over(&package).to_json(),
+            json!([{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"key": "c", "value": 2}])
+        );
+        let sequence = json!({"kind": "sequence", "components": ["/guest/a", "/guest/utils/b"]});
+        let exec: ActionExec = serde_json::from_value(sequence.clone()).unwrap();
+        assert_eq!(exec.kind(), SEQUENCE_KIND);
+        assert_eq!(serde_json::to_value(&exec).unwrap(), sequence);
+        assert!(serde_json::from_value::<ActionExec>(json!({"kind": "nodejs:20"})).is_err());
+        assert!(
+            serde_json::from_value::<ActionExec>(json!({"kind": "sequence", "components": ["a"]}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn activations_are_listed_by_package_and_name() {
+        let action = |path: &str| -> ActionRecord {
+            serde_json::from_value(json!({
+                "namespace": path, "name": "echo", "version": "0.0.1", "publish": false,
+                "exec": {"kind": WASM_KIND, "code": "AA==", "binary": true, "main": "main"},
+                "parameters": [], "annotations": [], "updated": 1,
+                "limits": {"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1}
+            }))
+            .unwrap()
+        };
+        let activation = |action: &ActionRecord, binding: Option<&str>| {
+            let mut annotations = action.activation_annotations();
+            if let Some(binding) = binding {
+                annotations.set("binding", json!(binding));
+            }
+            ActivationRecord::new(
+                action,
+                "id",
+                (1, 2),
+                ActivationResponse::new(ActivationStatus::Success, json!({})),
+                Vec::new(),
+                annotations,
+            )
+        };
+        let plain = activation(&action("guest"), None);
+        assert_eq!(
+            (plain.namespace.as_str(), plain.listed_name()),
+            ("guest", "echo".into())
+        );
+        let packaged = activation(&action("guest/utils"), None);
+        assert_eq!(
+            packaged.namespace, "guest",
+            "the namespace, not the package"
+        );
+        assert_eq!(packaged.listed_name(), "utils/echo");
+        let bound = activation(&action("guest/utils"), Some("guest/mine"));
+        assert_eq!(bound.listed_name(), "mine/echo");
+    }
+
+    #[test]
     fn init_parameters_are_the_init_environment_and_the_rest_merge_under_the_invoke() {
         let action: ActionRecord = serde_json::from_value(json!({
             "namespace": "guest", "name": "env", "version": "0.0.1", "publish": false,
@@ -889,7 +1230,10 @@ mod tests {
             json!({"n": 1, "m": 3})
         );
         assert!(action.provides_api_key());
-        assert_eq!(action.without_code().exec.code, None);
+        assert!(matches!(
+            action.without_code().exec,
+            ActionExec::Wasm(CodeExec { code: None, .. })
+        ));
         assert!(
             serde_json::to_value(action.without_code()).unwrap()["exec"]
                 .get("code")

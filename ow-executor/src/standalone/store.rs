@@ -202,82 +202,105 @@ impl Store {
 
     /// Stores a new entity; false (and nothing written) when one of that name exists.
     pub fn create<E: Entity>(&self, record: &E) -> Result<bool, StoreError> {
-        let inserted = self.connection()?.execute(
-            &format!(
-                "INSERT INTO {} (namespace, name, record) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (namespace, name) DO NOTHING",
-                E::COLLECTION.name()
-            ),
-            params![record.namespace(), record.name(), to_text(record)],
-        )?;
-        Ok(inserted == 1)
+        self.write(&[Write::create(record)])
     }
 
     /// Replaces an entity that is still the one `read` (same version, same update time);
     /// false (and nothing written) when another update, or a delete and a new create, came
     /// first.
     pub fn update<E: Entity>(&self, record: &E, read: &E) -> Result<bool, StoreError> {
-        let updated = self.connection()?.execute(
-            &format!(
-                "UPDATE {} SET record = ?3
-                 WHERE namespace = ?1 AND name = ?2
-                   AND json_extract(record, '$.version') = ?4
-                   AND json_extract(record, '$.updated') = ?5",
-                E::COLLECTION.name()
-            ),
-            params![
-                record.namespace(),
-                record.name(),
-                to_text(record),
-                read.version().to_string(),
-                read.updated()
-            ],
-        )?;
-        Ok(updated == 1)
+        self.write(&[Write::update(record, read)])
     }
 
     /// Deletes an entity; true if it existed.
     pub fn delete<E: Entity>(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
-        let deleted = self.connection()?.execute(
-            &format!(
-                "DELETE FROM {} WHERE namespace = ?1 AND name = ?2",
-                E::COLLECTION.name()
-            ),
-            params![namespace, name],
-        )?;
-        Ok(deleted > 0)
+        self.write(&[Write::delete::<E>(namespace, name)])
     }
 
-    /// Entities of a namespace by name.
+    /// Makes every write of `writes` or none: true if each found what it expects (no entity
+    /// of the name for a create, the one read for an update, one to delete), else false and
+    /// nothing written. A rule and the trigger that links to it change together this way.
+    pub fn write(&self, writes: &[Write]) -> Result<bool, StoreError> {
+        let mut connection = self.connection()?;
+        let transaction = connection.transaction()?;
+        for write in writes {
+            let table = write.collection.name();
+            let changed = match &write.change {
+                Change::Create(text) => transaction.execute(
+                    &format!(
+                        "INSERT INTO {table} (namespace, name, record) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (namespace, name) DO NOTHING"
+                    ),
+                    params![write.namespace, write.name, text],
+                )?,
+                Change::Update {
+                    text,
+                    version,
+                    updated,
+                } => transaction.execute(
+                    &format!(
+                        "UPDATE {table} SET record = ?3
+                         WHERE namespace = ?1 AND name = ?2
+                           AND json_extract(record, '$.version') = ?4
+                           AND json_extract(record, '$.updated') = ?5"
+                    ),
+                    params![write.namespace, write.name, text, version, updated],
+                )?,
+                Change::Delete => transaction.execute(
+                    &format!("DELETE FROM {table} WHERE namespace = ?1 AND name = ?2"),
+                    params![write.namespace, write.name],
+                )?,
+            };
+            if changed != 1 {
+                return Ok(false); // dropping the transaction rolls it back
+            }
+        }
+        transaction.commit()?;
+        Ok(true)
+    }
+
+    /// Entities of a namespace (or of a package: `guest/utils`) by name; with `with_packages`,
+    /// those of its packages too (actions, as OpenWhisk lists them), after its own.
     pub fn entities<E: Entity>(
         &self,
         namespace: &str,
+        with_packages: bool,
         skip: u64,
         limit: u64,
     ) -> Result<Vec<E>, StoreError> {
         let connection = self.connection()?;
         let mut statement = connection.prepare(&format!(
-            "SELECT name, record FROM {} WHERE namespace = ?1 ORDER BY name LIMIT ?2 OFFSET ?3",
+            "SELECT namespace, name, record FROM {} WHERE {IN_NAMESPACE}
+             ORDER BY namespace, name LIMIT ?3 OFFSET ?4",
             E::COLLECTION.name()
         ))?;
-        let rows = statement.query_map(params![namespace, limit, skip], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        let rows = statement.query_map(params![namespace, with_packages, limit, skip], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })?;
         rows.map(|row| {
-            let (name, text) = row?;
-            parse(&text, || entity_name::<E>(namespace, &name))
+            let (namespace, name, text) = row?;
+            parse(&text, || entity_name::<E>(&namespace, &name))
         })
         .collect()
     }
 
-    /// How many entities of a collection a namespace holds.
-    pub fn count<E: Entity>(&self, namespace: &str) -> Result<u64, StoreError> {
+    /// How many entities of a collection a namespace (with its packages, if `with_packages`)
+    /// holds.
+    pub fn count<E: Entity>(
+        &self,
+        namespace: &str,
+        with_packages: bool,
+    ) -> Result<u64, StoreError> {
         let count = self.connection()?.query_row(
             &format!(
-                "SELECT COUNT(*) FROM {} WHERE namespace = ?1",
+                "SELECT COUNT(*) FROM {} WHERE {IN_NAMESPACE}",
                 E::COLLECTION.name()
             ),
-            params![namespace],
+            params![namespace, with_packages],
             |row| row.get(0),
         )?;
         Ok(count)
@@ -295,7 +318,7 @@ impl Store {
             params![
                 record.activation_id,
                 record.namespace,
-                record.name,
+                record.listed_name(),
                 record.start,
                 to_text(record)
             ],
@@ -466,8 +489,79 @@ fn parse<T: DeserializeOwned>(text: &str, what: impl FnOnce() -> String) -> Resu
     })
 }
 
-/// The activations of namespace `?1`, of action `?2` if not null, started at or after `?3`
-/// and at or before `?4` when those are not null.
+/// The entities of namespace `?1`, and of its packages if `?2`.
+const IN_NAMESPACE: &str =
+    "(namespace = ?1 OR (?2 AND namespace >= ?1 || '/' AND namespace < ?1 || '0'))";
+
+/// One write of [`Store::write`]: what changes in which entity.
+#[derive(Debug)]
+pub struct Write {
+    collection: Collection,
+    namespace: String,
+    name: String,
+    change: Change,
+}
+
+#[derive(Debug)]
+enum Change {
+    Create(String),
+    Update {
+        text: String,
+        version: String,
+        updated: u64,
+    },
+    Delete,
+}
+
+impl Write {
+    /// Stores a new entity, which no entity of its name may precede.
+    pub fn create<E: Entity>(record: &E) -> Self {
+        Self::of(record, Change::Create(to_text(record)))
+    }
+
+    /// Replaces the entity `read` by `record`, if it is still the one read.
+    pub fn update<E: Entity>(record: &E, read: &E) -> Self {
+        Self::of(
+            record,
+            Change::Update {
+                text: to_text(record),
+                version: read.version().to_string(),
+                updated: read.updated(),
+            },
+        )
+    }
+
+    /// Stores `record`: creates it when nothing was `read`, else replaces what was read.
+    pub fn put<E: Entity>(record: &E, read: Option<&E>) -> Self {
+        match read {
+            None => Self::create(record),
+            Some(read) => Self::update(record, read),
+        }
+    }
+
+    /// Deletes an entity, which must exist.
+    pub fn delete<E: Entity>(namespace: &str, name: &str) -> Self {
+        Self {
+            collection: E::COLLECTION,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            change: Change::Delete,
+        }
+    }
+
+    fn of<E: Entity>(record: &E, change: Change) -> Self {
+        Self {
+            collection: E::COLLECTION,
+            namespace: record.namespace().to_owned(),
+            name: record.name().to_owned(),
+            change,
+        }
+    }
+}
+
+/// The activations of namespace `?1`, of the name `?2` if not null (the `name` column holds
+/// [`ActivationRecord::listed_name`]: `package/name` for an action in a package), started at
+/// or after `?3` and at or before `?4` when those are not null.
 const ACTIVATION_FILTER: &str = "namespace = ?1
     AND (?2 IS NULL OR name = ?2)
     AND (?3 IS NULL OR start >= ?3)
@@ -604,7 +698,74 @@ mod tests {
             store.entity::<ActionRecord>("guest", "utils").unwrap(),
             None
         );
-        assert_eq!(store.count::<PackageRecord>("guest").unwrap(), 1);
+        assert_eq!(store.count::<PackageRecord>("guest", false).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_batch_of_writes_is_stored_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = action("a", "0.0.1", 1);
+        assert!(store.create(&first).unwrap());
+        let second = action("a", "0.0.2", 2);
+        // The create of `b` would succeed, the update of `a` finds another `a`: neither.
+        let stale = action("a", "0.0.1", 9);
+        let refused = [
+            Write::create(&action("b", "0.0.1", 1)),
+            Write::update(&second, &stale),
+        ];
+        assert!(!store.write(&refused).unwrap());
+        assert_eq!(store.entity::<ActionRecord>("guest", "b").unwrap(), None);
+        assert_eq!(store.entity("guest", "a").unwrap(), Some(first.clone()));
+        let accepted = [
+            Write::create(&action("b", "0.0.1", 1)),
+            Write::update(&second, &first),
+            Write::delete::<ActionRecord>("guest", "b"),
+        ];
+        assert!(store.write(&accepted).unwrap());
+        assert_eq!(store.entity("guest", "a").unwrap(), Some(second));
+        assert_eq!(store.entity::<ActionRecord>("guest", "b").unwrap(), None);
+        // Deleting what is not there fails the batch.
+        assert!(!store.delete::<ActionRecord>("guest", "b").unwrap());
+    }
+
+    #[test]
+    fn a_namespace_lists_its_packages_actions_after_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let in_path = |path: &str, name: &str| ActionRecord {
+            namespace: path.to_owned(),
+            ..action(name, "0.0.1", 1)
+        };
+        for (path, name) in [
+            ("guest/utils", "b"),
+            ("guest", "z"),
+            ("guest/pkg", "a"),
+            ("guest2", "x"),
+            ("guest.x", "y"),
+        ] {
+            assert!(store.create(&in_path(path, name)).unwrap());
+        }
+        let listed = |records: Vec<ActionRecord>| -> Vec<String> {
+            records
+                .iter()
+                .map(|record| format!("{}/{}", record.namespace, record.name))
+                .collect()
+        };
+        assert_eq!(
+            listed(store.entities("guest", true, 0, 10).unwrap()),
+            ["guest/z", "guest/pkg/a", "guest/utils/b"]
+        );
+        assert_eq!(
+            listed(store.entities("guest", false, 0, 10).unwrap()),
+            ["guest/z"]
+        );
+        assert_eq!(
+            listed(store.entities("guest/utils", false, 0, 10).unwrap()),
+            ["guest/utils/b"]
+        );
+        assert_eq!(store.count::<ActionRecord>("guest", true).unwrap(), 3);
+        assert_eq!(store.count::<ActionRecord>("guest", false).unwrap(), 1);
     }
 
     #[test]
@@ -626,7 +787,9 @@ mod tests {
                 .starts_with("The stored record of action guest/add cannot be read (missing field"),
             "{error}"
         );
-        let error = store.entities::<ActionRecord>("guest", 0, 10).unwrap_err();
+        let error = store
+            .entities::<ActionRecord>("guest", false, 0, 10)
+            .unwrap_err();
         assert!(error.to_string().contains("action guest/add"), "{error}");
         let mut record = activation("x", 1, ActivationStatus::Success);
         record.version = SemVer::FIRST;

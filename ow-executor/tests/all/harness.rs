@@ -34,6 +34,36 @@ pub struct Answer {
     pub activation_id: Option<String>,
 }
 
+/// An HTTP answer as it came: for web actions, whose answers are not always JSON.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// The value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {self:?}"))
+    }
+}
+
 impl Executor {
     /// `ow-executor runtime --engine ENGINE` with extra arguments.
     #[cfg(test)]
@@ -186,19 +216,41 @@ impl Executor {
         }
     }
 
-    /// GETs `path` and returns the status and the body as text.
-    pub fn get_text(&self, path: &str) -> (u16, String) {
-        let mut response = self
-            .agent
-            .get(format!("{}{path}", self.base_url))
-            .call()
-            .expect("the executor answers");
-        let status = response.status().as_u16();
-        let text = response
+    /// Any request with these headers; the answer as it came.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpAnswer {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.to_vec()).expect("a valid request");
+        let mut response = self.agent.run(request).expect("the executor answers");
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        let mut body = Vec::new();
+        response
             .body_mut()
-            .read_to_string()
-            .expect("a readable body");
-        (status, text)
+            .as_reader()
+            .read_to_end(&mut body)
+            .expect("readable body");
+        HttpAnswer {
+            status: response.status().as_u16(),
+            headers,
+            body,
+        }
     }
 
     /// POSTs a JSON document.

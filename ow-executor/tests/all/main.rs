@@ -59,6 +59,7 @@ mod executor_mode;
 mod gaps;
 mod harness;
 mod keep_alive;
+mod metrics;
 mod npm_client;
 mod precompiled;
 mod quickstart;

@@ -9,9 +9,14 @@ use ow_precompiler::Target;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::json;
 
-/// The precompiler target of `engine`.
-fn target_of(engine: EngineKind) -> Target {
-    Target::from_str(engine.name(), false).expect("every engine is a precompiler target")
+/// The precompiler target of `engine`, when the precompiler was built with it.
+fn target_of(engine: EngineKind) -> Option<Target> {
+    Target::from_str(engine.name(), false).ok()
+}
+
+/// Whether the precompiler makes artifacts for `engine`: never for an engine without them.
+fn precompiles_for(engine: EngineKind) -> bool {
+    target_of(engine).is_some_and(Target::can_package)
 }
 
 /// The zip the precompiler makes of `add` for `target`.
@@ -20,14 +25,18 @@ fn precompile(target: Target) -> anyhow::Result<Vec<u8>> {
 }
 
 fn an_artifact_runs_on_its_engine_when_trusted(engine: EngineKind) {
-    let packaged = precompile(target_of(engine));
     if engine.artifact().is_none() {
-        let error = format!("{:#}", packaged.unwrap_err());
-        assert!(error.contains("wamrc"), "{error}");
+        assert!(
+            !precompiles_for(engine),
+            "{} has no artifacts",
+            engine.name()
+        );
         return;
     }
+    let target = target_of(engine)
+        .expect("the precompiler is built with this engine too (cargo test --all-features)");
     let executor = Executor::runtime(engine, &["--trust-precompiled"]);
-    let answer = executor.post("/init", &init_body(&packaged.unwrap()));
+    let answer = executor.post("/init", &init_body(&precompile(target).unwrap()));
     assert_eq!((answer.status, answer.body), (200, json!({"ok": true})));
     let answer = executor.run(json!({"param1": 20, "param2": 22}));
     assert_eq!((answer.status, answer.body), (200, json!({"result": 42})));
@@ -35,11 +44,17 @@ fn an_artifact_runs_on_its_engine_when_trusted(engine: EngineKind) {
 
 fn an_artifact_is_refused_without_trust(engine: EngineKind) {
     let Some(format) = engine.artifact() else {
-        assert!(!target_of(engine).can_package());
+        assert!(
+            !precompiles_for(engine),
+            "{} has no artifacts",
+            engine.name()
+        );
         return;
     };
     let executor = Executor::runtime(engine, &[]);
-    let code = precompile(target_of(engine)).unwrap();
+    let target = target_of(engine)
+        .expect("the precompiler is built with this engine too (cargo test --all-features)");
+    let code = precompile(target).unwrap();
     let answer = executor.post("/init", &init_body(&code));
     assert_eq!(
         (answer.status, answer.body),

@@ -1,5 +1,11 @@
 //! `standalone` mode: every row of the REST API table (PROTOCOL.md §3), storage across
-//! restarts, the warm pool and the error shapes `wsk` and the npm client expect.
+//! restarts, the warm pool and the error shapes `wsk` and the npm client expect; packages,
+//! sequences, web actions, triggers and rules in the submodules.
+
+mod packages;
+mod sequences;
+mod triggers;
+mod web;
 
 use crate::harness::{Answer, Connection, Executor};
 use base64::Engine as _;
@@ -10,6 +16,17 @@ use std::time::{Duration, Instant};
 const GUEST: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
 const ACTIONS: &str = "/api/v1/namespaces/_/actions";
 const ACTIVATIONS: &str = "/api/v1/namespaces/_/activations";
+const PACKAGES: &str = "/api/v1/namespaces/_/packages";
+const TRIGGERS: &str = "/api/v1/namespaces/_/triggers";
+const RULES: &str = "/api/v1/namespaces/_/rules";
+
+/// The guest's `Authorization` header.
+fn basic_auth() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(GUEST)
+    )
+}
 
 fn code(path: &str) -> String {
     let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(path)).unwrap();
@@ -29,7 +46,7 @@ fn call(server: &Executor, method: &str, path: &str, body: Option<&Value>) -> An
     )
 }
 
-fn create(server: &Executor, name: &str, module: &str, extra: Value) -> Answer {
+pub(crate) fn create(server: &Executor, name: &str, module: &str, extra: Value) -> Answer {
     let mut body = json!({"exec": {"kind": "wasm:0.1", "code": code(module)}});
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         body.extend(extra.clone());
@@ -37,7 +54,7 @@ fn create(server: &Executor, name: &str, module: &str, extra: Value) -> Answer {
     call(server, "PUT", &format!("{ACTIONS}/{name}?"), Some(&body))
 }
 
-fn invoke(server: &Executor, name: &str, query: &str, params: Value) -> Answer {
+pub(crate) fn invoke(server: &Executor, name: &str, query: &str, params: Value) -> Answer {
     call(
         server,
         "POST",
@@ -52,6 +69,18 @@ fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
         .iter()
         .find(|a| a["key"] == key)
         .map(|a| &a["value"])
+}
+
+/// Creates (or, with `?overwrite=true` in `name`, updates) a package, trigger or rule.
+fn put(server: &Executor, collection: &str, name: &str, body: Value) -> Answer {
+    call(server, "PUT", &format!("{collection}/{name}?"), Some(&body))
+}
+
+/// The recorded activation `id`.
+fn activation(server: &Executor, id: &str) -> Value {
+    let answer = call(server, "GET", &format!("{ACTIVATIONS}/{id}"), None);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body
 }
 
 /// Polls until the activation is recorded.
@@ -231,7 +260,7 @@ fn bad_actions_are_refused_with_a_sentence() {
     assert_eq!(answer.status, 400);
     assert_eq!(
         answer.body["error"],
-        "The kind 'nodejs:20' is not supported here; this server runs these kinds: wasm:0.1."
+        "The kind 'nodejs:20' is not supported here; this server runs these kinds: wasm:0.1, sequence."
     );
 
     let text = base64::engine::general_purpose::STANDARD.encode("function main() {}");
@@ -770,13 +799,13 @@ fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
     let info = server.request("GET", "/api/v1", b"", None, None);
     assert_eq!(info.status, 200);
     assert_eq!(info.body["runtimes"]["wasm"][0]["kind"], "wasm:0.1");
-    let unknown = call(&server, "GET", "/api/v1/namespaces/_/triggers", None);
+    let unknown = call(&server, "GET", "/api/v1/namespaces/_/feeds", None);
     assert_eq!(
         (unknown.status, &unknown.body["error"]),
         (404, &json!("The requested resource does not exist."))
     );
     assert_eq!(unknown.body["code"].as_str().map(str::len), Some(32));
-    let anonymous = server.request("GET", "/api/v1/namespaces/_/triggers", b"", None, None);
+    let anonymous = server.request("GET", "/api/v1/namespaces/_/feeds", b"", None, None);
     assert_eq!(
         (anonymous.status, &anonymous.body["error"]),
         (
