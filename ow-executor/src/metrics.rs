@@ -92,7 +92,9 @@ impl Metrics {
         for family in self.registry.gather().into_iter().chain(engine_families) {
             match families.get_mut(family.name()) {
                 // The same family from several engines: one family, each engine's series.
-                Some(merged) => merged.mut_metric().extend(family.get_metric().iter().cloned()),
+                Some(merged) => merged
+                    .mut_metric()
+                    .extend(family.get_metric().iter().cloned()),
                 None => {
                     families.insert(family.name().to_owned(), family);
                 }

@@ -5,9 +5,9 @@
 //! environment) are those of the official Node.js runtime.
 
 use crate::engines::Engines;
-use crate::metrics::Metrics;
 use crate::error::{ApiError, json_response};
 use crate::logs::ActivationLogSink;
+use crate::metrics::Metrics;
 use crate::server::read_json_body;
 use axum::Router;
 use axum::body::Body;

@@ -16,8 +16,8 @@ mod triggers;
 mod web;
 
 use crate::engines::Engines;
-use crate::metrics::Metrics;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -130,7 +130,11 @@ impl Standalone {
     /// idle reaper is a task).
     pub fn open(engines: Arc<Engines>, settings: StandaloneSettings) -> anyhow::Result<Arc<Self>> {
         let store = Store::open(&settings.data_dir)?;
-        let pool = Arc::new(WarmPool::new(engines, settings.idle_timeout, settings.metrics.clone()));
+        let pool = Arc::new(WarmPool::new(
+            engines,
+            settings.idle_timeout,
+            settings.metrics.clone(),
+        ));
         pool.spawn_reaper();
         Ok(Arc::new(Self {
             store,
