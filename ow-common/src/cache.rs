@@ -77,4 +77,3 @@ pub struct CacheStats {
     /// Entries let go by the policy.
     pub evictions: u64,
 }
-

@@ -239,7 +239,11 @@ mod tests {
         let held = load(&cache, 1);
         load(&cache, 2);
         assert_eq!(cache.stats().entries, 1);
-        assert_eq!(keys(&cache), [1], "only the module in use outlives a zero time to live");
+        assert_eq!(
+            keys(&cache),
+            [1],
+            "only the module in use outlives a zero time to live"
+        );
         drop(held);
         assert_eq!(cache.stats().entries, 0);
     }
