@@ -9,6 +9,7 @@ use crate::protocol::sentences;
 use serde_json::Value;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -256,6 +257,17 @@ pub struct EngineConfig {
     /// How many compiled modules the engine keeps in memory, and which go first: modules in
     /// use are always kept.
     pub memory_cache: CachePolicy,
+    /// Where compiled modules are kept across restarts, if anywhere. Default none.
+    pub disk_cache: Option<DiskCacheConfig>,
+}
+
+/// The on-disk compiled-module cache: a directory the executor owns, and how much it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskCacheConfig {
+    /// The directory (each engine keeps its entries in a subdirectory of its own).
+    pub dir: PathBuf,
+    /// How much it keeps.
+    pub policy: CachePolicy,
 }
 
 /// Activations that may run at once unless configured otherwise.
@@ -267,6 +279,7 @@ impl Default for EngineConfig {
             trust_precompiled: false,
             max_instances: DEFAULT_MAX_INSTANCES,
             memory_cache: CachePolicy::default(),
+            disk_cache: None,
         }
     }
 }
@@ -284,6 +297,12 @@ impl EngineConfig {
         self
     }
 
+    /// Sets [`EngineConfig::disk_cache`].
+    pub fn disk_cache(&mut self, cache: Option<DiskCacheConfig>) -> &mut Self {
+        self.disk_cache = cache;
+        self
+    }
+
     /// Sets [`EngineConfig::memory_cache`].
     pub fn memory_cache(&mut self, policy: CachePolicy) -> &mut Self {
         self.memory_cache = policy;
@@ -296,10 +315,17 @@ impl EngineConfig {
 pub struct EngineStats {
     /// Distinct modules compiled and held in memory (in use or kept by the cache policy).
     pub cached_modules: usize,
-    /// How many times a module was compiled or deserialized rather than found in the cache.
+    /// How many times a module was compiled or deserialized rather than found in memory.
     pub module_loads: u64,
+    /// How many portable modules were compiled (not read back from the disk cache).
+    pub compiles: u64,
     /// The in-memory module cache.
     pub memory_cache: CacheStats,
+    /// The on-disk module cache (all zero when there is none). Its `loads` are entries
+    /// written.
+    pub disk_cache: CacheStats,
+    /// Disk cache entries dropped as damaged or refused by the engine.
+    pub disk_cache_rejected: u64,
     /// Activations holding an instance slot right now.
     pub instances_in_use: usize,
     /// How many instance slots there are.

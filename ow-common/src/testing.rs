@@ -5,12 +5,13 @@
 //! invocation of the macro, and still run, expecting it to fail. A gap that starts passing
 //! fails the suite, so the list stays true.
 
+use crate::cache::CachePolicy;
 use crate::capabilities::Capabilities;
 use crate::code::{ModuleCode, ModuleFormat};
 use crate::protocol::sentences;
 use crate::runtime::{
-    ActionConfig, Activation, BoxFuture, Completion, EngineConfig, InitError, Limits,
-    PreparedAction, RunError, WasmRuntime,
+    ActionConfig, Activation, BoxFuture, Completion, DiskCacheConfig, EngineConfig, InitError,
+    Limits, PreparedAction, RunError, WasmRuntime,
 };
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -96,6 +97,7 @@ macro_rules! conformance_suite {
             sleeping_activations_hold_no_thread,
             waiting_in_http_get_holds_no_thread,
             identical_code_is_loaded_once_and_kept_while_used_or_recent,
+            a_module_cached_on_disk_loads_without_a_compile_and_a_bad_entry_is_compiled_again,
         );
     };
     (@cases ($factory:expr) $($case:ident),* $(,)?) => {
@@ -530,8 +532,12 @@ pub mod cases {
     /// stopped at the deadline like any other.
     pub async fn a_loop_in_the_start_function_stops_at_its_deadline(factory: EngineFactory) {
         let engine = engine(factory);
-        let action =
-            prepare_ok(&*engine, artifacts::wat::START_LOOP, ActionConfig::default()).await;
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::START_LOOP,
+            ActionConfig::default(),
+        )
+        .await;
         let completion = action
             .run(activation(json!({}), Duration::from_millis(300)))
             .await;
@@ -887,4 +893,74 @@ pub mod cases {
         let _add = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
         assert_eq!(engine.stats().module_loads, 3, "add was loaded anew");
     }
+
+    /// With a cache directory, a compiled module outlives its engine: the next engine (a
+    /// restarted executor) loads it without compiling. A damaged entry, or a whole entry the
+    /// engine refuses (foreign bytes), is never run: it is dropped, the module compiled again
+    /// and the entry written anew.
+    pub async fn a_module_cached_on_disk_loads_without_a_compile_and_a_bad_entry_is_compiled_again(
+        factory: EngineFactory,
+    ) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let restarted = || {
+            engine_with(factory, |config| {
+                config.disk_cache(Some(DiskCacheConfig {
+                    dir: dir.path().to_owned(),
+                    policy: CachePolicy::default(),
+                }));
+            })
+        };
+        let prepared_and_ran = |engine: Arc<dyn WasmRuntime>| async move {
+            let add = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
+            assert_eq!(
+                run(&add, json!({"param1": 2, "param2": 3})).await.outcome,
+                Ok(json!({"result": 5}))
+            );
+            engine.stats()
+        };
+        let first = prepared_and_ran(restarted()).await;
+        assert_eq!(
+            (first.compiles, first.disk_cache.loads),
+            (1, 1),
+            "compiled and written"
+        );
+        let second = prepared_and_ran(restarted()).await;
+        assert_eq!(
+            (second.compiles, second.disk_cache.hits),
+            (0, 1),
+            "read back"
+        );
+
+        let entry = only_entry(dir.path());
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&entry, &bytes).unwrap();
+        let damaged = prepared_and_ran(restarted()).await;
+        assert_eq!((damaged.compiles, damaged.disk_cache_rejected), (1, 1));
+
+        let garbage = vec![0x5a; 4096];
+        let mut foreign = crate::host::disk_cache::entry_header(&garbage);
+        foreign.extend_from_slice(&garbage);
+        std::fs::write(&entry, foreign).unwrap();
+        let refused = prepared_and_ran(restarted()).await;
+        assert_eq!((refused.compiles, refused.disk_cache_rejected), (1, 1));
+        let healed = prepared_and_ran(restarted()).await;
+        assert_eq!(
+            (healed.compiles, healed.disk_cache.hits),
+            (0, 1),
+            "written anew"
+        );
+    }
+}
+
+/// The one entry file under a disk cache directory.
+fn only_entry(root: &std::path::Path) -> std::path::PathBuf {
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .flat_map(|engine_dir| std::fs::read_dir(engine_dir.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.into_iter().next().unwrap()
 }

@@ -156,6 +156,16 @@ impl Engine for WamrEngine {
         })
     }
 
+    /// WAMR has no serialized form of a loaded module (its AOT format needs `wamrc`): its
+    /// modules are never cached on disk, and loading one is its whole compile.
+    fn serialize(&self, _module: &WamrModule) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn fingerprint(&self) -> String {
+        ow_common::host::fingerprint_of("wamr 2.4.3 fast interpreter")
+    }
+
     fn interface(&self, module: &WamrModule) -> ModuleInterface {
         ModuleInterface {
             functions: module

@@ -157,6 +157,20 @@ impl Engine for WasmerEngine {
         artifact::load(artifact)
     }
 
+    fn serialize(&self, module: &WasmerModule) -> Option<Vec<u8>> {
+        module
+            .module
+            .serialize()
+            .ok()
+            .map(|artifact| artifact.to_vec())
+    }
+
+    fn fingerprint(&self) -> String {
+        // Artifacts record only their format version (and the CPU features they need, which
+        // loading checks): the release and the format name the compatible ones.
+        ow_common::host::fingerprint_of(("wasmer 7.4.2", artifact::FORMAT_VERSION))
+    }
+
     fn interface(&self, module: &WasmerModule) -> ModuleInterface {
         ModuleInterface {
             functions: module

@@ -107,6 +107,15 @@ impl Engine for WasmtimeEngine {
         artifact::deserialize_trusted(&self.engine, artifact)
     }
 
+    fn serialize(&self, module: &Module) -> Option<Vec<u8>> {
+        module.serialize().ok()
+    }
+
+    fn fingerprint(&self) -> String {
+        // Wasmtime's own compatibility hash: its version, target and compile settings.
+        ow_common::host::fingerprint_of(self.engine.precompile_compatibility_hash())
+    }
+
     fn interface(&self, module: &Module) -> ModuleInterface {
         ModuleInterface {
             functions: module

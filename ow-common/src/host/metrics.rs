@@ -26,6 +26,8 @@ pub(crate) struct HostMetrics {
     prepares: IntCounterVec,
     prepare_seconds: Histogram,
     cache_lookups: IntCounterVec,
+    compiles: IntCounter,
+    cache_rejected: IntCounterVec,
     cache_loads: IntCounterVec,
     cache_evictions: IntCounterVec,
     cache_entries: IntGaugeVec,
@@ -40,13 +42,18 @@ impl HostMetrics {
     pub(crate) fn new(engine: &'static str) -> Self {
         let labels = HashMap::from([("engine".to_owned(), engine.to_owned())]);
         let registry = Registry::new_custom(None, Some(labels)).expect("a valid registry");
-        let counter_vec = |name: &str, help: &str, label: &str| {
-            let metric = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid");
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid");
             registry.register(Box::new(metric.clone())).expect("unique");
             metric
         };
         let gauge_vec = |name: &str, help: &str, label: &str| {
             let metric = IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid");
+            registry.register(Box::new(metric.clone())).expect("unique");
+            metric
+        };
+        let counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).expect("valid");
             registry.register(Box::new(metric.clone())).expect("unique");
             metric
         };
@@ -65,7 +72,7 @@ impl HostMetrics {
             activations: counter_vec(
                 "ow_activations_total",
                 "Activations by how they ended.",
-                "outcome",
+                &["outcome"],
             ),
             activation_seconds: histogram(
                 "ow_activation_duration_seconds",
@@ -74,7 +81,7 @@ impl HostMetrics {
             prepares: counter_vec(
                 "ow_prepares_total",
                 "Actions prepared (an init or a cold start), by result.",
-                "result",
+                &["result"],
             ),
             prepare_seconds: histogram(
                 "ow_prepare_duration_seconds",
@@ -82,18 +89,27 @@ impl HostMetrics {
             ),
             cache_lookups: counter_vec(
                 "ow_module_cache_lookups_total",
-                "Module cache lookups by result (hit or miss).",
-                "result",
+                "Module cache lookups by tier (memory, disk) and result (hit, miss).",
+                &["tier", "result"],
+            ),
+            compiles: counter(
+                "ow_module_compiles_total",
+                "Portable modules compiled (not read back from the disk cache).",
+            ),
+            cache_rejected: counter_vec(
+                "ow_module_cache_rejected_total",
+                "Cache entries dropped as damaged or refused by the engine.",
+                &["tier"],
             ),
             cache_loads: counter_vec(
                 "ow_module_cache_loads_total",
-                "Modules compiled or deserialized after a miss.",
-                "tier",
+                "Modules loaded into memory after a miss, and entries written to disk.",
+                &["tier"],
             ),
             cache_evictions: counter_vec(
                 "ow_module_cache_evictions_total",
                 "Modules the cache policy let go.",
-                "tier",
+                &["tier"],
             ),
             cache_entries: gauge_vec(
                 "ow_module_cache_entries",
@@ -120,7 +136,9 @@ impl HostMetrics {
 
     /// Counts an activation that ended with `outcome` after `duration`.
     pub(crate) fn activation(&self, outcome: &Result<Value, RunError>, duration: Duration) {
-        self.activations.with_label_values(&[outcome_label(outcome)]).inc();
+        self.activations
+            .with_label_values(&[outcome_label(outcome)])
+            .inc();
         self.activation_seconds.observe(duration.as_secs_f64());
     }
 
@@ -133,24 +151,36 @@ impl HostMetrics {
 
     /// Every family, the stats-derived ones brought up to `stats` first.
     pub(crate) fn gather(&self, stats: &EngineStats) -> Vec<MetricFamily> {
-        let cache = &stats.memory_cache;
-        raise_to(&self.cache_lookups.with_label_values(&["hit"]), cache.hits);
-        raise_to(&self.cache_lookups.with_label_values(&["miss"]), cache.misses);
-        raise_to(&self.cache_loads.with_label_values(&["memory"]), cache.loads);
+        for (tier, cache) in [("memory", &stats.memory_cache), ("disk", &stats.disk_cache)] {
+            raise_to(
+                &self.cache_lookups.with_label_values(&[tier, "hit"]),
+                cache.hits,
+            );
+            raise_to(
+                &self.cache_lookups.with_label_values(&[tier, "miss"]),
+                cache.misses,
+            );
+            raise_to(&self.cache_loads.with_label_values(&[tier]), cache.loads);
+            raise_to(
+                &self.cache_evictions.with_label_values(&[tier]),
+                cache.evictions,
+            );
+            self.cache_entries
+                .with_label_values(&[tier])
+                .set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
+            self.cache_bytes
+                .with_label_values(&[tier])
+                .set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
+        }
+        raise_to(&self.compiles, stats.compiles);
         raise_to(
-            &self.cache_evictions.with_label_values(&["memory"]),
-            cache.evictions,
+            &self.cache_rejected.with_label_values(&["disk"]),
+            stats.disk_cache_rejected,
         );
-        let memory = ["memory"];
-        self.cache_entries
-            .with_label_values(&memory)
-            .set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
-        self.cache_bytes
-            .with_label_values(&memory)
-            .set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
         let count = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
         self.instances_in_use.set(count(stats.instances_in_use));
-        self.instances_waiting.set(count(stats.waiting_for_instance));
+        self.instances_waiting
+            .set(count(stats.waiting_for_instance));
         self.instance_slots.set(count(stats.instance_slots));
         self.registry.gather()
     }
@@ -182,13 +212,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn value_of(families: &[MetricFamily], name: &str, label: (&str, &str)) -> Option<f64> {
+    /// The value of the metric `name` that carries every label of `labels`.
+    fn value_of(families: &[MetricFamily], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let family = families.iter().find(|family| family.name() == name)?;
         family.get_metric().iter().find_map(|metric| {
-            let labels = metric.get_label();
+            let has = |(key, value): &(&str, &str)| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|pair| pair.name() == *key && pair.value() == *value)
+            };
             labels
                 .iter()
-                .any(|pair| pair.name() == label.0 && pair.value() == label.1)
+                .all(has)
                 .then(|| metric.get_counter().get_value() + metric.get_gauge().get_value())
         })
     }
@@ -209,27 +245,63 @@ mod tests {
             ..EngineStats::default()
         };
         stats.memory_cache.hits = 4;
+        stats.disk_cache.hits = 2;
+        stats.compiles = 5;
         let families = metrics.gather(&stats);
         let activations = "ow_activations_total";
-        assert_eq!(value_of(&families, activations, ("outcome", "success")), Some(1.0));
         assert_eq!(
-            value_of(&families, activations, ("outcome", "application_error")),
+            value_of(&families, activations, &[("outcome", "success")]),
             Some(1.0)
         );
-        assert_eq!(value_of(&families, activations, ("outcome", "timeout")), Some(1.0));
         assert_eq!(
-            value_of(&families, "ow_module_cache_lookups_total", ("result", "hit")),
+            value_of(&families, activations, &[("outcome", "application_error")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(&families, activations, &[("outcome", "timeout")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value_of(
+                &families,
+                "ow_module_cache_lookups_total",
+                &[("tier", "memory"), ("result", "hit")]
+            ),
             Some(4.0)
         );
         assert_eq!(
-            value_of(&families, "ow_instances_in_use", ("engine", "test-engine")),
+            value_of(
+                &families,
+                "ow_module_cache_lookups_total",
+                &[("tier", "disk"), ("result", "hit")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value_of(
+                &families,
+                "ow_module_compiles_total",
+                &[("engine", "test-engine")]
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            value_of(
+                &families,
+                "ow_instances_in_use",
+                &[("engine", "test-engine")]
+            ),
             Some(3.0)
         );
         // The cache's counters are raised, never counted twice.
         stats.memory_cache.hits = 6;
         let families = metrics.gather(&stats);
         assert_eq!(
-            value_of(&families, "ow_module_cache_lookups_total", ("result", "hit")),
+            value_of(
+                &families,
+                "ow_module_cache_lookups_total",
+                &[("tier", "memory"), ("result", "hit")]
+            ),
             Some(6.0)
         );
     }

@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod admission;
 pub mod capture;
+pub mod disk_cache;
 pub mod http;
 mod metrics;
 pub mod modules;
@@ -25,13 +26,16 @@ use crate::runtime::{
 };
 use abi::GuestAbi;
 use admission::Load;
-use metrics::HostMetrics;
+use anyhow::Context as _;
 use capture::LogCapture;
+use disk_cache::DiskCache;
+use metrics::HostMetrics;
 use modules::ModuleCache;
 use slots::{InstanceSlot, InstanceSlots};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long after its deadline an activation whose instance has not stopped is answered
@@ -58,9 +62,19 @@ pub trait Engine: Send + Sync + Sized + 'static {
     /// Validates and compiles a portable core module.
     fn compile(&self, wasm: &[u8]) -> Result<Self::Module, InitError>;
 
-    /// Loads one of the engine's own precompiled artifacts. Only called when the operator
-    /// trusts precompiled code (`--trust-precompiled`): an artifact is native code.
+    /// Loads one of the engine's own precompiled artifacts. Only called for bytes the
+    /// executor trusts: an artifact the operator vouched for (`--trust-precompiled`), or
+    /// what [`Engine::serialize`] made, read back from the executor's own cache directory
+    /// with its checksum intact. An artifact is native code.
     fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Self::Module, InitError>;
+
+    /// The module as an artifact [`Engine::load_trusted_artifact`] loads, for the on-disk
+    /// cache; `None` for an engine without artifacts.
+    fn serialize(&self, module: &Self::Module) -> Option<Vec<u8>>;
+
+    /// Names the engine's version and configuration: artifacts made under one fingerprint
+    /// are loaded only under the same one.
+    fn fingerprint(&self) -> String;
 
     /// The module's exported functions and its imports.
     fn interface(&self, module: &Self::Module) -> ModuleInterface;
@@ -80,6 +94,15 @@ pub trait Engine: Send + Sync + Sized + 'static {
     fn instance_limit(&self) -> Option<u32> {
         None
     }
+}
+
+/// A short, stable name for a configuration an engine hashes ([`Engine::fingerprint`]): the
+/// same value gives the same name in every run of one build.
+pub fn fingerprint_of(configuration: impl std::hash::Hash) -> String {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .hash_one(configuration);
+    format!("{hash:016x}")
 }
 
 /// A linked module: each [`LinkedModule::execute`] is one fresh instance.
@@ -202,6 +225,9 @@ struct HostInner<E: Engine> {
     engine: E,
     config: EngineConfig,
     metrics: Arc<HostMetrics>,
+    disk: Option<DiskCache>,
+    /// Portable modules compiled (not read back from the disk cache).
+    compiles: AtomicU64,
     modules: ModuleCache<LoadedModule<E::Module>>,
     slots: InstanceSlots,
 }
@@ -238,9 +264,23 @@ impl<E: Engine> Host<E> {
             .map_or(config.max_instances, |limit| {
                 limit.min(config.max_instances)
             });
+        let disk = match &config.disk_cache {
+            None => None,
+            Some(disk) => Some(
+                DiskCache::open(&disk.dir, E::NAME, &engine.fingerprint(), disk.policy)
+                    .with_context(|| {
+                        format!(
+                            "cannot open the module cache directory {}",
+                            disk.dir.display()
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             inner: Arc::new(HostInner {
                 engine,
+                disk,
+                compiles: AtomicU64::new(0),
                 config: config.clone(),
                 metrics: Arc::new(HostMetrics::new(E::NAME)),
                 modules: ModuleCache::new(config.memory_cache),
@@ -263,7 +303,7 @@ impl<E: Engine> Host<E> {
             self.inner.config.trust_precompiled,
         )?;
         let module = match load {
-            Load::Compile => engine.compile(&code.bytes)?,
+            Load::Compile => self.compile(code)?,
             Load::TrustedArtifact => engine.load_trusted_artifact(&code.bytes)?,
         };
         let interface = engine.interface(&module);
@@ -271,6 +311,38 @@ impl<E: Engine> Host<E> {
             module: Arc::new(module),
             interface,
         })
+    }
+
+    /// The compiled module of portable code: read back from the disk cache when a good entry
+    /// is there, else compiled (and written to the disk cache).
+    fn compile(&self, code: &ModuleCode) -> Result<E::Module, InitError> {
+        let inner = &self.inner;
+        let engine = &inner.engine;
+        if let Some(disk) = &inner.disk
+            && let Some(artifact) = disk.read(&code.hash)
+        {
+            match engine.load_trusted_artifact(&artifact) {
+                Ok(module) => return Ok(module),
+                Err(error) => {
+                    tracing::warn!(engine = E::NAME, %error, "a module cache entry was refused");
+                    disk.reject(&code.hash);
+                }
+            }
+        }
+        let module = engine.compile(&code.bytes)?;
+        inner.compiles.fetch_add(1, Ordering::Relaxed);
+        if let Some(disk) = &inner.disk
+            && let Some(artifact) = engine.serialize(&module)
+            && let Err(error) = disk.write(&code.hash, &artifact)
+        {
+            tracing::warn!(
+                engine = E::NAME,
+                dir = %disk.dir().display(),
+                %error,
+                "a compiled module could not be written to the module cache"
+            );
+        }
+        Ok(module)
     }
 
     fn prepare_blocking(
@@ -332,10 +404,11 @@ impl<E: Engine> WasmRuntime for Host<E> {
             let started = Instant::now();
             // Compiling is CPU-bound: keep it off the async workers.
             let metrics = host.inner.metrics.clone();
-            let prepared = tokio::task::spawn_blocking(move || host.prepare_blocking(&code, config))
-                .await
-                .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))
-                .and_then(|prepared| prepared);
+            let prepared =
+                tokio::task::spawn_blocking(move || host.prepare_blocking(&code, config))
+                    .await
+                    .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))
+                    .and_then(|prepared| prepared);
             metrics.prepare(prepared.is_ok(), started.elapsed());
             prepared
         })
@@ -347,7 +420,14 @@ impl<E: Engine> WasmRuntime for Host<E> {
         EngineStats {
             cached_modules: cache.entries,
             module_loads: cache.loads,
+            compiles: inner.compiles.load(Ordering::Relaxed),
             memory_cache: cache,
+            disk_cache: inner
+                .disk
+                .as_ref()
+                .map(DiskCache::stats)
+                .unwrap_or_default(),
+            disk_cache_rejected: inner.disk.as_ref().map_or(0, DiskCache::rejected),
             instances_in_use: inner.slots.in_use(),
             instance_slots: inner.slots.total(),
             waiting_for_instance: inner.slots.waiting(),

@@ -102,7 +102,7 @@ fn runtime_mode_counts_the_cold_start_activations_by_outcome_and_the_cache(engin
         sample(
             &after,
             "ow_module_cache_lookups_total",
-            &[engine_label, ("result", "miss")]
+            &[engine_label, ("tier", "memory"), ("result", "miss")]
         ),
         Some(1.0)
     );
@@ -149,7 +149,7 @@ fn executor_mode_counts_each_container_and_the_second_prepare_of_one_module_hits
         sample(
             &after,
             "ow_module_cache_lookups_total",
-            &[engine_label, ("result", "hit")]
+            &[engine_label, ("tier", "memory"), ("result", "hit")]
         ),
         Some(1.0)
     );
