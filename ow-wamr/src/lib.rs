@@ -22,10 +22,11 @@
 //!
 //! * No suspension: WAMR cannot pause a call, so every activation holds one of the crate's
 //!   instance threads from instantiation to teardown, while it computes and while it waits (a
-//!   WASI sleep, a blocking read, `http`.`get`). The pool grows on demand up to the engine's
-//!   instance slots (`--max-instances`) and shrinks when idle; concurrency costs one OS thread
-//!   and five file descriptors (stdin, and a pipe each for stdout and stderr) per activation
-//!   in flight, so the process's thread and open-file limits bound it.
+//!   WASI sleep, a blocking read, `http`.`get`). Each activation in flight costs one OS thread
+//!   and five file descriptors (stdin, and a pipe each for stdout and stderr), so the engine
+//!   runs at most [`MAX_THREAD_BOUND_INSTANCES`] at once (fewer with a lower
+//!   `--max-instances`), and later activations wait for a slot until their deadline. The pool
+//!   grows on demand up to that and shrinks when idle.
 //! * stdout and stderr are drained separately, so lines the guest writes to the two streams
 //!   within the same moment may be recorded in either order (each stream's own order is kept).
 //! * A WASI sleep is stopped up to a second late: WAMR sleeps in one-second steps and checks
@@ -63,7 +64,7 @@ use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
 use ow_common::code::ModuleFormat;
 use ow_common::host::abi::GuestAbi;
 use ow_common::host::admission::WASI_P1_MODULE;
-use ow_common::host::{Engine, Host, ModuleInterface};
+use ow_common::host::{Engine, Host, MAX_THREAD_BOUND_INSTANCES, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use pool::Pool;
 use std::sync::Arc;
@@ -120,7 +121,7 @@ impl Engine for WamrEngine {
 
     fn new(config: &EngineConfig) -> anyhow::Result<Self> {
         ffi::init_runtime().map_err(|e| anyhow::anyhow!("cannot start WAMR: {e}"))?;
-        let instances = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
+        let instances = config.max_instances.min(MAX_THREAD_BOUND_INSTANCES) as usize;
         Ok(Self {
             threads: Arc::new(Threads {
                 instances: Pool::new("ow-wamr-instance", instances, INSTANCE_THREAD_STACK_BYTES),
@@ -195,6 +196,12 @@ impl Engine for WamrEngine {
             settings: Arc::new(ActionSettings::new(config)?),
             threads: self.threads.clone(),
         })
+    }
+
+    fn instance_limit(&self) -> Option<u32> {
+        // Each instance holds a thread: no more slots than threads, so that a waiting
+        // activation waits for a slot rather than holding one with no thread to run on.
+        Some(MAX_THREAD_BOUND_INSTANCES)
     }
 }
 

@@ -32,8 +32,8 @@ ow_common::conformance_suite! {
             "WAMR caps a table at its own size (1024 elements without a declared maximum), \
              has no API to set the cap and reports no refused table growth",
         sleeping_activations_hold_no_thread =>
-            "WAMR cannot suspend a call: every sleeping activation holds an OS thread of the \
-             engine (and its five stdio file descriptors) until it wakes",
+            "WAMR cannot suspend a call: every sleeping activation holds one of the engine's at \
+             most 512 OS threads (and its five stdio file descriptors) until it wakes",
         waiting_in_http_get_holds_no_thread =>
             "WAMR cannot suspend a native: every activation waiting in http.get holds an OS \
              thread of the engine until its answer comes",

@@ -15,8 +15,8 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The most instances that run at once, whatever the instance slots allow: each holds a
-/// thread (and reserves 8 GiB of address space). Tokio's default bound on blocking threads.
-pub(crate) const MAX_INSTANCE_THREADS: usize = 512;
+/// thread (and reserves 8 GiB of address space).
+pub(crate) const MAX_INSTANCE_THREADS: usize = ow_common::host::MAX_THREAD_BOUND_INSTANCES as usize;
 
 /// Blocking threads kept for host-directory I/O beyond those instances hold.
 const IO_THREADS: usize = 64;

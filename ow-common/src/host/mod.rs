@@ -43,6 +43,13 @@ use std::time::{Duration, Instant};
 /// instance that is inside a host call the engine cannot cut short.
 pub const STOP_GRACE: Duration = Duration::from_millis(50);
 
+/// The most instances an engine whose every instance holds an OS thread (and its stdio
+/// descriptors) runs at once, whatever `--max-instances` says: past it, threads and open
+/// files run out before activations do. Such an engine returns it from
+/// [`Engine::instance_limit`], so later activations wait for a slot. Tokio's default bound on
+/// blocking threads.
+pub const MAX_THREAD_BOUND_INSTANCES: u32 = 512;
+
 /// What an engine crate provides: its own compile, link and instance types. Everything else
 /// an activation needs is [`Host`]'s.
 pub trait Engine: Send + Sync + Sized + 'static {
