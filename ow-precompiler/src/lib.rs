@@ -4,7 +4,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use ow_common::code::{ModuleFormat, zip_module};
 
 #[cfg(not(any(feature = "wasmtime", feature = "wasmer", feature = "wamr")))]
@@ -50,12 +50,14 @@ pub fn package(target: Target, wasm: &[u8]) -> anyhow::Result<(Vec<u8>, &'static
         #[cfg(feature = "wasmtime")]
         Target::Wasmtime => (
             "action.cwasm",
-            ow_wasmtime::precompile(wasm).context("Wasmtime cannot compile the module")?,
+            ow_wasmtime::precompile(wasm)
+                .map_err(|e| e.context("Wasmtime cannot compile the module"))?,
         ),
         #[cfg(feature = "wasmer")]
         Target::Wasmer => (
             "action.wasmu",
-            ow_wasmer::precompile(wasm).context("Wasmer cannot compile the module")?,
+            ow_wasmer::precompile(wasm)
+                .map_err(|e| e.context("Wasmer cannot compile the module"))?,
         ),
         #[cfg(feature = "wamr")]
         Target::Wamr => ("action.aot", ow_wamr::precompile(wasm)?),
