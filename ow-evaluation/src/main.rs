@@ -1,25 +1,22 @@
-//! `ow-evaluation`: load runs against the real `ow-executor` binary, reported as numbers a
-//! reader can compare (JSON on stdout, progress on stderr).
-//!
-//! `soak` drives one `runtime` container with many activations from a few client threads and
-//! samples the executor's resident memory as it goes: the memory after warm-up and at the end
-//! should match, or something leaks per activation.
+//! `ow-evaluation`: parses arguments, finds the binaries, runs a subcommand on a tokio
+//! runtime, prints its tables as Markdown and writes CSV, JSON and charts under
+//! `target/evaluation/`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use anyhow::{Context, bail, ensure};
-use base64::Engine as _;
+use anyhow::{Context, ensure};
 use clap::{Parser, Subcommand};
-use ow_wasm_action_artifacts as artifacts;
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use ow_evaluation::cold_start::ColdStartArgs;
+use ow_evaluation::floor::FloorArgs;
+use ow_evaluation::memory::MemoryArgs;
+use ow_evaluation::ramp::RampArgs;
+use ow_evaluation::realistic::RealisticArgs;
+use ow_evaluation::soak::SoakArgs;
+use ow_evaluation::throughput::ThroughputArgs;
+use ow_evaluation::{Profile, Setup, executor, report::Report};
+use std::path::{Path, PathBuf};
 
-/// Load runs against ow-executor.
+/// Measurements of ow-wasm against baselines in the same run, every engine side by side.
 #[derive(Debug, Parser)]
 #[command(name = "ow-evaluation", about)]
 struct Cli {
@@ -29,201 +26,135 @@ struct Cli {
     /// The ow-executor binary [default: next to this one, in the same target directory].
     #[arg(long, global = true)]
     executor: Option<PathBuf>,
+
+    /// Engines to measure, each compiled into the executor [default: every one compiled in].
+    #[arg(long, global = true, value_delimiter = ',')]
+    engines: Vec<String>,
+
+    /// Where CSV, JSON and PNG files go [default: target/evaluation].
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Run {
-    /// Many activations of one action; reports resident memory over time.
-    Soak {
-        /// How many activations.
-        #[arg(long, default_value_t = 100_000)]
-        activations: u64,
-        /// Concurrent client connections.
-        #[arg(long, default_value_t = 8)]
-        clients: u64,
-        /// Which example action (`add`, `echo`, `log`, `hash`).
-        #[arg(long, default_value = "add")]
-        action: String,
-        /// Activations that count as warm-up, before the baseline memory sample.
-        #[arg(long, default_value_t = 10_000)]
-        warmup: u64,
+    /// N concurrent /init + first /run, runtime and executor mode, portable and precompiled.
+    ColdStart(ColdStartArgs),
+    /// Requests/s and latency on one warm action, keep-alive and a new connection per request.
+    Throughput(ThroughputArgs),
+    /// Adds clients until throughput plateaus: CPU-bound, I/O-bound and mixed; a burst.
+    Ramp(RampArgs),
+    /// 90% of requests to 2 hot actions, 10% to 60 rare ones, in standalone mode.
+    Realistic(RealisticArgs),
+    /// Resident memory: idle, per warm container, N containers of one and of N modules.
+    Memory(MemoryArgs),
+    /// Many activations of one action; resident memory over time.
+    Soak(SoakArgs),
+    /// Every measurement above, quick profile by default (`just bench`).
+    All {
+        /// Quick (under 10 minutes on 2 cores) or full.
+        #[arg(long, value_enum, default_value_t = Profile::Quick)]
+        profile: Profile,
     },
+    /// The http-floor and native baselines' server (started by the measurements).
+    #[command(hide = true)]
+    HttpFloorServer(FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let executor = match cli.executor {
-        Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .context("the binary has a directory")?
-            .join("ow-executor"),
-    };
-    ensure!(
-        executor.is_file(),
-        "{} does not exist: build it with `cargo build --release -p ow-executor` or pass --executor",
-        executor.display()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if let Run::HttpFloorServer(args) = cli.command {
+        return runtime.block_on(ow_evaluation::floor::serve(args));
+    }
+    let setup = setup(&cli)?;
+    eprintln!(
+        "ow-evaluation: {} with {}; results in {}",
+        setup.executor.display(),
+        setup.engines.join(", "),
+        setup.out_dir.display()
     );
-    match cli.command {
-        Run::Soak {
-            activations,
-            clients,
-            action,
-            warmup,
-        } => {
-            let report = soak(&executor, activations, clients, &action, warmup)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
+    let reports: Vec<Report> = runtime.block_on(async {
+        Ok::<_, anyhow::Error>(match &cli.command {
+            Run::ColdStart(args) => vec![ow_evaluation::cold_start::run(&setup, args).await?],
+            Run::Throughput(args) => vec![ow_evaluation::throughput::run(&setup, args).await?],
+            Run::Ramp(args) => vec![ow_evaluation::ramp::run(&setup, args).await?],
+            Run::Realistic(args) => vec![ow_evaluation::realistic::run(&setup, args).await?],
+            Run::Memory(args) => vec![ow_evaluation::memory::run(&setup, args).await?],
+            Run::Soak(args) => vec![ow_evaluation::soak::run(&setup, args).await?],
+            Run::All { profile } => ow_evaluation::all::run(&setup, *profile).await?,
+            Run::HttpFloorServer(_) => unreachable!("served above"),
+        })
+    })?;
+    for report in &reports {
+        report.write(&setup.out_dir)?;
+        println!("{}", report.markdown());
+    }
+    if reports.len() > 1 {
+        let summary = ow_evaluation::all::summary(&reports);
+        let path = setup.out_dir.join("summary.md");
+        std::fs::write(&path, summary)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("ow-evaluation: every table is in {}", path.display());
     }
     Ok(())
 }
 
-/// A runtime-mode executor on a free port, killed when dropped.
-struct Runtime {
-    child: Child,
-    url: String,
-}
-
-impl Runtime {
-    fn start(executor: &PathBuf) -> anyhow::Result<Self> {
-        let mut child = Command::new(executor)
-            .args(["runtime", "--listen", "127.0.0.1:0"])
-            // Only the line that names the port, not one line per activation.
-            .env("OW_LOG", "ow_executor::server=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", executor.display()))?;
-        // Diagnostics and action logs share stderr here; the first diagnostic names the port,
-        // and the rest is drained so the executor never blocks on a full pipe.
-        let stderr = child.stderr.take().context("stderr is piped")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let address = loop {
-            let Some(line) = lines.next() else {
-                bail!("ow-executor exited before listening")
-            };
-            if let Some(rest) = line?.split("listening on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self {
-            child,
-            url: format!("http://{address}"),
-        })
-    }
-
-    fn resident_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmRSS is missing from /proc")
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn module_for(action: &str) -> anyhow::Result<(&'static str, Value)> {
-    Ok(match action {
-        "add" => (artifacts::ADD, json!({"param1": 2, "param2": 2})),
-        "echo" => (artifacts::ECHO, json!({"payload": "x".repeat(256)})),
-        "log" => (artifacts::LOG, json!({"lines": 5})),
-        "hash" => (artifacts::HASH, json!({"iterations": 100})),
-        other => bail!("unknown action {other}; use add, echo, log or hash"),
+/// The binaries, engines and output directory, checked before anything runs.
+fn setup(cli: &Cli) -> anyhow::Result<Setup> {
+    let evaluation = std::env::current_exe()?;
+    let bin_dir = evaluation
+        .parent()
+        .context("the binary has a directory")?
+        .to_owned();
+    let executor = cli
+        .executor
+        .clone()
+        .unwrap_or_else(|| bin_dir.join("ow-executor"));
+    ensure!(
+        executor.is_file(),
+        "{} does not exist: build it with `cargo build --release -p ow-executor --all-features` or pass --executor",
+        executor.display()
+    );
+    let native_action = bin_dir.join("ow-native-action");
+    ensure!(
+        native_action.is_file(),
+        "{} does not exist: build it with `cargo build --release -p ow-evaluation`",
+        native_action.display()
+    );
+    let compiled = executor::compiled_engines(&executor)?;
+    let engines = if cli.engines.is_empty() {
+        compiled
+    } else {
+        for engine in &cli.engines {
+            ensure!(
+                compiled.contains(engine),
+                "{} has no engine {engine}; it has {}",
+                executor.display(),
+                compiled.join(", ")
+            );
+        }
+        cli.engines.clone()
+    };
+    let out_dir = cli.out.clone().unwrap_or_else(|| default_out_dir(&bin_dir));
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    Ok(Setup {
+        executor,
+        engines,
+        evaluation,
+        native_action,
+        out_dir,
     })
 }
 
-fn soak(
-    executor: &PathBuf,
-    activations: u64,
-    clients: u64,
-    action: &str,
-    warmup: u64,
-) -> anyhow::Result<Value> {
-    let (module, params) = module_for(action)?;
-    let runtime = Runtime::start(executor)?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(module))?;
-    let init = json!({"value": {"code": base64::engine::general_purpose::STANDARD.encode(zip), "binary": true}});
-    let status = agent
-        .post(format!("{}/init", runtime.url))
-        .send_json(&init)?
-        .status();
-    ensure!(status == 200, "/init answered {status}");
-
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (done, failed, url) =
-                (done.clone(), failed.clone(), format!("{}/run", runtime.url));
-            let body = json!({"value": params});
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                while done.fetch_add(1, Ordering::Relaxed) < activations {
-                    match agent.post(&url).send_json(&body) {
-                        Ok(response) if response.status() == 200 => {}
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-
-    let mut samples = Vec::new();
-    let mut baseline = None;
-    loop {
-        let finished = done.load(Ordering::Relaxed).min(activations);
-        let rss = runtime.resident_kib()?;
-        samples.push(json!({"activations": finished, "seconds": started.elapsed().as_secs_f64(), "rss_kib": rss}));
-        if baseline.is_none() && finished >= warmup {
-            baseline = Some(rss);
-        }
-        eprintln!("{finished}/{activations} activations, RSS {rss} KiB");
-        if workers.iter().all(|w| w.is_finished()) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+/// `target/evaluation` when this binary lives in `target/<profile>/`, else `./evaluation`.
+fn default_out_dir(bin_dir: &Path) -> PathBuf {
+    match bin_dir.parent() {
+        Some(target) if target.join("CACHEDIR.TAG").is_file() => target.join("evaluation"),
+        _ => PathBuf::from("evaluation"),
     }
-    for worker in workers {
-        worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))?;
-    }
-    let elapsed = started.elapsed();
-    let end = runtime.resident_kib()?;
-    let baseline = baseline.unwrap_or(end);
-    Ok(json!({
-        "action": action,
-        "activations": activations,
-        "clients": clients,
-        "failed": failed.load(Ordering::Relaxed),
-        "seconds": elapsed.as_secs_f64(),
-        "activations_per_second": activations as f64 / elapsed.as_secs_f64(),
-        "rss_after_warmup_kib": baseline,
-        "rss_at_end_kib": end,
-        "rss_end_over_warmup": end as f64 / baseline as f64,
-        "samples": samples,
-    }))
 }

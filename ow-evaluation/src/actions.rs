@@ -1,0 +1,224 @@
+//! The actions the measurements run and the bodies that carry them: the example modules of
+//! `ow-wasm-action-artifacts`, distinct copies of one module (a custom section appended, so the
+//! executor's content-hash cache sees new code), a synthetic large module, and the `/init` and
+//! `/run` bodies of OpenWhisk's action protocol.
+
+use ow_wasm_action_artifacts as artifacts;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+
+/// A warm action to load: its module and the parameters of each activation.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Its name in tables (`add`, `hash`, …).
+    pub name: &'static str,
+    /// Which guest ABI the module speaks (`sdk`, `stdio`).
+    pub abi: &'static str,
+    /// The path of the module.
+    pub module: &'static str,
+    /// The parameters of each activation.
+    pub params: Value,
+}
+
+/// The workload called `name`.
+pub fn workload(name: &str) -> anyhow::Result<Workload> {
+    Ok(match name {
+        "add" => Workload {
+            name: "add",
+            abi: "sdk",
+            module: artifacts::ADD,
+            params: json!({"param1": 2, "param2": 2}),
+        },
+        "echo" => Workload {
+            name: "echo",
+            abi: "sdk",
+            module: artifacts::ECHO,
+            params: json!({"payload": "x".repeat(256)}),
+        },
+        "stdio_add" => Workload {
+            name: "stdio_add",
+            abi: "stdio",
+            module: artifacts::STDIO_ADD,
+            params: json!({"param1": 2, "param2": 2}),
+        },
+        "hash" => Workload {
+            name: "hash",
+            abi: "sdk",
+            module: artifacts::HASH,
+            params: json!({"iterations": 100}),
+        },
+        "sleep" => Workload {
+            name: "sleep",
+            abi: "sdk",
+            module: artifacts::SLEEP,
+            params: json!({"ms": 300}),
+        },
+        "log" => Workload {
+            name: "log",
+            abi: "sdk",
+            module: artifacts::LOG,
+            params: json!({"lines": 5}),
+        },
+        other => anyhow::bail!(
+            "there is no workload {other}; use add, echo, stdio_add, hash, sleep or log"
+        ),
+    })
+}
+
+/// `wasm` with a custom section appended that holds `tag`: the same code, other bytes, so
+/// another content hash.
+pub fn distinct(wasm: &[u8], tag: u64) -> Vec<u8> {
+    const NAME: &[u8] = b"ow-evaluation";
+    let mut payload = leb128(NAME.len() as u64);
+    payload.extend_from_slice(NAME);
+    payload.extend_from_slice(&tag.to_le_bytes());
+    let mut module = wasm.to_vec();
+    module.push(0); // custom section
+    module.extend(leb128(payload.len() as u64));
+    module.extend(payload);
+    module
+}
+
+fn leb128(mut value: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(byte);
+            return bytes;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
+/// An SDK-ABI module of about `size` bytes that answers `{"ok":true}`: functions of integer
+/// arithmetic, every one of them in a table, so every engine compiles (or loads) them all.
+pub fn large_module(size: usize) -> Vec<u8> {
+    // About 5 bytes per (i32.const, i32.add|xor|mul) step, 40 steps per function.
+    let functions = (size / 215).max(1);
+    let mut wat = String::from(
+        "(module\n  (memory (export \"memory\") 1)\n  (data (i32.const 1024) \"{\\22ok\\22:true}\")\n",
+    );
+    let _ = writeln!(wat, "  (table {functions} funcref)");
+    wat.push_str("  (elem (i32.const 0)");
+    for f in 0..functions {
+        let _ = write!(wat, " $f{f}");
+    }
+    wat.push_str(")\n");
+    wat.push_str(
+        "  (func (export \"__ow_alloc\") (param i32) (result i32) (i32.const 2048))\n  \
+         (func (export \"__ow_main\") (param i32 i32) (result i64)\n    \
+         (drop (call_indirect (param i32) (result i32) (local.get 1) (i32.const 0)))\n    \
+         (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const 11)))\n",
+    );
+    for f in 0..functions {
+        let _ = write!(wat, "  (func $f{f} (param i32) (result i32) (local.get 0)");
+        for step in 0..40u64 {
+            let constant = (f as u64 * 40 + step) * 2_654_435_761 % 1_000_003;
+            let op = ["i32.add", "i32.xor", "i32.mul"][(step % 3) as usize];
+            let _ = write!(wat, " (i32.const {constant}) ({op})");
+        }
+        wat.push_str(")\n");
+    }
+    wat.push_str(")\n");
+    wat::parse_str(&wat).expect("the generated module is valid WAT")
+}
+
+/// `wasm` zipped as an action archive.
+pub fn zip(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok(ow_common::code::zip_module("action.wasm", wasm)?)
+}
+
+/// The `/init` body of an action archive (a zip), as the invoker sends it.
+pub fn init_body(archive: &[u8]) -> Value {
+    json!({"value": {
+        "name": "action",
+        "main": "main",
+        "binary": true,
+        "code": ow_common::code::encode_base64(archive),
+        "env": {},
+    }})
+}
+
+/// The `/run` body of an activation with `params`.
+pub fn run_body(params: &Value) -> Value {
+    json!({
+        "value": params,
+        "namespace": "guest",
+        "action_name": "/guest/action",
+        "action_version": "0.0.1",
+        "activation_id": "0123456789abcdef0123456789abcdef",
+        "transaction_id": "ow-evaluation",
+    })
+}
+
+/// The module bytes at `path`.
+pub fn read(path: &str) -> Vec<u8> {
+    artifacts::read(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_copies_are_valid_modules_with_other_bytes() {
+        let add = read(artifacts::ADD);
+        let (a, b) = (distinct(&add, 1), distinct(&add, 2));
+        assert_ne!(a, b);
+        assert!(a.starts_with(&add));
+        for module in [&a, &b] {
+            assert_eq!(
+                ow_common::code::ModuleFormat::sniff(module),
+                ow_common::code::ModuleFormat::CoreModule
+            );
+        }
+        // The appended section parses: WAT's parser round-trips it through the binary reader.
+        let tiny = wat::parse_str("(module)").unwrap();
+        let tagged = distinct(&tiny, 300);
+        assert_eq!(
+            &tagged[8..],
+            &[
+                0, 22, 13, b'o', b'w', b'-', b'e', b'v', b'a', b'l', b'u', b'a', b't', b'i', b'o',
+                b'n', 44, 1, 0, 0, 0, 0, 0, 0
+            ]
+        );
+    }
+
+    #[test]
+    fn leb128_encodes_seven_bits_a_byte() {
+        assert_eq!(leb128(0), [0]);
+        assert_eq!(leb128(127), [127]);
+        assert_eq!(leb128(128), [0x80, 1]);
+        assert_eq!(leb128(300), [0xac, 2]);
+    }
+
+    #[test]
+    fn the_large_module_is_about_the_size_asked() {
+        let module = large_module(300 * 1024);
+        let size = module.len();
+        assert!(
+            (200 * 1024..450 * 1024).contains(&size),
+            "{size} bytes for 300 KiB"
+        );
+        assert!(large_module(1).len() < 2048);
+    }
+
+    #[test]
+    fn bodies_follow_the_action_protocol() {
+        let init = init_body(b"PK");
+        assert_eq!(init["value"]["binary"], true);
+        assert_eq!(init["value"]["code"], "UEs=");
+        assert_eq!(run_body(&json!({"a": 1}))["value"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn every_workload_names_a_built_module() {
+        for name in ["add", "echo", "stdio_add", "hash", "sleep", "log"] {
+            let workload = workload(name).unwrap();
+            assert!(std::path::Path::new(workload.module).is_file(), "{name}");
+        }
+        assert!(workload("nope").is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! `cold-start`: N concurrent `/init` + first `/run` of distinct containers (the prior art's
+//! test), N from 1 to 64, through `runtime` mode (one fresh process per container, as
+//! OpenWhisk runs images; the processes are started and listening before the clock starts) and
+//! `executor` mode (`POST /start` first, then `/{id}/init` and `/{id}/run`). The code is a
+//! portable `.wasm` compiled for the first time (distinct bytes per container), the same
+//! `.wasm` already cached by hash (executor mode: another container of that code was
+//! initialised first), or a trusted precompiled zip (`ow-precompiler`; the executor runs with
+//! `--trust-precompiled`). Every request is on a new connection, as the invoker sends them.
+
+use crate::actions::{self, Workload};
+use crate::executor::Server;
+use crate::load::{Request, post};
+use crate::plot::{Lines, Scale, Series};
+use crate::report::{Report, Table, num};
+use crate::stats::Summary;
+use crate::{Profile, Setup, progress};
+use anyhow::Context;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// How a container gets its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Code {
+    /// Portable `.wasm`, compiled at `/init` (other bytes for every container).
+    Wasm,
+    /// Portable `.wasm` whose hash the executor has compiled already (executor mode only).
+    WasmCached,
+    /// A precompiled artifact for the engine, trusted.
+    Precompiled,
+}
+
+impl Code {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasm (first compile)",
+            Self::WasmCached => "wasm (cached by hash)",
+            Self::Precompiled => "precompiled (trusted)",
+        }
+    }
+}
+
+/// The serving mode a container lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `ow-executor runtime`: one process per container.
+    Runtime,
+    /// `ow-executor executor`: many containers in one process.
+    Executor,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Runtime => "runtime",
+            Self::Executor => "executor",
+        }
+    }
+}
+
+/// Arguments of `cold-start`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ColdStartArgs {
+    /// The action (a workload name: add, echo, hash, …).
+    #[arg(long, default_value = "echo")]
+    pub action: String,
+    /// Concurrent cold starts [quick: 1,16,64; full: 1,2,4,8,16,32,64].
+    #[arg(long, value_delimiter = ',')]
+    pub concurrency: Vec<usize>,
+    /// Serving modes.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "runtime,executor"
+    )]
+    pub modes: Vec<Mode>,
+    /// Kinds of code.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "wasm,wasm-cached,precompiled"
+    )]
+    pub codes: Vec<Code>,
+    /// At least this many cold starts per point (rounds of N are repeated) [quick: 8, full: 64].
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Quick or full.
+    #[arg(long, value_enum, default_value_t)]
+    pub profile: Profile,
+}
+
+/// The times of one cold start.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    init: Duration,
+    init_and_run: Duration,
+}
+
+/// `/init` then `/run` on a new connection each, timed from before the `/init`.
+async fn cold_start(
+    addr: SocketAddr,
+    prefix: String,
+    init: Request,
+    run: Request,
+) -> anyhow::Result<Timing> {
+    let init = Request {
+        path: format!("{prefix}/init"),
+        ..init
+    };
+    let run = Request {
+        path: format!("{prefix}/run"),
+        ..run
+    };
+    let started = Instant::now();
+    post(addr, &init).await?.ok().context("/init")?;
+    let init = started.elapsed();
+    post(addr, &run).await?.ok().context("/run")?;
+    Ok(Timing {
+        init,
+        init_and_run: started.elapsed(),
+    })
+}
+
+/// Archives for one round: `n` containers' code.
+struct Codes<'a> {
+    base: &'a [u8],
+    precompiled: &'a [Vec<u8>],
+    next_tag: u64,
+}
+
+impl Codes<'_> {
+    fn round(&mut self, code: Code, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+        (0..n)
+            .map(|i| match code {
+                Code::Wasm => {
+                    self.next_tag += 1;
+                    actions::zip(&actions::distinct(self.base, self.next_tag))
+                }
+                Code::WasmCached => actions::zip(self.base),
+                Code::Precompiled => Ok(self.precompiled[i].clone()),
+            })
+            .collect()
+    }
+}
+
+/// One round: `archives.len()` concurrent cold starts.
+async fn round(
+    setup: &Setup,
+    engine: &str,
+    mode: Mode,
+    code: Code,
+    archives: Vec<Vec<u8>>,
+    workload: &Workload,
+) -> anyhow::Result<Vec<Timing>> {
+    let trust: &[&str] = if code == Code::Precompiled {
+        &["--trust-precompiled"]
+    } else {
+        &[]
+    };
+    let run = Request::post("", &actions::run_body(&workload.params));
+    let mut servers = Vec::new();
+    let mut starts = Vec::new();
+    match mode {
+        Mode::Runtime => {
+            let mut pending = JoinSet::new();
+            for _ in 0..archives.len() {
+                let (binary, engine) = (setup.executor.clone(), engine.to_owned());
+                let trust: Vec<String> = trust.iter().map(|&t| t.to_owned()).collect();
+                pending.spawn(async move {
+                    let args: Vec<&str> = trust.iter().map(String::as_str).collect();
+                    Server::executor(&binary, "runtime", &engine, &args).await
+                });
+            }
+            while let Some(server) = pending.join_next().await {
+                let server = server??;
+                starts.push((server.addr, String::new()));
+                servers.push(server);
+            }
+        }
+        Mode::Executor => {
+            let server = Server::executor(&setup.executor, "executor", engine, trust).await?;
+            if code == Code::WasmCached {
+                // Another container of the same code, so its module is compiled and cached.
+                let id = start_container(server.addr).await?;
+                let init = Request::post(format!("/{id}/init"), &actions::init_body(&archives[0]));
+                post(server.addr, &init)
+                    .await?
+                    .ok()
+                    .context("the warming /init")?;
+            }
+            for _ in 0..archives.len() {
+                starts.push((
+                    server.addr,
+                    format!("/{}", start_container(server.addr).await?),
+                ));
+            }
+            servers.push(server);
+        }
+    }
+    let mut pending = JoinSet::new();
+    for ((addr, prefix), archive) in starts.into_iter().zip(archives) {
+        let init = Request::post("", &actions::init_body(&archive));
+        pending.spawn(cold_start(addr, prefix, init, run.clone()));
+    }
+    let mut timings = Vec::new();
+    while let Some(timing) = pending.join_next().await {
+        timings.push(timing??);
+    }
+    drop(servers);
+    Ok(timings)
+}
+
+/// `POST /start` in executor mode: the new container's id.
+async fn start_container(addr: SocketAddr) -> anyhow::Result<String> {
+    let answer = post(addr, &Request::post("/start", &json!({})))
+        .await?
+        .ok()?
+        .json()?;
+    answer["containerId"]
+        .as_str()
+        .map(str::to_owned)
+        .context("/start answered no containerId")
+}
+
+/// Runs `cold-start`.
+pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> {
+    let workload = actions::workload(&args.action)?;
+    let levels = if args.concurrency.is_empty() {
+        args.profile
+            .pick(vec![1, 16, 64], vec![1, 2, 4, 8, 16, 32, 64])
+    } else {
+        args.concurrency.clone()
+    };
+    let min_samples = args.samples.unwrap_or(args.profile.pick(8, 64));
+    let base = actions::read(workload.module);
+    let largest = levels.iter().copied().max().unwrap_or(1);
+    let mut report = Report::new("cold-start");
+    let mut plan = Vec::new();
+    for engine in &setup.engines {
+        for &mode in &args.modes {
+            for &code in &args.codes {
+                if code == Code::WasmCached && mode == Mode::Runtime {
+                    continue; // a fresh process has nothing cached
+                }
+                plan.push((engine.clone(), mode, code));
+            }
+        }
+    }
+    let bar = progress::bar("cold-start", (plan.len() * levels.len()) as u64);
+    let mut table = Table::new(
+        "cold-start",
+        &format!(
+            "Cold start of `{}` ({} KiB .wasm): N concurrent /init + first /run, ms",
+            workload.name,
+            base.len() / 1024
+        ),
+        &[
+            "engine",
+            "mode",
+            "code",
+            "N",
+            "samples",
+            "init p50",
+            "init p90",
+            "init p99",
+            "init+run p50",
+            "init+run p90",
+            "init+run p99",
+        ],
+    );
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    let mut precompiled_by_engine: Vec<(String, Option<Vec<Vec<u8>>>)> = Vec::new();
+    for (engine, mode, code) in plan {
+        let precompiled = if code == Code::Precompiled {
+            if !precompiled_by_engine.iter().any(|(e, _)| *e == engine) {
+                bar.set_message(format!("precompiling {largest} modules for {engine}"));
+                let packaged = precompile(&engine, &base, largest);
+                if let Err(error) = &packaged {
+                    report
+                        .notes
+                        .push(format!("{engine}, precompiled: skipped: {error:#}"));
+                }
+                precompiled_by_engine.push((engine.clone(), packaged.ok()));
+            }
+            match &precompiled_by_engine
+                .iter()
+                .find(|(e, _)| *e == engine)
+                .expect("just added")
+                .1
+            {
+                Some(archives) => archives.clone(),
+                None => {
+                    bar.inc(levels.len() as u64);
+                    continue;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mut codes = Codes {
+            base: &base,
+            precompiled: &precompiled,
+            next_tag: 0,
+        };
+        let series_name = format!("{engine}, {}, {}", mode.name(), code.name());
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for &n in &levels {
+            bar.set_message(format!("{series_name}, N={n}"));
+            let rounds = min_samples.div_ceil(n).max(1);
+            let mut timings = Vec::new();
+            let mut failure = None;
+            for _ in 0..rounds {
+                let archives = codes.round(code, n)?;
+                match round(setup, &engine, mode, code, archives, &workload).await {
+                    Ok(round) => timings.extend(round),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            bar.inc(1);
+            if let Some(error) = failure {
+                report
+                    .notes
+                    .push(format!("{series_name}, N={n}: {error:#}"));
+                continue;
+            }
+            let init = Summary::of(timings.iter().map(|t| t.init));
+            let both = Summary::of(timings.iter().map(|t| t.init_and_run));
+            table.push(vec![
+                json!(engine),
+                json!(mode.name()),
+                json!(code.name()),
+                json!(n),
+                json!(init.count),
+                num(init.p50),
+                num(init.p90),
+                num(init.p99),
+                num(both.p50),
+                num(both.p90),
+                num(both.p99),
+            ]);
+            p50.push((n as f64, both.p50));
+            p99.push((n as f64, both.p99));
+        }
+        p50s.push(Series::new(series_name.clone(), p50));
+        p99s.push(Series::new(series_name, p99));
+    }
+    bar.finish_and_clear();
+    report.tables.push(table);
+    for (series, stat, file) in [
+        (p50s, "median", "cold-start.png"),
+        (p99s, "p99", "cold-start-p99.png"),
+    ] {
+        report.draw(
+            &setup.out_dir,
+            file,
+            &Lines {
+                title: format!("Cold start (/init + first /run), {stat}, by concurrency"),
+                x_label: "concurrent cold starts N (log scale)".into(),
+                y_label: format!("{stat} ms (log scale)"),
+                scale: Scale::LogBoth,
+                series,
+            },
+        )?;
+    }
+    Ok(report)
+}
+
+/// `count` precompiled zips of distinct copies of `wasm` for `engine`.
+fn precompile(engine: &str, wasm: &[u8], count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+    use clap::ValueEnum as _;
+    anyhow::ensure!(
+        engine != "wamr",
+        "WAMR has no precompiler (no registry ships wamrc): it runs the portable module"
+    );
+    let target = ow_precompiler::Target::from_str(engine, true).map_err(|_| {
+        anyhow::anyhow!(
+            "this ow-evaluation cannot precompile for {engine}: build it with `--features {engine}`"
+        )
+    })?;
+    (0..count)
+        .map(|i| {
+            Ok(ow_precompiler::package(target, &actions::distinct(wasm, 1_000_000 + i as u64))?.0)
+        })
+        .collect()
+}
