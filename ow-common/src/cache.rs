@@ -36,12 +36,13 @@ impl fmt::Display for Eviction {
     }
 }
 
-/// How much a cache keeps. Entries in use are never evicted, whatever the limits say.
+/// How much a cache keeps. Entries in use are never evicted, whatever the limits say. The
+/// defaults are the in-memory cache's; [`CachePolicy::on_disk`] gives the on-disk cache's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
-    /// The most entries kept. Default 128.
+    /// The most entries kept. Default 128 (on disk 1024).
     pub max_entries: usize,
-    /// The most bytes kept (of module code). Default 1 GiB.
+    /// The most bytes kept (of module code). Default 1 GiB (on disk 4 GiB).
     pub max_bytes: u64,
     /// How long an unused entry is kept after its last use; `None` keeps it until the size
     /// limits need its room. Default none.
@@ -57,6 +58,18 @@ impl Default for CachePolicy {
             max_bytes: 1024 * 1024 * 1024,
             ttl: None,
             eviction: Eviction::Lru,
+        }
+    }
+}
+
+impl CachePolicy {
+    /// The on-disk cache's defaults: an entry there costs a file rather than memory, so it
+    /// keeps more, enough that a restart finds every action of a busy machine compiled.
+    pub fn on_disk() -> Self {
+        Self {
+            max_entries: 1024,
+            max_bytes: 4 * 1024 * 1024 * 1024,
+            ..Self::default()
         }
     }
 }

@@ -220,7 +220,12 @@ pub fn decode_action_code(code: &str, main: &str) -> Result<ModuleCode, CodeErro
     if code.len() > MAX_ENCODED_CODE_BYTES {
         return Err(CodeError::TooLarge(code.len()));
     }
-    let bytes = decode_base64(code)?;
+    decode_code_bytes(decode_base64(code)?, main)
+}
+
+/// Decodes action code that is already bytes (a zip or a bare module, as a file on disk holds
+/// it) into the module to run, choosing a zip's entry as [`decode_action_code`] does.
+pub fn decode_code_bytes(bytes: Vec<u8>, main: &str) -> Result<ModuleCode, CodeError> {
     let format = ModuleFormat::sniff(&bytes);
     match format {
         ModuleFormat::Zip => {

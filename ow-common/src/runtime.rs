@@ -352,6 +352,14 @@ pub trait WasmRuntime: Send + Sync + 'static {
         code: ModuleCode,
         config: ActionConfig,
     ) -> BoxFuture<'_, Result<Arc<dyn PreparedAction>, InitError>>;
+
+    /// Compiles (or deserializes) the code into the engine's module caches, in memory and on
+    /// disk when there is a disk cache, without preparing an action: the first prepare of the
+    /// same code is then a cache hit. The code is admitted as [`WasmRuntime::prepare`] admits
+    /// it (precompiled artifacts only when trusted, never another engine's); what an action's
+    /// capabilities decide (its imports, its directory) is checked at prepare. The module
+    /// stays as long as the memory cache's policy keeps it.
+    fn precache(&self, code: ModuleCode) -> BoxFuture<'_, Result<(), InitError>>;
 }
 
 /// A prepared action. Each [`run`](PreparedAction::run) is one activation in a fresh

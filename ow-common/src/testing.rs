@@ -98,6 +98,7 @@ macro_rules! conformance_suite {
             waiting_in_http_get_holds_no_thread,
             identical_code_is_loaded_once_and_kept_while_used_or_recent,
             a_module_cached_on_disk_loads_without_a_compile_and_a_bad_entry_is_compiled_again,
+            precached_code_is_a_memory_cache_hit_at_prepare,
         );
     };
     (@cases ($factory:expr) $($case:ident),* $(,)?) => {
@@ -950,6 +951,56 @@ pub mod cases {
             (healed.compiles, healed.disk_cache.hits),
             (0, 1),
             "written anew"
+        );
+    }
+
+    /// Pre-cached code is compiled before an action asks for it, so the first prepare of it
+    /// finds it in memory. Pre-caching admits code exactly as prepare does: what prepare
+    /// refuses for its code (not a module, a component, a precompiled artifact that is
+    /// untrusted or another engine's) pre-caching refuses with the same error, caching
+    /// nothing.
+    pub async fn precached_code_is_a_memory_cache_hit_at_prepare(factory: EngineFactory) {
+        let engine = engine(factory);
+        engine
+            .precache(ModuleCode::new(artifacts::read(artifacts::ADD)))
+            .await
+            .expect("add pre-caches");
+        let cache = engine.stats().memory_cache;
+        assert_eq!((cache.entries, cache.loads, cache.hits), (1, 1, 0));
+        let add = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
+        assert_eq!(
+            run(&add, json!({"param1": 1, "param2": 2})).await.outcome,
+            Ok(json!({"result": 3}))
+        );
+        let cache = engine.stats().memory_cache;
+        assert_eq!(
+            (cache.loads, cache.hits),
+            (1, 1),
+            "prepare found the pre-cached module"
+        );
+
+        let mut truncated = artifacts::read(artifacts::ECHO);
+        truncated.truncate(truncated.len() / 2);
+        let refused = [
+            truncated,
+            artifacts::read(artifacts::wat::COMPONENT),
+            b"\x7fELF....\x00.wasmtime.engine".to_vec(),
+            b"wasmer-universalWASMER\0\0\x18\0\0\0".to_vec(),
+            b"\0aot\x03\0\0\0".to_vec(),
+        ];
+        for mut bytes in refused {
+            bytes.resize(bytes.len().max(256), 0);
+            let precached = engine.precache(ModuleCode::new(bytes.clone())).await;
+            let prepared = prepare(&*engine, bytes, ActionConfig::default()).await;
+            let (Err(precache_error), Err(prepare_error)) = (precached, prepared) else {
+                panic!("code that prepare refuses is refused by precache too");
+            };
+            assert_eq!(precache_error, prepare_error);
+        }
+        assert_eq!(
+            engine.stats().memory_cache.entries,
+            1,
+            "nothing more cached"
         );
     }
 }

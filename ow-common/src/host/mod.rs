@@ -409,16 +409,22 @@ impl<E: Engine> WasmRuntime for Host<E> {
         let host = self.clone();
         Box::pin(async move {
             let started = Instant::now();
-            // Compiling is CPU-bound: keep it off the async workers.
             let metrics = host.inner.metrics.clone();
-            let prepared =
-                tokio::task::spawn_blocking(move || host.prepare_blocking(&code, config))
-                    .await
-                    .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))
-                    .and_then(|prepared| prepared);
+            let prepared = off_the_workers(move || host.prepare_blocking(&code, config)).await;
             metrics.prepare(prepared.is_ok(), started.elapsed());
             prepared
         })
+    }
+
+    fn precache(&self, code: ModuleCode) -> BoxFuture<'_, Result<(), InitError>> {
+        let host = self.clone();
+        Box::pin(off_the_workers(move || {
+            let size = code.bytes.len() as u64;
+            host.inner
+                .modules
+                .get_or_load(&code.hash, size, || host.load(&code))
+                .map(drop)
+        }))
     }
 
     fn stats(&self) -> EngineStats {
@@ -444,6 +450,16 @@ impl<E: Engine> WasmRuntime for Host<E> {
     fn metrics(&self) -> Vec<prometheus::proto::MetricFamily> {
         self.inner.metrics.gather(&self.stats())
     }
+}
+
+/// Runs a compile (CPU-bound) on tokio's blocking threads, off the async workers.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, InitError> + Send + 'static,
+) -> Result<T, InitError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| InitError::Engine(format!("the compile task failed: {e}")))
+        .and_then(|done| done)
 }
 
 /// A prepared action: a linked module, the ABI it speaks and its configuration.
