@@ -2,11 +2,15 @@
 //! environment variable; everything is validated before a socket is bound.
 
 use crate::engines::{EngineKind, Engines};
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
+use ow_common::cache::{CachePolicy, Eviction};
 use ow_common::limits::ActionLimits;
-use ow_common::runtime::{DEFAULT_MAX_INSTANCES, EngineConfig};
+use ow_common::runtime::{DEFAULT_MAX_INSTANCES, DiskCacheConfig, EngineConfig};
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +71,11 @@ pub struct StandaloneArgs {
 }
 
 impl StandaloneArgs {
+    /// Where compiled modules are kept unless `--cache-dir` says otherwise.
+    pub fn default_cache_dir(&self) -> PathBuf {
+        self.data_dir().join("module-cache")
+    }
+
     /// The data directory, defaulted from the environment.
     pub fn data_dir(&self) -> PathBuf {
         if let Some(dir) = &self.data_dir {
@@ -129,26 +138,182 @@ pub struct EngineArgs {
     /// memory), hence the bound.
     #[arg(long, default_value_t = DEFAULT_MAX_INSTANCES, value_parser = clap::value_parser!(u32).range(1..=20_000), env = "OW_MAX_INSTANCES")]
     pub max_instances: u32,
+
+    /// The compiled-module caches.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 impl EngineArgs {
-    /// The engine configuration these flags describe.
-    pub fn config(&self) -> EngineConfig {
+    /// The engine configuration these flags describe; compiled modules are kept on disk in
+    /// `--cache-dir`, else in `default_cache_dir` (standalone's), else nowhere.
+    pub fn config(&self, default_cache_dir: Option<&Path>) -> EngineConfig {
+        let cache = &self.cache;
+        let disk_cache =
+            cache
+                .cache_dir
+                .as_deref()
+                .or(default_cache_dir)
+                .map(|dir| DiskCacheConfig {
+                    dir: dir.to_owned(),
+                    policy: cache.disk_policy(),
+                });
         let mut config = EngineConfig::default();
         config
             .trust_precompiled(self.trust_precompiled)
-            .max_instances(self.max_instances);
+            .max_instances(self.max_instances)
+            .memory_cache(cache.memory_policy())
+            .disk_cache(disk_cache);
         config
     }
 
-    /// The engines these flags describe, the default one built.
-    pub fn build(&self) -> anyhow::Result<Arc<Engines>> {
-        Ok(Arc::new(Engines::new(self.engine, self.config())?))
+    /// The engines these flags describe, the default one built (which creates the cache
+    /// directory, so a directory the executor cannot use stops it before it serves).
+    pub fn build(&self, default_cache_dir: Option<&Path>) -> anyhow::Result<Arc<Engines>> {
+        Ok(Arc::new(Engines::new(
+            self.engine,
+            self.config(default_cache_dir),
+        )?))
+    }
+}
+
+/// Where compiled modules are kept, how many, for how long, and which are compiled at start.
+/// Modules that prepared actions use are always kept, whatever the limits say.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Module cache")]
+pub struct CacheArgs {
+    /// Keep compiled modules in this directory, so that a restarted executor does not compile
+    /// them again [default: standalone: <data-dir>/module-cache; runtime and executor: none].
+    /// Whoever can write into it can make the executor run native code: give it a directory
+    /// only the executor can write.
+    #[arg(long, env = "OW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Before serving, compile every .wasm file and every zip holding a module under this
+    /// directory and its subdirectories, so that their first cold start is a cache hit.
+    /// Files that cannot be compiled are named, with the reason, and skipped.
+    #[arg(long, env = "OW_PRECACHE")]
+    pub precache: Option<PathBuf>,
+
+    /// The most compiled modules kept in memory.
+    #[arg(long, default_value_t = CachePolicy::default().max_entries, value_parser = RangedU64ValueParser::<usize>::new().range(1..), env = "OW_MEMORY_CACHE_ENTRIES")]
+    pub memory_cache_entries: usize,
+
+    /// The most module code kept in memory, in bytes (e.g. 512MiB, 2GiB).
+    #[arg(long, default_value_t = ByteSize(CachePolicy::default().max_bytes), env = "OW_MEMORY_CACHE_BYTES")]
+    pub memory_cache_bytes: ByteSize,
+
+    /// Which unused modules a full memory cache lets go first: lru (the least recently used)
+    /// or lfu (the least often used).
+    #[arg(long, default_value_t = Eviction::default(), env = "OW_MEMORY_CACHE_POLICY")]
+    pub memory_cache_policy: Eviction,
+
+    /// How long an unused module stays in memory after its last use (e.g. 30m, 24h)
+    /// [default: until the size limits need its room].
+    #[arg(long, value_parser = parse_duration, env = "OW_MEMORY_CACHE_TTL")]
+    pub memory_cache_ttl: Option<Duration>,
+
+    /// The most compiled modules kept in the cache directory.
+    #[arg(long, default_value_t = CachePolicy::on_disk().max_entries, value_parser = RangedU64ValueParser::<usize>::new().range(1..), env = "OW_DISK_CACHE_ENTRIES")]
+    pub disk_cache_entries: usize,
+
+    /// The most bytes of compiled modules kept in the cache directory (e.g. 512MiB, 10GiB).
+    #[arg(long, default_value_t = ByteSize(CachePolicy::on_disk().max_bytes), env = "OW_DISK_CACHE_BYTES")]
+    pub disk_cache_bytes: ByteSize,
+
+    /// Which modules a full cache directory lets go first: lru (the least recently used) or
+    /// lfu (the least often used since the executor started).
+    #[arg(long, default_value_t = Eviction::default(), env = "OW_DISK_CACHE_POLICY")]
+    pub disk_cache_policy: Eviction,
+
+    /// How long a module stays in the cache directory after its last use (e.g. 24h, 720h)
+    /// [default: until the size limits need its room].
+    #[arg(long, value_parser = parse_duration, env = "OW_DISK_CACHE_TTL")]
+    pub disk_cache_ttl: Option<Duration>,
+}
+
+impl CacheArgs {
+    /// The in-memory cache's policy.
+    pub fn memory_policy(&self) -> CachePolicy {
+        CachePolicy {
+            max_entries: self.memory_cache_entries,
+            max_bytes: self.memory_cache_bytes.0,
+            ttl: self.memory_cache_ttl,
+            eviction: self.memory_cache_policy,
+        }
+    }
+
+    /// The on-disk cache's policy.
+    pub fn disk_policy(&self) -> CachePolicy {
+        CachePolicy {
+            max_entries: self.disk_cache_entries,
+            max_bytes: self.disk_cache_bytes.0,
+            ttl: self.disk_cache_ttl,
+            eviction: self.disk_cache_policy,
+        }
+    }
+}
+
+/// A number of bytes, written with an optional unit: `B`, binary `KiB` `MiB` `GiB` `TiB`
+/// (also `K` `M` `G` `T`), or decimal `kB` `MB` `GB` `TB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+/// The units [`ByteSize`] reads, largest first within each kind; the binary ones are also
+/// how it is written back.
+const BYTE_UNITS: &[(&str, u64)] = &[
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("T", 1 << 40),
+    ("G", 1 << 30),
+    ("M", 1 << 20),
+    ("K", 1 << 10),
+    ("TB", 1_000_000_000_000),
+    ("GB", 1_000_000_000),
+    ("MB", 1_000_000),
+    ("kB", 1_000),
+    ("B", 1),
+    ("", 1),
+];
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (number, unit) = number_and_unit(text, "a size such as 512MiB, 2GiB or 1000000")?;
+        let unit = unit.trim();
+        let &(_, scale) = BYTE_UNITS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+            .ok_or_else(|| {
+                format!("{text:?} has an unknown unit; use B, KiB, MiB, GiB, TiB, kB, MB, GB or TB")
+            })?;
+        match number.checked_mul(scale) {
+            Some(0) => Err("a size must be greater than zero".to_owned()),
+            Some(bytes) => Ok(Self(bytes)),
+            None => Err(format!("{text:?} is more bytes than can be counted")),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let binary = &BYTE_UNITS[..4];
+        match binary
+            .iter()
+            .find(|&&(_, scale)| self.0 >= scale && self.0.is_multiple_of(scale))
+        {
+            Some((unit, scale)) => write!(f, "{}{unit}", self.0 / scale),
+            None => write!(f, "{}B", self.0),
+        }
     }
 }
 
 /// OpenWhisk's per-action limits, with its defaults.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Activation limits")]
 pub struct LimitArgs {
     /// Time limit of an activation whose run carries no usable deadline (e.g. 60s, 500ms).
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "OW_TIMEOUT")]
@@ -175,21 +340,28 @@ impl LimitArgs {
     }
 }
 
-/// Parses `500ms`, `60s`, `5m`, or a bare number of milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Splits `512MiB` into `512` and `MiB`; `what` names, for the error, what `text` should be.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 60s or 5m"))?;
+        .map_err(|_| format!("{text:?} is not {what}"))?;
+    Ok((number, unit))
+}
+
+/// Parses `500ms`, `60s`, `5m`, `24h`, or a bare number of milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(text, "a duration such as 500ms, 60s or 5m")?;
     let duration = match unit {
         "" | "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        _ => return Err(format!("{text:?} has an unknown unit; use ms, s or m")),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m or h")),
     };
     if duration.is_zero() {
         return Err("a duration must be greater than zero".to_owned());
@@ -207,9 +379,91 @@ mod tests {
         assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("1d").is_err());
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_print_back() {
+        assert_eq!("512MiB".parse(), Ok(ByteSize(512 << 20)));
+        assert_eq!("2g".parse(), Ok(ByteSize(2 << 30)));
+        assert_eq!("1kB".parse(), Ok(ByteSize(1000)));
+        assert_eq!("4096".parse(), Ok(ByteSize(4096)));
+        assert!("0MiB".parse::<ByteSize>().is_err());
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert!("much".parse::<ByteSize>().is_err());
+        assert!("99999999999TiB".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(1 << 30).to_string(), "1GiB");
+        assert_eq!(ByteSize(1536 << 20).to_string(), "1536MiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+    }
+
+    #[test]
+    fn the_cache_flags_reach_the_engine_configuration() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).expect("the flags parse").command;
+        let Command::Standalone(standalone) = parse(&[
+            "ow-executor",
+            "standalone",
+            "--data-dir",
+            "/srv/ow",
+            "--memory-cache-entries",
+            "1",
+            "--memory-cache-policy",
+            "lfu",
+            "--disk-cache-bytes",
+            "512MiB",
+            "--disk-cache-ttl",
+            "24h",
+        ]) else {
+            panic!("standalone parses as standalone");
+        };
+        let config = standalone
+            .engine
+            .config(Some(&standalone.default_cache_dir()));
+        assert_eq!(
+            config.memory_cache,
+            CachePolicy {
+                max_entries: 1,
+                eviction: Eviction::Lfu,
+                ..CachePolicy::default()
+            }
+        );
+        assert_eq!(
+            config.disk_cache,
+            Some(DiskCacheConfig {
+                dir: PathBuf::from("/srv/ow/module-cache"),
+                policy: CachePolicy {
+                    max_bytes: 512 << 20,
+                    ttl: Some(Duration::from_secs(86_400)),
+                    ..CachePolicy::on_disk()
+                },
+            })
+        );
+
+        let Command::Runtime(runtime) = parse(&["ow-executor", "runtime"]) else {
+            panic!("runtime parses as runtime");
+        };
+        let config = runtime.engine.config(None);
+        assert_eq!(config.memory_cache, CachePolicy::default());
+        assert_eq!(
+            config.disk_cache, None,
+            "runtime mode caches in memory only"
+        );
+        let Command::Executor(executor) = parse(&["ow-executor", "executor", "--cache-dir", "/c"])
+        else {
+            panic!("executor parses as executor");
+        };
+        let dir = executor.engine.config(None).disk_cache.map(|disk| disk.dir);
+        assert_eq!(dir, Some(PathBuf::from("/c")));
+        for refused in [
+            &["ow-executor", "runtime", "--memory-cache-entries", "0"][..],
+            &["ow-executor", "runtime", "--disk-cache-policy", "arc"],
+            &["ow-executor", "runtime", "--memory-cache-bytes", "lots"],
+        ] {
+            assert!(Cli::try_parse_from(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

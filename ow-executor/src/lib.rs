@@ -5,7 +5,7 @@
 //! ([`standalone`]) is the OpenWhisk REST API on one machine; `executor` mode
 //! ([`executor_mode`]) hosts many runtime containers for a Wasm-aware invoker. The HTTP plumbing
 //! ([`server`]), the one place errors become statuses ([`error`]) and the activation log
-//! channel ([`logs`]) are shared by every mode.
+//! channel ([`logs`]) are shared by every mode, as is `--precache` ([`precache`]).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -16,6 +16,7 @@ pub mod error;
 pub mod executor_mode;
 pub mod logs;
 pub mod metrics;
+pub mod precache;
 pub mod runtime;
 pub mod server;
 pub mod standalone;

@@ -2,14 +2,18 @@
 
 use anyhow::Context;
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use ow_common::runtime::WasmRuntime;
 use ow_executor::cli::{Cli, Command, LimitArgs};
 use ow_executor::executor_mode::Executor;
 use ow_executor::logs::ProcessStreams;
 use ow_executor::metrics::Metrics;
+use ow_executor::precache::{Precache, PrecacheProgress, Unwatched};
 use ow_executor::runtime::{Container, RuntimeSettings};
 use ow_executor::standalone::{Standalone, StandaloneSettings};
 use ow_executor::{runtime, server, telemetry};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,9 +43,22 @@ fn main() -> ExitCode {
 async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()> {
     let mut standalone_server = None;
     let metrics = Arc::new(Metrics::default());
-    let (listener, router, engines) = match command {
+    let (engine_args, default_cache_dir) = match &command {
+        Command::Runtime(args) => (&args.engine, None),
+        Command::Standalone(args) => (&args.engine, Some(args.default_cache_dir())),
+        Command::Executor(args) => (&args.engine, None),
+    };
+    let precache = engine_args
+        .cache
+        .precache
+        .as_deref()
+        .map(Precache::find)
+        .transpose()?;
+    let engines = engine_args.build(default_cache_dir.as_deref())?;
+    // An action container prints nothing of its own.
+    let watched = !matches!(command, Command::Runtime(_));
+    let (listener, router) = match command {
         Command::Runtime(args) => {
-            let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let settings = runtime_settings("runtime", &args.limits, &metrics);
             let container = Arc::new(Container::new(
@@ -49,10 +66,9 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                 settings,
                 Arc::new(ProcessStreams),
             ));
-            (listener, runtime::router(container), engines)
+            (listener, runtime::router(container))
         }
         Command::Standalone(args) => {
-            let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let address = reachable(listener.local_addr()?);
             let settings = StandaloneSettings {
@@ -75,17 +91,24 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
                 );
             }
             standalone_server = Some(standalone.clone());
-            (listener, standalone.router(), engines)
+            (listener, standalone.router())
         }
         Command::Executor(args) => {
-            let engines = args.engine.build()?;
             let listener = bind(args.listen).await?;
             let port = listener.local_addr()?.port();
             let settings = runtime_settings("executor", &args.limits, &metrics);
             let executor = Executor::new(engines.clone(), settings, Arc::new(ProcessStreams), port);
-            (listener, executor.router(), engines)
+            (listener, executor.router())
         }
     };
+    if let Some(precache) = precache {
+        let engine = engines.default_engine();
+        if watched {
+            precache_on_stderr(&*engine, precache).await;
+        } else {
+            precache.run(&*engine, &Unwatched).await;
+        }
+    }
     let router = router.merge(ow_executor::metrics::router(metrics, engines));
     let stopping = Arc::new(std::sync::OnceLock::new());
     let signal = {
@@ -108,6 +131,57 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             .await;
     }
     Ok(())
+}
+
+/// Pre-caches into `engine` with a progress bar on stderr (drawn only on a terminal), a line
+/// for each file skipped and why, and a summary line.
+#[allow(clippy::print_stderr)]
+async fn precache_on_stderr(engine: &dyn WasmRuntime, precache: Precache) {
+    let dir = precache.dir().display().to_string();
+    let bar = ProgressBar::new(0).with_prefix("pre-caching").with_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    let progress = StderrProgress(bar);
+    let report = precache.run(engine, &progress).await;
+    progress.0.finish_and_clear();
+    eprintln!(
+        "ow-executor: pre-cached {} of {} files under {dir}",
+        report.cached,
+        report.cached + report.refused
+    );
+    if report.evicted > 0 {
+        eprintln!(
+            "ow-executor: the memory cache had no room for {} of the pre-cached modules; raise \
+             --memory-cache-entries or --memory-cache-bytes to keep them all",
+            report.evicted
+        );
+    }
+}
+
+/// Pre-cache progress as a bar, and a line on stderr for every file skipped.
+struct StderrProgress(ProgressBar);
+
+impl PrecacheProgress for StderrProgress {
+    fn started(&self, files: usize) {
+        self.0.set_length(files as u64);
+    }
+
+    fn compiling(&self, path: &Path) {
+        self.0.set_message(path.display().to_string());
+    }
+
+    fn cached(&self, _path: &Path) {
+        self.0.inc(1);
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn refused(&self, path: &Path, why: &str) {
+        self.0
+            .suspend(|| eprintln!("ow-executor: {} was not pre-cached: {why}", path.display()));
+        self.0.inc(1);
+    }
 }
 
 /// The address clients on this machine reach a listener on: a wildcard listen address

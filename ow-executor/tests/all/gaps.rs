@@ -26,6 +26,17 @@ pub const GAPS: &[Gap] = &[
         test: "safety::ten_thousand_sleeping_activations_all_answer_without_a_thread_each",
         why: "WAMR cannot suspend a call: every sleeping activation holds one of its threads",
     },
+    Gap {
+        engine: "wamr",
+        test: "module_cache::a_standalone_restart_invokes_a_known_action_without_compiling",
+        why: "WAMR has no serialized form of a loaded module (its AOT format needs wamrc): \
+              nothing is kept on disk, so a restart loads every module again (a few ms each)",
+    },
+    Gap {
+        engine: "wamr",
+        test: "module_cache::a_corrupted_cache_file_is_compiled_again_not_loaded",
+        why: "WAMR writes no cache files to corrupt: it has no serialized form of a module",
+    },
 ];
 
 /// Runs `test` on `engine`: a gap must fail (panic), anything else must pass.

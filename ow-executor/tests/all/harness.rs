@@ -332,6 +332,23 @@ impl Executor {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
+    /// Waits until stderr holds `text` (the pipe reader thread may lag behind what the
+    /// executor wrote) and returns all of stderr.
+    pub fn stderr_once_it_holds(&self, text: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) {
+                return stderr;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "expected {text:?} on stderr; it holds {stderr:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until each stream holds `count` sentinel lines (the logs are written just before
     /// the answer, but the pipe reader threads may lag) and returns both streams.
     pub fn logs_after(&self, count: usize) -> (String, String) {

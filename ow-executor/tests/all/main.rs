@@ -60,6 +60,7 @@ mod gaps;
 mod harness;
 mod keep_alive;
 mod metrics;
+mod module_cache;
 mod npm_client;
 mod precompiled;
 mod quickstart;

@@ -9,7 +9,7 @@ use prometheus_parse::{Scrape, Value};
 use serde_json::json;
 
 /// The parsed `/metrics` of `executor`.
-fn scrape(executor: &Executor) -> Scrape {
+pub(crate) fn scrape(executor: &Executor) -> Scrape {
     let answer = executor.http("GET", "/metrics", &[], b"");
     let text = String::from_utf8(answer.body).expect("UTF-8 text");
     assert_eq!(answer.status, 200, "{text}");
@@ -17,7 +17,7 @@ fn scrape(executor: &Executor) -> Scrape {
 }
 
 /// The value of the sample `metric` whose labels include all of `labels`.
-fn sample(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     scrape.samples.iter().find_map(|sample| {
         let matches = sample.metric == metric
             && labels
