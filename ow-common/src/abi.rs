@@ -1,6 +1,6 @@
 //! The guest ABIs, defined once for the SDK (guest side) and every engine (host side).
 //!
-//! Two ABIs are detected per module by its exports:
+//! Three ABIs are detected per module by its exports and the action's `main`:
 //!
 //! * **SDK** (`ow-wasm-action`'s `pass_json!`): the module exports [`ALLOC_EXPORT`] and
 //!   [`MAIN_EXPORT`]. The host asks the guest for a buffer, copies the JSON parameters into it,
@@ -9,6 +9,12 @@
 //! * **stdio** (any WASI command, no SDK): the module exports [`COMMAND_START_EXPORT`]. The
 //!   parameters are one JSON document on stdin; the result is the last line written to stdout;
 //!   every other stdout line and all of stderr are the activation's logs.
+//! * **export call** (any module, WASI or not): `main` names an exported function whose
+//!   parameters and results are all numbers (`i32`, `i64`, `f32`, `f64`), and which is none of
+//!   the entry points above. The parameters' `args` array holds its arguments; the result is
+//!   `{"result": value}` for one result, `{"result": [values]}` for several, `{}` for none. A
+//!   reactor's [`REACTOR_INIT_EXPORT`] is called first when present. The SDK ABI wins over it
+//!   (an SDK module ignores `main`); it wins over the stdio ABI.
 //!
 //! Host functions beyond WASI are capabilities, linked only for actions granted them:
 //!
@@ -31,6 +37,10 @@ pub const REACTOR_INIT_EXPORT: &str = "_initialize";
 
 /// The WASI command entry point of a stdio-ABI module.
 pub const COMMAND_START_EXPORT: &str = "_start";
+
+/// What `main` is when an action names none, as OpenWhisk sends it: the export the
+/// export-call ABI calls, when the module has a function of that name.
+pub const DEFAULT_MAIN: &str = "main";
 
 /// Where an action granted a directory (the `dir` annotation) sees it.
 pub const PREOPEN_GUEST_PATH: &str = "/data";

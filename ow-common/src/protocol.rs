@@ -20,7 +20,8 @@ pub struct InitValue {
     /// Informational action name.
     #[serde(default)]
     pub name: Option<String>,
-    /// The entry to run: names a zip entry (`main` or `main.wasm`). Defaults to `main`.
+    /// The entry to run: names a zip entry (`main` or `main.wasm`), and the function the
+    /// export-call ABI calls. Defaults to `main`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub main: String,
     /// Whether `code` is base64. Decided by the controller, informational here.
@@ -50,7 +51,7 @@ impl InitValue {
     /// The entry name to run, `main` when none was given.
     pub fn main_or_default(&self) -> &str {
         if self.main.is_empty() {
-            "main"
+            crate::abi::DEFAULT_MAIN
         } else {
             &self.main
         }

@@ -53,12 +53,26 @@ impl Default for Limits {
 }
 
 /// Everything an engine needs to know about an action besides its code.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionConfig {
     /// Host capabilities granted by annotations.
     pub capabilities: Capabilities,
     /// Limits on every activation.
     pub limits: Limits,
+    /// The action's `main`: the function the export-call ABI calls, when the module exports
+    /// one of that name (see [`GuestAbi::detect`](crate::host::abi::GuestAbi::detect)).
+    /// Default [`DEFAULT_MAIN`](crate::abi::DEFAULT_MAIN), as OpenWhisk sends it.
+    pub main: String,
+}
+
+impl Default for ActionConfig {
+    fn default() -> Self {
+        Self {
+            capabilities: Capabilities::default(),
+            limits: Limits::default(),
+            main: crate::abi::DEFAULT_MAIN.to_owned(),
+        }
+    }
 }
 
 /// One activation's input.
@@ -429,13 +443,31 @@ pub enum InitError {
         .0.join(", ")
     )]
     UnknownImports(Vec<String>),
-    /// The module speaks neither guest ABI.
+    /// The module speaks no guest ABI.
     #[error(
-        "The module exports neither __ow_main (an ow-wasm-action SDK action) nor _start (a WASI \
-         command reading its parameters from stdin); build it with pass_json! or as a WASI \
-         program."
+        "The module exports neither __ow_main (an ow-wasm-action SDK action), nor _start (a WASI \
+         command reading its parameters from stdin), nor a function named {main} (the action's \
+         main, called with the parameters' args); {}. Build it with pass_json! or as a WASI \
+         program, or name the function to call with main.",
+        exported_functions(.functions)
     )]
-    NoEntryPoint,
+    NoEntryPoint {
+        /// The action's `main`.
+        main: String,
+        /// The functions the module exports, but for the other ABIs' entry points.
+        functions: Vec<String>,
+    },
+    /// The action's `main` names an export whose type is not numbers only.
+    #[error(
+        "The action's main names the export {export}, of type {ty}; the export-call ABI calls \
+         only functions whose parameters and results are numbers (i32, i64, f32, f64)."
+    )]
+    UncallableExport {
+        /// The export.
+        export: String,
+        /// Its type, as `(externref) -> (i32)`.
+        ty: String,
+    },
     /// A capability could not be granted (a `dir` that does not exist, say).
     #[error("The action's capabilities cannot be granted: {0}")]
     Capability(String),
@@ -456,6 +488,23 @@ pub enum InitError {
     /// The engine failed for a reason that is not the action's fault.
     #[error("The executor could not prepare the action: {0}")]
     Engine(String),
+}
+
+/// `it exports the functions a, b` (at most ten named), for [`InitError::NoEntryPoint`].
+fn exported_functions(functions: &[String]) -> String {
+    const NAMED: usize = 10;
+    match functions {
+        [] => "it exports no other function".to_owned(),
+        [one] => format!("it exports the function {one}"),
+        _ if functions.len() <= NAMED => {
+            format!("it exports the functions {}", functions.join(", "))
+        }
+        _ => format!(
+            "it exports the functions {} and {} more",
+            functions[..NAMED].join(", "),
+            functions.len() - NAMED
+        ),
+    }
 }
 
 /// Why an activation produced no result.

@@ -743,7 +743,13 @@ pub mod cases {
             ActionConfig::default(),
         )
         .await;
-        assert_eq!(no_entry.unwrap_err(), InitError::NoEntryPoint);
+        assert_eq!(
+            no_entry.unwrap_err(),
+            InitError::NoEntryPoint {
+                main: crate::abi::DEFAULT_MAIN.to_owned(),
+                functions: vec!["something_else".to_owned()]
+            }
+        );
         let mut truncated = artifacts::read(artifacts::ADD);
         truncated.truncate(truncated.len() / 2);
         let invalid = prepare(&*engine, truncated, ActionConfig::default()).await;

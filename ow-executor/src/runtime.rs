@@ -164,6 +164,7 @@ impl Container {
                 result_bytes: engine_limits.memory_bytes,
                 ..engine_limits
             },
+            main: value.main_or_default().to_owned(),
         };
         let engine = self.engines.for_action(value.annotations.as_ref())?;
         let started = Instant::now();

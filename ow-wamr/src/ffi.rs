@@ -22,6 +22,7 @@
 #![allow(unsafe_code)]
 
 use crate::instance::ActivationState;
+use ow_common::host::abi::{FunctionType, Number, NumberType, ValueType};
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::io;
 use std::marker::PhantomData;
@@ -284,15 +285,16 @@ pub(crate) struct Import {
     pub(crate) kind: ExternKind,
     /// Whether WAMR resolved it against a native of the same name and type.
     pub(crate) linked: bool,
-    /// A function import's type, as `(i32, i32) -> i64`.
-    pub(crate) signature: Option<String>,
+    /// A function import's type.
+    pub(crate) signature: Option<FunctionType>,
 }
 
 /// One export of a loaded module.
 #[derive(Debug, Clone)]
 pub(crate) struct Export {
     pub(crate) name: String,
-    pub(crate) kind: ExternKind,
+    /// The export's type when it is a function (none for a table, memory or global).
+    pub(crate) signature: Option<FunctionType>,
 }
 
 /// A loaded (validated, prepared for the interpreter) module.
@@ -367,10 +369,16 @@ impl Module {
                 let mut export: w::wasm_export_t = unsafe { std::mem::zeroed() };
                 // SAFETY: `index` is below the module's export count; `export` is writable.
                 unsafe { w::wasm_runtime_get_export_type(self.raw, index, &mut export) };
+                let function = ExternKind::of(export.kind) == ExternKind::Function;
+                let signature = function.then(|| {
+                    // SAFETY: for a function export WAMR sets the union's `func_type`, a type
+                    // the module owns.
+                    unsafe { signature_of(export.u.func_type) }
+                });
                 Export {
                     // SAFETY: WAMR filled in the name, a NUL-terminated string the module owns.
                     name: unsafe { owned_string(export.name) },
-                    kind: ExternKind::of(export.kind),
+                    signature,
                 }
             })
             .collect()
@@ -414,23 +422,23 @@ impl Drop for Module {
     }
 }
 
-/// A function type as `(i32, i32) -> i64`.
+/// A function type of a loaded module.
 ///
 /// # Safety
 ///
 /// `func_type` is a function type of a loaded module.
-unsafe fn signature_of(func_type: w::wasm_func_type_t) -> String {
+unsafe fn signature_of(func_type: w::wasm_func_type_t) -> FunctionType {
     // SAFETY: the caller guarantees the type is valid; the indices stay below its counts.
-    let (params, results) = unsafe {
-        let params: Vec<ValType> = (0..w::wasm_func_type_get_param_count(func_type))
-            .map(|i| ValType::of(w::wasm_func_type_get_param_valkind(func_type, i)))
-            .collect();
-        let results: Vec<ValType> = (0..w::wasm_func_type_get_result_count(func_type))
-            .map(|i| ValType::of(w::wasm_func_type_get_result_valkind(func_type, i)))
-            .collect();
-        (params, results)
-    };
-    describe_type(&params, &results)
+    unsafe {
+        FunctionType {
+            params: (0..w::wasm_func_type_get_param_count(func_type))
+                .map(|i| value_type(w::wasm_func_type_get_param_valkind(func_type, i)))
+                .collect(),
+            results: (0..w::wasm_func_type_get_result_count(func_type))
+                .map(|i| value_type(w::wasm_func_type_get_result_valkind(func_type, i)))
+                .collect(),
+        }
+    }
 }
 
 /// Copies a C string WAMR owns.
@@ -459,83 +467,48 @@ fn message_in(buffer: &[c_char]) -> String {
     String::from_utf8_lossy(&bytes).trim_end().to_owned()
 }
 
-/// A WebAssembly value type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValType {
-    I32,
-    I64,
-    F32,
-    F64,
-    V128,
-    ExternRef,
-    FuncRef,
-}
-
-impl ValType {
-    fn of(kind: w::wasm_valkind_t) -> Self {
-        match u32::from(kind) {
-            w::WASM_I32 => Self::I32,
-            w::WASM_I64 => Self::I64,
-            w::WASM_F32 => Self::F32,
-            w::WASM_F64 => Self::F64,
-            w::WASM_V128 => Self::V128,
-            w::WASM_EXTERNREF => Self::ExternRef,
-            _ => Self::FuncRef,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::I32 => "i32",
-            Self::I64 => "i64",
-            Self::F32 => "f32",
-            Self::F64 => "f64",
-            Self::V128 => "v128",
-            Self::ExternRef => "externref",
-            Self::FuncRef => "funcref",
-        }
+/// A WAMR value kind in the host's terms.
+fn value_type(kind: w::wasm_valkind_t) -> ValueType {
+    match u32::from(kind) {
+        w::WASM_I32 => ValueType::I32,
+        w::WASM_I64 => ValueType::I64,
+        w::WASM_F32 => ValueType::F32,
+        w::WASM_F64 => ValueType::F64,
+        w::WASM_V128 => ValueType::V128,
+        w::WASM_EXTERNREF => ValueType::ExternRef,
+        w::WASM_FUNCREF => ValueType::FuncRef,
+        other => ValueType::OtherRef(format!("the value kind {other}")),
     }
 }
 
-/// `(i32, i32) -> i64`.
-fn describe_type(params: &[ValType], results: &[ValType]) -> String {
-    let list = |types: &[ValType]| {
-        types
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+/// A number as WAMR passes it.
+fn raw_value(number: Number) -> w::wasm_val_t {
+    let (kind, of) = match number {
+        Number::I32(i32_) => (w::WASM_I32, w::wasm_val_t__bindgen_ty_1 { i32_ }),
+        Number::I64(i64_) => (w::WASM_I64, w::wasm_val_t__bindgen_ty_1 { i64_ }),
+        Number::F32(f32_) => (w::WASM_F32, w::wasm_val_t__bindgen_ty_1 { f32_ }),
+        Number::F64(f64_) => (w::WASM_F64, w::wasm_val_t__bindgen_ty_1 { f64_ }),
     };
-    format!("({}) -> ({})", list(params), list(results))
-}
-
-/// The integer values the guest ABIs pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Val {
-    I32(i32),
-    I64(i64),
-}
-
-impl Val {
-    fn ty(self) -> ValType {
-        match self {
-            Self::I32(_) => ValType::I32,
-            Self::I64(_) => ValType::I64,
-        }
+    w::wasm_val_t {
+        kind: kind as w::wasm_valkind_t,
+        _paddings: [0; 7],
+        of,
     }
+}
 
-    fn raw(self) -> w::wasm_val_t {
-        match self {
-            Self::I32(value) => w::wasm_val_t {
-                kind: w::WASM_I32 as w::wasm_valkind_t,
-                _paddings: [0; 7],
-                of: w::wasm_val_t__bindgen_ty_1 { i32_: value },
-            },
-            Self::I64(value) => w::wasm_val_t {
-                kind: w::WASM_I64 as w::wasm_valkind_t,
-                _paddings: [0; 7],
-                of: w::wasm_val_t__bindgen_ty_1 { i64_: value },
-            },
+/// The number WAMR returned in a cell of type `ty`.
+///
+/// # Safety
+///
+/// WAMR wrote a value of type `ty` into the cell (the function's result type is `ty`).
+unsafe fn number_in(cell: &w::wasm_val_t, ty: NumberType) -> Number {
+    // SAFETY: the caller guarantees which union field WAMR wrote.
+    unsafe {
+        match ty {
+            NumberType::I32 => Number::I32(cell.of.i32_),
+            NumberType::I64 => Number::I64(cell.of.i64_),
+            NumberType::F32 => Number::F32(cell.of.f32_),
+            NumberType::F64 => Number::F64(cell.of.f64_),
         }
     }
 }
@@ -789,14 +762,14 @@ impl RunningInstance {
         Some(use_state(state))
     }
 
-    /// Calls the export `name` with `params`, expecting one result of type `result` or none.
-    /// The export's type must be exactly that.
+    /// Calls the export `name` with `params`, expecting results of the types `results`. The
+    /// export's type must be exactly that.
     pub(crate) fn call(
         self,
         name: &str,
-        params: &[Val],
-        result: Option<ValType>,
-    ) -> Result<Option<Val>, CallFailure> {
+        params: &[Number],
+        results: &[NumberType],
+    ) -> Result<Vec<Number>, CallFailure> {
         let running = self
             .running()
             .ok_or_else(|| CallFailure::Unusable(NOT_RUNNING.to_owned()))?;
@@ -813,38 +786,38 @@ impl RunningInstance {
         }
         // SAFETY: `function` belongs to the live instance; the buffers hold exactly as many
         // kinds as the counts WAMR reports.
-        let (param_types, result_types) = unsafe {
+        let actual = unsafe {
             let mut params = vec![0; w::wasm_func_get_param_count(function, instance) as usize];
             let mut results = vec![0; w::wasm_func_get_result_count(function, instance) as usize];
             w::wasm_func_get_param_types(function, instance, params.as_mut_ptr());
             w::wasm_func_get_result_types(function, instance, results.as_mut_ptr());
-            let types = |kinds: Vec<w::wasm_valkind_t>| -> Vec<ValType> {
-                kinds.into_iter().map(ValType::of).collect()
-            };
-            (types(params), types(results))
+            FunctionType {
+                params: params.into_iter().map(value_type).collect(),
+                results: results.into_iter().map(value_type).collect(),
+            }
         };
-        let wanted_params: Vec<ValType> = params.iter().map(|p| p.ty()).collect();
-        let wanted_results: Vec<ValType> = result.into_iter().collect();
-        if param_types != wanted_params || result_types != wanted_results {
+        let wanted = FunctionType {
+            params: params.iter().map(|p| p.ty().into()).collect(),
+            results: results.iter().map(|&ty| ty.into()).collect(),
+        };
+        if actual != wanted {
             return Err(CallFailure::Unusable(format!(
-                "the export `{name}` has the type {}, not {}",
-                describe_type(&param_types, &result_types),
-                describe_type(&wanted_params, &wanted_results)
+                "the export `{name}` has the type {actual}, not {wanted}"
             )));
         }
-        let mut args: Vec<w::wasm_val_t> = params.iter().map(|p| p.raw()).collect();
-        let mut results = [Val::I64(0).raw()];
-        let result_count = wanted_results.len() as u32;
+        let mut args: Vec<w::wasm_val_t> = params.iter().map(|&p| raw_value(p)).collect();
+        let mut cells: Vec<w::wasm_val_t> =
+            results.iter().map(|_| raw_value(Number::I64(0))).collect();
         // SAFETY: the instance and its execution environment are live and used by this thread
         // only (a native calling back in runs on the same thread); the function's type was
-        // checked above to be exactly the kinds of `args` and of the `result_count` (0 or 1)
-        // results, so WAMR copies each value into a cell of its type.
+        // checked above to be exactly the kinds of `args` and of `results`, and `cells` holds a
+        // cell for each result, so WAMR copies each value into a cell of its type.
         let returned = unsafe {
             w::wasm_runtime_call_wasm_a(
                 running.exec_env,
                 function,
-                result_count,
-                results.as_mut_ptr(),
+                cells.len() as u32,
+                cells.as_mut_ptr(),
                 args.len() as u32,
                 args.as_mut_ptr(),
             )
@@ -852,16 +825,12 @@ impl RunningInstance {
         if !returned {
             return Err(CallFailure::Raised);
         }
-        Ok(result.map(|ty| {
-            let value = results[0];
-            // SAFETY: the result's type was checked to be `ty`, so WAMR wrote that union field.
-            unsafe {
-                match ty {
-                    ValType::I32 => Val::I32(value.of.i32_),
-                    _ => Val::I64(value.of.i64_),
-                }
-            }
-        }))
+        Ok(cells
+            .iter()
+            .zip(results)
+            // SAFETY: each result's type was checked to be `ty`, so WAMR wrote that field.
+            .map(|(cell, &ty)| unsafe { number_in(cell, ty) })
+            .collect())
     }
 
     /// Runs `access` on the exported memory the ABIs use (its base and size in bytes, looked up
@@ -1082,7 +1051,7 @@ mod tests {
             unblocked
         });
         let (called, disarmed) =
-            instance.run_armed(&kill, || RunningInstance.call("_start", &[], None));
+            instance.run_armed(&kill, || RunningInstance.call("_start", &[], &[]));
         let _ = stopped.send(());
         stopper.join().expect("the stopper ends");
         assert!(matches!(called, Err(CallFailure::Raised)), "{called:?}");

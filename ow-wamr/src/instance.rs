@@ -4,13 +4,14 @@
 
 use crate::WamrModule;
 use crate::ffi::{
-    self, CallFailure, Disarmed, Failure, Instance, InstanceConfig, Kill, RunningInstance, Val,
-    ValType,
+    self, CallFailure, Disarmed, Failure, Instance, InstanceConfig, Kill, RunningInstance,
 };
 use crate::pool::Pool;
 use crate::stdio::{self, GuestStdio};
 use ow_common::abi;
-use ow_common::host::abi::{GuestAbi, GuestInstance, GuestMemory, call_abi, complete_now};
+use ow_common::host::abi::{
+    GuestAbi, GuestInstance, GuestMemory, Number, NumberType, call_abi, complete_now,
+};
 use ow_common::host::slots::InstanceSlot;
 use ow_common::host::{Execution, GuestStop, InstanceEnd, LinkedModule, stop_at_deadline};
 use ow_common::runtime::{ActionConfig, InitError, RunError};
@@ -118,6 +119,7 @@ impl LinkedModule for WamrLinked {
             result_limit,
             params,
             stdin,
+            args,
             env,
             capture,
             deadline,
@@ -138,6 +140,7 @@ impl LinkedModule for WamrLinked {
             settings: self.settings.clone(),
             guest_abi,
             params,
+            args,
             result_limit,
             env,
             stdio,
@@ -227,6 +230,7 @@ struct InstanceJob {
     settings: Arc<ActionSettings>,
     guest_abi: GuestAbi,
     params: Vec<u8>,
+    args: Vec<Number>,
     result_limit: u64,
     env: Vec<(String, String)>,
     stdio: GuestStdio,
@@ -294,8 +298,9 @@ impl InstanceJob {
         let (result, disarmed) = instance.run_armed(&self.kill, || {
             complete_now(call_abi(
                 &mut guest,
-                self.guest_abi,
+                &self.guest_abi,
                 &self.params,
+                &self.args,
                 self.result_limit,
             ))
         });
@@ -380,10 +385,11 @@ impl GuestMemory for WamrGuest {
         // The ABI's u32s cross as the i32s WebAssembly has.
         match RunningInstance.call(
             abi::ALLOC_EXPORT,
-            &[Val::I32(len as i32)],
-            Some(ValType::I32),
-        )? {
-            Some(Val::I32(ptr)) => Ok(ptr as u32),
+            &[Number::I32(len as i32)],
+            &[NumberType::I32],
+        )?[..]
+        {
+            [Number::I32(ptr)] => Ok(ptr as u32),
             _ => unreachable!("the type was checked to return one i32"),
         }
     }
@@ -413,16 +419,25 @@ impl GuestInstance for WamrGuest {
         if export == abi::REACTOR_INIT_EXPORT && self.reactor_initialized {
             return Ok(());
         }
-        RunningInstance.call(export, &[], None)?;
+        RunningInstance.call(export, &[], &[])?;
         Ok(())
     }
 
     async fn call_main(&mut self, ptr: u32, len: u32) -> Result<u64, CallError> {
-        let params = [Val::I32(ptr as i32), Val::I32(len as i32)];
-        match RunningInstance.call(abi::MAIN_EXPORT, &params, Some(ValType::I64))? {
+        let params = [Number::I32(ptr as i32), Number::I32(len as i32)];
+        match RunningInstance.call(abi::MAIN_EXPORT, &params, &[NumberType::I64])?[..] {
             // The packed region's bits.
-            Some(Val::I64(packed)) => Ok(packed as u64),
+            [Number::I64(packed)] => Ok(packed as u64),
             _ => unreachable!("the type was checked to return one i64"),
         }
+    }
+
+    async fn call_export(
+        &mut self,
+        export: &str,
+        args: &[Number],
+        results: &[NumberType],
+    ) -> Result<Vec<Number>, CallError> {
+        Ok(RunningInstance.call(export, args, results)?)
     }
 }

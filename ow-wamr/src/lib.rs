@@ -62,7 +62,7 @@ pub use instance::WamrLinked;
 use ffi::ExternKind;
 use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
 use ow_common::code::ModuleFormat;
-use ow_common::host::abi::GuestAbi;
+use ow_common::host::abi::{ExportedFunction, GuestAbi};
 use ow_common::host::admission::WASI_P1_MODULE;
 use ow_common::host::{Engine, Host, MAX_THREAD_BOUND_INSTANCES, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
@@ -172,8 +172,12 @@ impl Engine for WamrEngine {
             functions: module
                 .exports
                 .iter()
-                .filter(|export| export.kind == ExternKind::Function)
-                .map(|export| export.name.clone())
+                .filter_map(|export| {
+                    Some(ExportedFunction {
+                        name: export.name.clone(),
+                        ty: export.signature.clone()?,
+                    })
+                })
                 .collect(),
             imports: module
                 .imports
@@ -186,7 +190,7 @@ impl Engine for WamrEngine {
     fn link(
         &self,
         module: &Arc<WamrModule>,
-        _guest_abi: GuestAbi,
+        _guest_abi: &GuestAbi,
         config: &ActionConfig,
     ) -> Result<WamrLinked, InitError> {
         // The host allowed every import's name; WAMR says whether it provides it with that type.
@@ -220,7 +224,10 @@ fn check_linked(imports: &[ffi::Import]) -> Result<(), InitError> {
             return Err(InitError::InvalidModule(format!(
                 "it imports {name} with the type {}, which is not the type the executor \
                  provides",
-                import.signature.as_deref().unwrap_or("(?)")
+                import
+                    .signature
+                    .as_ref()
+                    .map_or_else(|| "(?)".to_owned(), ToString::to_string)
             )));
         }
     }

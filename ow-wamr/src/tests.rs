@@ -335,7 +335,7 @@ fn http_get_stops_at_the_deadline_and_its_native_checks_the_grant_itself() {
         let module = Arc::new(wamr.compile(&wasm).expect("net loads"));
         let guest_abi = GuestAbi::Sdk { reactor: false };
         let linked = wamr
-            .link(&module, guest_abi, &ActionConfig::default())
+            .link(&module, &guest_abi, &ActionConfig::default())
             .expect("it links");
         let slots = InstanceSlots::new(1);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -345,6 +345,7 @@ fn http_get_stops_at_the_deadline_and_its_native_checks_the_grant_itself() {
                 result_limit: 1024 * 1024,
                 params: b"{}".to_vec(),
                 stdin: false,
+                args: Vec::new(),
                 env: Vec::new(),
                 capture: LogCapture::new(1024, 1024 * 1024),
                 deadline,

@@ -8,7 +8,9 @@ use crate::stop::{EndOnDrop, Watch};
 use crate::vm::{InstanceTunables, ThreadBound};
 use crate::{Shared, WasmerModule, http};
 use ow_common::abi;
-use ow_common::host::abi::{GuestInstance, GuestMemory, call_abi, complete_now};
+use ow_common::host::abi::{
+    GuestInstance, GuestMemory, Number, NumberType, call_abi, complete_now,
+};
 use ow_common::host::{Execution, GuestStop, InstanceEnd, LinkedModule, stop_at_deadline};
 use ow_common::runtime::{LogStream, RunError};
 use std::fmt;
@@ -18,7 +20,7 @@ use wasmer::sys::NativeEngineExt;
 use wasmer::sys::vm::TrapCode;
 use wasmer::{
     AsStoreRef, Imports, Instance, InstantiationError, Memory, RuntimeError, Store, TypedFunction,
-    WasmTypeList,
+    Value, WasmTypeList,
 };
 use wasmer_wasix::runtime::Runtime;
 use wasmer_wasix::virtual_fs::{FileSystem, MountFileSystem};
@@ -199,8 +201,9 @@ impl InstanceJob {
         };
         complete_now(call_abi(
             &mut guest,
-            execution.guest_abi,
+            &execution.guest_abi,
             &params,
+            &execution.args,
             execution.result_limit,
         ))
     }
@@ -347,11 +350,7 @@ impl WasmerGuest<'_> {
         self.instance
             .exports
             .get_typed_function(self.store(), name)
-            .map_err(|e| {
-                GuestError::Trap(format!(
-                    "the module's `{name}` export cannot be called: {e}"
-                ))
-            })
+            .map_err(|e| uncallable(name, &e))
     }
 
     fn memory(&mut self) -> Result<Memory, GuestError> {
@@ -410,6 +409,56 @@ impl GuestInstance for WasmerGuest<'_> {
         let main: TypedFunction<(u32, u32), u64> = self.function(abi::MAIN_EXPORT)?;
         main.call(&mut **self.store.get(), ptr, len)
             .map_err(GuestError::Wasm)
+    }
+
+    async fn call_export(
+        &mut self,
+        export: &str,
+        args: &[Number],
+        _results: &[NumberType],
+    ) -> Result<Vec<Number>, GuestError> {
+        self.entering()?;
+        let function = self
+            .instance
+            .exports
+            .get_function(export)
+            .map_err(|e| uncallable(export, &e))?;
+        let args: Vec<Value> = args.iter().map(|&arg| value_of(arg)).collect();
+        // Wasmer checks the values against the function's type.
+        let values = function
+            .call(&mut **self.store.get(), &args)
+            .map_err(GuestError::Wasm)?;
+        values.iter().map(number_of).collect()
+    }
+}
+
+/// The module's export `name` cannot be called, for the reason `error`.
+fn uncallable(name: &str, error: &wasmer::ExportError) -> GuestError {
+    GuestError::Trap(format!(
+        "the module's `{name}` export cannot be called: {error}"
+    ))
+}
+
+/// A number as Wasmer passes it.
+fn value_of(number: Number) -> Value {
+    match number {
+        Number::I32(value) => Value::I32(value),
+        Number::I64(value) => Value::I64(value),
+        Number::F32(value) => Value::F32(value),
+        Number::F64(value) => Value::F64(value),
+    }
+}
+
+/// A value Wasmer returned, as a number.
+fn number_of(value: &Value) -> Result<Number, GuestError> {
+    match value {
+        Value::I32(value) => Ok(Number::I32(*value)),
+        Value::I64(value) => Ok(Number::I64(*value)),
+        Value::F32(value) => Ok(Number::F32(*value)),
+        Value::F64(value) => Ok(Number::F64(*value)),
+        _ => Err(GuestError::Trap(
+            "the function returned a value that is not a number".to_owned(),
+        )),
     }
 }
 

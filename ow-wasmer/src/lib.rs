@@ -51,7 +51,7 @@ use instance::ActionSetup;
 pub use instance::WasmerLinked;
 use ow_common::abi;
 use ow_common::code::ModuleFormat;
-use ow_common::host::abi::GuestAbi;
+use ow_common::host::abi::{ExportedFunction, FunctionType, GuestAbi, ValueType};
 use ow_common::host::admission::WASI_P1_MODULE;
 use ow_common::host::{Engine, Host, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
@@ -176,8 +176,16 @@ impl Engine for WasmerEngine {
             functions: module
                 .module
                 .exports()
-                .filter(|export| matches!(export.ty(), ExternType::Function(_)))
-                .map(|export| export.name().to_owned())
+                .filter_map(|export| match export.ty() {
+                    ExternType::Function(ty) => Some(ExportedFunction {
+                        name: export.name().to_owned(),
+                        ty: FunctionType {
+                            params: ty.params().iter().map(value_type).collect(),
+                            results: ty.results().iter().map(value_type).collect(),
+                        },
+                    }),
+                    _ => None,
+                })
                 .collect(),
             imports: module
                 .module
@@ -190,7 +198,7 @@ impl Engine for WasmerEngine {
     fn link(
         &self,
         module: &Arc<WasmerModule>,
-        _guest_abi: GuestAbi,
+        _guest_abi: &GuestAbi,
         config: &ActionConfig,
     ) -> Result<WasmerLinked, InitError> {
         let capabilities = &config.capabilities;
@@ -226,6 +234,20 @@ impl Engine for WasmerEngine {
         // Each instance holds a thread: no more slots than threads, so that a waiting
         // activation waits for a slot rather than holding one with no instance.
         u32::try_from(self.shared.threads.instance_threads()).ok()
+    }
+}
+
+/// A Wasmer value type in the host's terms.
+fn value_type(ty: &wasmer::Type) -> ValueType {
+    match ty {
+        wasmer::Type::I32 => ValueType::I32,
+        wasmer::Type::I64 => ValueType::I64,
+        wasmer::Type::F32 => ValueType::F32,
+        wasmer::Type::F64 => ValueType::F64,
+        wasmer::Type::V128 => ValueType::V128,
+        wasmer::Type::ExternRef => ValueType::ExternRef,
+        wasmer::Type::FuncRef => ValueType::FuncRef,
+        wasmer::Type::ExceptionRef => ValueType::OtherRef("exnref".to_owned()),
     }
 }
 

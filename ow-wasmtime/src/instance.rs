@@ -4,12 +4,12 @@
 
 use crate::stdio::CapturePipe;
 use ow_common::abi;
-use ow_common::host::abi::{GuestInstance, GuestMemory, call_abi};
+use ow_common::host::abi::{GuestInstance, GuestMemory, Number, NumberType, call_abi};
 use ow_common::host::{Execution, GuestStop, InstanceEnd, LinkedModule};
 use ow_common::runtime::{ActionConfig, LogStream, RunError};
 use std::time::Instant;
 use wasmtime::{
-    Instance, InstancePre, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline,
+    Instance, InstancePre, Memory, ResourceLimiter, Store, Trap, TypedFunc, UpdateDeadline, Val,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -103,8 +103,9 @@ impl LinkedModule for WasmtimeLinked {
             };
             call_abi(
                 &mut guest,
-                execution.guest_abi,
+                &execution.guest_abi,
                 &execution.params,
+                &execution.args,
                 execution.result_limit,
             )
             .await
@@ -222,6 +223,45 @@ impl GuestInstance for WasmtimeGuest<'_> {
             .get_typed_func(&mut *self.store, abi::MAIN_EXPORT)?;
         main.call_async(&mut *self.store, (ptr, len)).await
     }
+
+    async fn call_export(
+        &mut self,
+        export: &str,
+        args: &[Number],
+        results: &[NumberType],
+    ) -> wasmtime::Result<Vec<Number>> {
+        let Some(function) = self.instance.get_func(&mut *self.store, export) else {
+            wasmtime::bail!("the module exports no function named `{export}`");
+        };
+        let args: Vec<Val> = args.iter().map(|&arg| val_of(arg)).collect();
+        let mut values = vec![Val::I32(0); results.len()];
+        // Wasmtime checks the values against the function's type.
+        function
+            .call_async(&mut *self.store, &args, &mut values)
+            .await?;
+        values.iter().map(number_of).collect()
+    }
+}
+
+/// A number as Wasmtime passes it.
+fn val_of(number: Number) -> Val {
+    match number {
+        Number::I32(value) => Val::I32(value),
+        Number::I64(value) => Val::I64(value),
+        Number::F32(value) => Val::F32(value.to_bits()),
+        Number::F64(value) => Val::F64(value.to_bits()),
+    }
+}
+
+/// A value Wasmtime returned, as a number.
+fn number_of(value: &Val) -> wasmtime::Result<Number> {
+    Ok(match value {
+        Val::I32(value) => Number::I32(*value),
+        Val::I64(value) => Number::I64(*value),
+        Val::F32(bits) => Number::F32(f32::from_bits(*bits)),
+        Val::F64(bits) => Number::F64(f64::from_bits(*bits)),
+        _ => wasmtime::bail!("the function returned a value that is not a number"),
+    })
 }
 
 /// Copies `bytes` into the guest's memory at `ptr`.

@@ -24,7 +24,7 @@ mod tests;
 
 use instance::{ActivationState, WasmtimeLinked};
 use ow_common::code::ModuleFormat;
-use ow_common::host::abi::GuestAbi;
+use ow_common::host::abi::{ExportedFunction, FunctionType, GuestAbi, ValueType};
 use ow_common::host::{Engine, Host, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use std::sync::Arc;
@@ -120,8 +120,16 @@ impl Engine for WasmtimeEngine {
         ModuleInterface {
             functions: module
                 .exports()
-                .filter(|export| export.ty().func().is_some())
-                .map(|export| export.name().to_owned())
+                .filter_map(|export| {
+                    let ty = export.ty().func()?.clone();
+                    Some(ExportedFunction {
+                        name: export.name().to_owned(),
+                        ty: FunctionType {
+                            params: ty.params().map(|ty| value_type(&ty)).collect(),
+                            results: ty.results().map(|ty| value_type(&ty)).collect(),
+                        },
+                    })
+                })
                 .collect(),
             imports: module
                 .imports()
@@ -133,7 +141,7 @@ impl Engine for WasmtimeEngine {
     fn link(
         &self,
         module: &Arc<Module>,
-        _guest_abi: GuestAbi,
+        _guest_abi: &GuestAbi,
         config: &ActionConfig,
     ) -> Result<WasmtimeLinked, InitError> {
         let linker = if config.capabilities.net_access {
@@ -148,6 +156,23 @@ impl Engine for WasmtimeEngine {
             pre,
             config: config.clone(),
         })
+    }
+}
+
+/// A Wasmtime value type in the host's terms.
+fn value_type(ty: &wasmtime::ValType) -> ValueType {
+    use wasmtime::{HeapType, ValType};
+    match ty {
+        ValType::I32 => ValueType::I32,
+        ValType::I64 => ValueType::I64,
+        ValType::F32 => ValueType::F32,
+        ValType::F64 => ValueType::F64,
+        ValType::V128 => ValueType::V128,
+        ValType::Ref(reference) => match reference.heap_type() {
+            HeapType::Func if reference.is_nullable() => ValueType::FuncRef,
+            HeapType::Extern if reference.is_nullable() => ValueType::ExternRef,
+            _ => ValueType::OtherRef(reference.to_string()),
+        },
     }
 }
 

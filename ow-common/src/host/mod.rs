@@ -24,7 +24,7 @@ use crate::runtime::{
     ActionConfig, Activation, BoxFuture, Completion, EngineConfig, EngineStats, InitError,
     PreparedAction, RunError, WasmRuntime,
 };
-use abi::GuestAbi;
+use abi::{ExportedFunction, GuestAbi, Number};
 use admission::Load;
 use anyhow::Context as _;
 use capture::LogCapture;
@@ -90,7 +90,7 @@ pub trait Engine: Send + Sync + Sized + 'static {
     fn link(
         &self,
         module: &Arc<Self::Module>,
-        guest_abi: GuestAbi,
+        guest_abi: &GuestAbi,
         config: &ActionConfig,
     ) -> Result<Self::Linked, InitError>;
 
@@ -126,8 +126,8 @@ pub trait LinkedModule: Send + Sync + 'static {
 /// A module's exported functions and imports, as the host's checks need them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModuleInterface {
-    /// The names of the exported functions.
-    pub functions: Vec<String>,
+    /// The exported functions, with their types.
+    pub functions: Vec<ExportedFunction>,
     /// The `(module, name)` of every import.
     pub imports: Vec<(String, String)>,
 }
@@ -140,10 +140,13 @@ pub struct Execution {
     /// The largest result the SDK ABI may return, in bytes.
     pub result_limit: u64,
     /// The activation's parameters as JSON: the SDK ABI copies them into the instance, the
-    /// stdio ABI reads them on stdin.
+    /// stdio ABI reads them on stdin (empty for the export-call ABI, which takes `args`).
     pub params: Vec<u8>,
     /// Whether the parameters are stdin (the stdio ABI).
     pub stdin: bool,
+    /// The export-call ABI's arguments, of its function's parameter types (none for the
+    /// other ABIs).
+    pub args: Vec<Number>,
     /// The activation's environment.
     pub env: Vec<(String, String)>,
     /// Where stdout and stderr go.
@@ -383,15 +386,14 @@ impl<E: Engine> Host<E> {
         loaded: &LoadedModule<E::Module>,
         config: &ActionConfig,
     ) -> Result<(GuestAbi, E::Linked), InitError> {
-        let guest_abi = GuestAbi::detect(loaded.interface.functions.iter().map(String::as_str))
-            .ok_or(InitError::NoEntryPoint)?;
+        let guest_abi = GuestAbi::detect(&loaded.interface.functions, &config.main)?;
         let imports = loaded.interface.imports.iter();
         admission::check_imports(
             imports.map(|(module, name)| (module.as_str(), name.as_str())),
             &config.capabilities,
         )?;
         admission::check_dir(&config.capabilities)?;
-        let linked = self.inner.engine.link(&loaded.module, guest_abi, config)?;
+        let linked = self.inner.engine.link(&loaded.module, &guest_abi, config)?;
         Ok((guest_abi, linked))
     }
 }
@@ -501,6 +503,21 @@ impl<E: Engine> HostedAction<E> {
         let limits = &self.config.limits;
         let limit_ms = u64::try_from(activation.time_limit.as_millis()).unwrap_or(u64::MAX);
         let deadline = activation.deadline;
+        // Arguments that do not fit the export are the caller's mistake, answered as the
+        // action's own error before any instance is made.
+        let (params, args) = match &self.guest_abi {
+            GuestAbi::ExportCall { export, .. } => match export.arguments(&activation.params) {
+                Ok(args) => (Vec::new(), args),
+                Err(refusal) => {
+                    let refusal = serde_json::json!({ "error": refusal.to_string() });
+                    return Completion::new(Ok(refusal), Default::default());
+                }
+            },
+            _ => (
+                serde_json::to_vec(&activation.params).expect("JSON values serialize"),
+                Vec::new(),
+            ),
+        };
         let Some(slot) = self.slots.acquire_until(deadline).await else {
             return Completion::failed(RunError::Timeout { limit_ms });
         };
@@ -508,10 +525,11 @@ impl<E: Engine> HostedAction<E> {
         let capture = LogCapture::new(limits.log_bytes, limits.result_bytes);
         let stdio = self.guest_abi == GuestAbi::Stdio;
         let execution = Execution {
-            guest_abi: self.guest_abi,
+            guest_abi: self.guest_abi.clone(),
             result_limit: limits.result_bytes,
-            params: serde_json::to_vec(&activation.params).expect("JSON values serialize"),
+            params,
             stdin: stdio,
+            args,
             env: activation.env,
             capture: capture.clone(),
             deadline,

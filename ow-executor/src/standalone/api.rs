@@ -485,7 +485,7 @@ fn exec_of(exec: ExecPut, namespace: &str) -> Result<ActionExec, ApiError> {
     let main = exec
         .main
         .filter(|main| !main.is_empty())
-        .unwrap_or_else(|| "main".to_owned());
+        .unwrap_or_else(|| ow_common::abi::DEFAULT_MAIN.to_owned());
     Ok(ActionExec::Wasm(CodeExec {
         code: Some(code),
         binary: true,

@@ -151,6 +151,7 @@ impl WarmPool {
                 result_bytes: MAX_RESULT_BYTES,
                 ..limits.engine_limits()
             },
+            main: exec.main.clone(),
         };
         let action = engine.prepare(code, config).await?;
         Ok(Warm {

@@ -221,7 +221,8 @@ pub struct CodeExec {
     pub code: Option<String>,
     /// Whether `code` is base64 (always, for Wasm).
     pub binary: bool,
-    /// The entry to run in a zip with several modules.
+    /// The entry to run in a zip with several modules, and the function the export-call ABI
+    /// calls.
     pub main: String,
 }
 
