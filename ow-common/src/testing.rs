@@ -75,6 +75,9 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases ($factory)
             sdk_actions_answer_objects_and_arrays_verbatim,
             stdio_actions_read_stdin_and_answer_on_their_last_stdout_line,
+            an_exported_function_is_called_with_the_parameters_args,
+            args_that_do_not_fit_the_export_are_an_error_naming_what_it_takes,
+            a_main_naming_no_callable_export_is_refused_at_prepare,
             every_activation_gets_a_fresh_instance,
             the_environment_and_ow_context_reach_each_activation,
             logs_are_captured_per_stream_and_cut_at_the_log_limit,
@@ -178,6 +181,13 @@ mod helpers {
     pub fn granted(capabilities: Capabilities) -> ActionConfig {
         ActionConfig {
             capabilities,
+            ..ActionConfig::default()
+        }
+    }
+
+    pub fn with_main(main: &str) -> ActionConfig {
+        ActionConfig {
+            main: main.to_owned(),
             ..ActionConfig::default()
         }
     }
@@ -309,6 +319,198 @@ pub mod cases {
         assert_eq!(text(&completion.logs.stderr), "a line on stderr\n");
         let completion = run(&action, json!({})).await;
         assert_eq!(completion.outcome, Ok(json!({"result": 0})));
+    }
+
+    /// Export-call ABI: `main` names a function of numbers, the parameters' `args` are its
+    /// arguments, and its result is `{"result": …}` (an array for several results, `{}` for
+    /// none). Modules without imports work, and so do WASI reactors, whose `_initialize` runs
+    /// first, once, and whose output is the activation's logs.
+    pub async fn an_exported_function_is_called_with_the_parameters_args(factory: EngineFactory) {
+        let engine = engine(factory);
+        let answer = |main: &'static str, params: Value| {
+            let engine = engine.clone();
+            async move {
+                let action =
+                    prepare_ok(&*engine, artifacts::wat::EXPORT_CALL, with_main(main)).await;
+                run(&action, params).await.outcome
+            }
+        };
+        let cases = [
+            (
+                "add",
+                json!({"args": [123_456, 678_910]}),
+                json!({"result": 802_366}),
+            ),
+            // i32s wrap, and are read as signed.
+            (
+                "add",
+                json!({"args": [2_147_483_647, 1]}),
+                json!({"result": -2_147_483_648_i64}),
+            ),
+            (
+                "add",
+                json!({"args": [4_294_967_295_u32, 0]}),
+                json!({"result": -1}),
+            ),
+            // Past 2^53, where a float would round.
+            (
+                "add64",
+                json!({"args": [9_007_199_254_740_993_i64, 2]}),
+                json!({"result": 9_007_199_254_740_995_i64}),
+            ),
+            ("scale", json!({"args": [0.5, 3]}), json!({"result": 1.5})),
+            ("half", json!({"args": [0.2]}), json!({"result": 0.1})),
+            (
+                "half",
+                json!({"args": ["-Infinity"]}),
+                json!({"result": "-Infinity"}),
+            ),
+            (
+                "divmod",
+                json!({"args": [-7, 2]}),
+                json!({"result": [-3, -1]}),
+            ),
+            ("nothing", json!({}), json!({})),
+            ("nothing", json!({"args": [], "other": true}), json!({})),
+            // The main OpenWhisk sends when an action names none.
+            (crate::abi::DEFAULT_MAIN, json!({}), json!({"result": 42})),
+        ];
+        for (main, params, result) in cases {
+            assert_eq!(
+                answer(main, params.clone()).await,
+                Ok(result),
+                "{main} with {params}"
+            );
+        }
+        // A trap is a trap, as with any ABI.
+        let divmod = prepare_ok(&*engine, artifacts::wat::EXPORT_CALL, with_main("divmod")).await;
+        let completion = run(&divmod, json!({"args": [1, 0]})).await;
+        assert!(
+            matches!(completion.outcome, Err(RunError::Trap { .. })),
+            "{:?}",
+            completion.outcome
+        );
+        assert!(last_stderr_line(&completion).starts_with("The action trapped: "));
+
+        let reactor =
+            prepare_ok(&*engine, artifacts::wat::EXPORT_CALL_WASI, with_main("add")).await;
+        for _ in 0..2 {
+            let completion = run(&reactor, json!({"args": [1, 2]})).await;
+            assert_eq!(completion.outcome, Ok(json!({"result": 1003})));
+            assert_eq!(text(&completion.logs.stdout), "adding\n");
+            assert_eq!(text(&completion.logs.stderr), "");
+        }
+    }
+
+    /// Export-call ABI: `args` that do not fit the function are the activation's error (its
+    /// result is `{"error": …}`), a sentence that says what the function takes.
+    pub async fn args_that_do_not_fit_the_export_are_an_error_naming_what_it_takes(
+        factory: EngineFactory,
+    ) {
+        let engine = engine(factory);
+        let add = prepare_ok(&*engine, artifacts::wat::EXPORT_CALL, with_main("add")).await;
+        let cases = [
+            (
+                json!({"args": [1, 2, 3]}),
+                "The export add takes 2 arguments (i32, i32); the parameters' args has 3.",
+            ),
+            (
+                json!({"param1": 1, "param2": 2}),
+                "The export add takes 2 arguments (i32, i32), given as the parameters' args \
+                 array; the parameters have no args.",
+            ),
+            (
+                json!({"args": {"a": 1}}),
+                "The export add takes 2 arguments (i32, i32), given as the parameters' args \
+                 array; args is an object.",
+            ),
+            (
+                json!({"args": [1, "2"]}),
+                "The export add takes an i32 as argument 2; the parameters' args[1] is a string, \
+                 not a number.",
+            ),
+            (
+                json!({"args": [1.5, 2]}),
+                "The export add takes an i32 as argument 1; the parameters' args[0] is 1.5, not \
+                 an integer.",
+            ),
+            (
+                json!({"args": [1, 4_294_967_296_u64]}),
+                "The export add takes an i32 as argument 2; the parameters' args[1] is \
+                 4294967296, which does not fit an i32 (-2147483648 to 4294967295).",
+            ),
+        ];
+        for (params, sentence) in cases {
+            let completion = run(&add, params).await;
+            assert_eq!(completion.outcome, Ok(json!({"error": sentence})));
+            assert_eq!(completion.logs, Default::default());
+        }
+        let nothing = prepare_ok(&*engine, artifacts::wat::EXPORT_CALL, with_main("nothing")).await;
+        assert_eq!(
+            run(&nothing, json!({"args": [1]})).await.outcome,
+            Ok(
+                json!({"error": "The export nothing takes no arguments; the parameters' args has 1."})
+            )
+        );
+    }
+
+    /// Export-call ABI: a `main` naming no exported function, or one whose type is not numbers
+    /// only, is refused at prepare with what the module does export. SDK modules and WASI
+    /// commands keep their ABI whatever `main` names.
+    pub async fn a_main_naming_no_callable_export_is_refused_at_prepare(factory: EngineFactory) {
+        let engine = engine(factory);
+        let missing = prepare(
+            &*engine,
+            artifacts::read(artifacts::wat::EXPORT_CALL),
+            with_main("sub"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "The module exports neither __ow_main (an ow-wasm-action SDK action), nor _start (a \
+             WASI command reading its parameters from stdin), nor a function named sub (the \
+             action's main, called with the parameters' args); it exports the functions add, \
+             add64, scale, half, divmod, nothing, main. Build it with pass_json! or as a WASI \
+             program, or name the function to call with main."
+        );
+        for (main, ty) in [
+            ("takes_ref", "(funcref) -> (i32)"),
+            ("returns_ref", "() -> (funcref)"),
+        ] {
+            let refused = prepare(
+                &*engine,
+                artifacts::read(artifacts::wat::UNCALLABLE_EXPORT),
+                with_main(main),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(
+                refused,
+                InitError::UncallableExport {
+                    export: main.to_owned(),
+                    ty: ty.to_owned()
+                }
+            );
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "The action's main names the export {main}, of type {ty}; the export-call \
+                     ABI calls only functions whose parameters and results are numbers (i32, \
+                     i64, f32, f64)."
+                )
+            );
+        }
+        let echo = prepare_ok(&*engine, artifacts::ECHO, with_main("sub")).await;
+        assert_eq!(
+            run(&echo, json!({"a": 1})).await.outcome,
+            Ok(json!({"a": 1}))
+        );
+        let stdio = prepare_ok(&*engine, artifacts::STDIO_ADD, with_main("sub")).await;
+        assert_eq!(
+            run(&stdio, json!({"param1": 1, "param2": 2})).await.outcome,
+            Ok(json!({"result": 3}))
+        );
     }
 
     /// State never leaks from one activation to the next: each has an instance of its own.
