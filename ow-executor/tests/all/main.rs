@@ -56,6 +56,7 @@ macro_rules! per_engine {
 
 mod examples;
 mod executor_mode;
+mod export_call;
 mod gaps;
 mod harness;
 mod keep_alive;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const GUEST: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP";
-const ACTIONS: &str = "/api/v1/namespaces/_/actions";
+pub(crate) const ACTIONS: &str = "/api/v1/namespaces/_/actions";
 const ACTIVATIONS: &str = "/api/v1/namespaces/_/activations";
 const PACKAGES: &str = "/api/v1/namespaces/_/packages";
 const TRIGGERS: &str = "/api/v1/namespaces/_/triggers";
@@ -28,12 +28,12 @@ fn basic_auth() -> String {
     )
 }
 
-fn code(path: &str) -> String {
+pub(crate) fn code(path: &str) -> String {
     let zip = ow_common::code::zip_module("action.wasm", &artifacts::read(path)).unwrap();
     base64::engine::general_purpose::STANDARD.encode(zip)
 }
 
-fn call(server: &Executor, method: &str, path: &str, body: Option<&Value>) -> Answer {
+pub(crate) fn call(server: &Executor, method: &str, path: &str, body: Option<&Value>) -> Answer {
     let bytes = body
         .map(|b| serde_json::to_vec(b).unwrap())
         .unwrap_or_default();
