@@ -1,4 +1,5 @@
-//! `ow-executor`: parses arguments, installs diagnostics, builds the engine and serves.
+//! `ow-executor`: parses arguments, installs diagnostics, builds the engine, pre-caches what
+//! `--precache` names and serves.
 
 use anyhow::Context;
 use clap::Parser;
