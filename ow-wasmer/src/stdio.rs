@@ -1,10 +1,11 @@
 //! WASI stdio for one activation as Wasmer's virtual files: stdout and stderr hand every write
-//! to the activation's [`LogCapture`]; stdin serves the parameters (or nothing), then ends.
+//! to the activation's [`LogCapture`] through the host's [`CaptureWriter`]; stdin serves the
+//! parameters (or nothing), then ends.
 //!
 //! WASI calls these synchronously on the instance's thread (`fd_write` writes each buffer, then
 //! flushes), so every poll is ready at once.
 
-use ow_common::host::capture::LogCapture;
+use ow_common::host::capture::{CaptureWriter, LogCapture};
 use ow_common::runtime::LogStream;
 use std::io;
 use std::pin::Pin;
@@ -17,15 +18,13 @@ const WRITE_PERMIT: usize = 64 * 1024;
 /// One output stream of an activation.
 #[derive(Debug)]
 pub(crate) struct CaptureFile {
-    capture: LogCapture,
-    stream: LogStream,
+    writer: CaptureWriter,
 }
 
 impl CaptureFile {
     pub(crate) fn new(capture: &LogCapture, stream: LogStream) -> Self {
         Self {
-            capture: capture.clone(),
-            stream,
+            writer: CaptureWriter::new(capture, stream),
         }
     }
 }
@@ -64,22 +63,22 @@ impl VirtualFile for CaptureFile {
     }
 }
 
+/// Wasmer's files are tokio's `AsyncWrite`: the host's writer is one.
 impl AsyncWrite for CaptureFile {
     fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.capture.write(self.stream, buf);
-        Poll::Ready(Ok(buf.len()))
+        Pin::new(&mut self.writer).poll_write(context, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_flush(context)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_shutdown(context)
     }
 }
 

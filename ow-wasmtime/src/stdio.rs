@@ -1,11 +1,9 @@
 //! Wasmtime's WASI stdout and stderr for one activation: pipes that hand every write to the
-//! activation's [`LogCapture`].
+//! activation's [`LogCapture`](ow_common::host::capture::LogCapture) through the host's
+//! [`CaptureWriter`].
 
-use ow_common::host::capture::LogCapture;
+use ow_common::host::capture::{CaptureWriter, LogCapture};
 use ow_common::runtime::LogStream;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::async_trait;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -17,15 +15,13 @@ const WRITE_PERMIT: usize = 64 * 1024;
 /// One stream's writing end, handed to WASI.
 #[derive(Debug, Clone)]
 pub(crate) struct CapturePipe {
-    capture: LogCapture,
-    stream: LogStream,
+    writer: CaptureWriter,
 }
 
 impl CapturePipe {
     pub(crate) fn new(capture: &LogCapture, stream: LogStream) -> Self {
         Self {
-            capture: capture.clone(),
-            stream,
+            writer: CaptureWriter::new(capture, stream),
         }
     }
 }
@@ -42,14 +38,14 @@ impl StdoutStream for CapturePipe {
     }
 
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
+        Box::new(self.writer.clone())
     }
 }
 
 #[async_trait]
 impl OutputStream for CapturePipe {
     fn write(&mut self, bytes: bytes::Bytes) -> Result<(), StreamError> {
-        self.capture.write(self.stream, &bytes);
+        self.writer.capture(&bytes);
         Ok(())
     }
 
@@ -65,23 +61,4 @@ impl OutputStream for CapturePipe {
 #[async_trait]
 impl Pollable for CapturePipe {
     async fn ready(&mut self) {}
-}
-
-impl AsyncWrite for CapturePipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.capture.write(self.stream, buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }

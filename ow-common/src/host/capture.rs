@@ -2,13 +2,18 @@
 //! limit). Writes past the budget are accepted and dropped, so a flood of output neither fails
 //! the action nor grows the executor's memory; the stdio ABI's result line is tracked apart so
 //! it survives truncated logs. Each engine hands [`LogCapture::write`] what its WASI stdout and
-//! stderr receive.
+//! stderr receive, directly or through a [`CaptureWriter`] where its WASI wants an
+//! [`AsyncWrite`].
 
 use crate::host::abi::ResultLine;
 use crate::protocol::sentences;
 use crate::runtime::{LogStream, LogWrite, Logs};
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
+use tokio::io::AsyncWrite;
 
 /// Both streams of one activation. Clones share the capture.
 #[derive(Debug, Clone)]
@@ -124,6 +129,49 @@ impl LogCapture {
     }
 }
 
+/// One stream of a [`LogCapture`] as an [`AsyncWrite`]: every write is taken at once (the
+/// capture keeps what fits the budget and drops the rest), so every poll is ready.
+#[derive(Debug, Clone)]
+pub struct CaptureWriter {
+    capture: LogCapture,
+    stream: LogStream,
+}
+
+impl CaptureWriter {
+    /// Writes to `stream` of `capture`.
+    pub fn new(capture: &LogCapture, stream: LogStream) -> Self {
+        Self {
+            capture: capture.clone(),
+            stream,
+        }
+    }
+
+    /// Takes `bytes` at once, as [`LogCapture::write`] does: for an engine whose WASI writes
+    /// synchronously.
+    pub fn capture(&self, bytes: &[u8]) {
+        self.capture.write(self.stream, bytes);
+    }
+}
+
+impl AsyncWrite for CaptureWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.capture(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl Captured {
     fn record_write(&mut self, stream: LogStream, len: usize, ends_line: bool) {
         if self.writes.len() >= MAX_LOG_WRITES {
@@ -184,6 +232,27 @@ mod tests {
         let (logs, _) = captured(2, &[b"{}\n"], false);
         assert_eq!(logs.stdout, b"{}");
         assert!(!logs.stderr.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_capture_writer_takes_every_write_whole_and_the_budget_keeps_what_fits() {
+        use tokio::io::AsyncWriteExt;
+        let capture = LogCapture::new(8, 1024);
+        let mut stdout = CaptureWriter::new(&capture, LogStream::Stdout);
+        let mut stderr = CaptureWriter::new(&capture, LogStream::Stderr);
+        stdout.write_all(b"out 1\n").await.unwrap();
+        assert_eq!(stderr.write(b"err 1\n").await.unwrap(), 6, "taken whole");
+        stderr.flush().await.unwrap();
+        let (logs, _) = capture.finish(false);
+        assert_eq!(text(&logs.stdout), "out 1\n");
+        assert_eq!(
+            text(&logs.stderr),
+            format!("er\n{}\n", sentences::logs_truncated(8))
+        );
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
     }
 
     #[test]
