@@ -35,13 +35,19 @@ pub struct Gap {
 /// One case: given the engine factory, panics when the engine misbehaves.
 pub type Case = fn(EngineFactory) -> BoxFuture<'static, ()>;
 
-/// Runs one case on a fresh two-worker runtime. A gap must fail; anything else must pass.
-pub fn run_case(name: &str, gaps: &[Gap], factory: EngineFactory, case: Case) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A fresh tokio runtime with two workers (what a small CI machine has), time and I/O: what
+/// every case runs on, and what an engine crate's own async tests use.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("the test runtime starts");
+        .expect("the test runtime starts")
+}
+
+/// Runs one case on a fresh two-worker runtime. A gap must fail; anything else must pass.
+pub fn run_case(name: &str, gaps: &[Gap], factory: EngineFactory, case: Case) {
+    let runtime = runtime();
     let outcome = runtime.block_on(async { tokio::spawn(case(factory)).await });
     // Blocking work a failed case left behind is not waited for.
     runtime.shutdown_background();

@@ -13,7 +13,7 @@ use ow_common::runtime::{
     ActionConfig, Activation, Completion, EngineConfig, InitError, Limits, PreparedAction,
     RunError, WasmRuntime,
 };
-use ow_common::testing::ow_wasm_action_artifacts as artifacts;
+use ow_common::testing::{ow_wasm_action_artifacts as artifacts, runtime};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,14 +62,6 @@ async fn run(action: &Arc<dyn PreparedAction>, params: Value, time_limit: Durati
             time_limit,
         })
         .await
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("the test runtime starts")
 }
 
 /// Every function of WASI preview 1, with its type: what every action may import.

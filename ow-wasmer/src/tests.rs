@@ -5,7 +5,7 @@ use crate::{Wasmer, WasmerEngine, artifact, http, precompile, stop::Watch};
 use ow_common::code::{ModuleCode, ModuleFormat};
 use ow_common::host::admission::{WASI_P1_FUNCTIONS, WASI_P1_MODULE};
 use ow_common::runtime::{ActionConfig, Activation, EngineConfig, InitError, WasmRuntime};
-use ow_common::testing::ow_wasm_action_artifacts as artifacts;
+use ow_common::testing::{ow_wasm_action_artifacts as artifacts, runtime};
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,14 +49,6 @@ impl WasmerEngine {
             .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
             .collect()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("the test runtime starts")
 }
 
 #[test]
