@@ -51,7 +51,7 @@ use instance::ActionSetup;
 pub use instance::WasmerLinked;
 use ow_common::abi;
 use ow_common::code::ModuleFormat;
-use ow_common::host::abi::{ExportedFunction, FunctionType, GuestAbi, ValueType};
+use ow_common::host::abi::{ExportedFunction, GuestAbi, ValueType};
 use ow_common::host::admission::WASI_P1_MODULE;
 use ow_common::host::{Engine, Host, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
@@ -172,27 +172,23 @@ impl Engine for WasmerEngine {
     }
 
     fn interface(&self, module: &WasmerModule) -> ModuleInterface {
-        ModuleInterface {
-            functions: module
-                .module
-                .exports()
-                .filter_map(|export| match export.ty() {
-                    ExternType::Function(ty) => Some(ExportedFunction {
-                        name: export.name().to_owned(),
-                        ty: FunctionType {
-                            params: ty.params().iter().map(value_type).collect(),
-                            results: ty.results().iter().map(value_type).collect(),
-                        },
-                    }),
-                    _ => None,
-                })
-                .collect(),
-            imports: module
-                .module
-                .imports()
-                .map(|import| (import.module().to_owned(), import.name().to_owned()))
-                .collect(),
-        }
+        let functions = module
+            .module
+            .exports()
+            .filter_map(|export| match export.ty() {
+                ExternType::Function(ty) => {
+                    let params = ty.params().iter().map(value_type);
+                    let results = ty.results().iter().map(value_type);
+                    Some(ExportedFunction::new(export.name(), params, results))
+                }
+                _ => None,
+            });
+        // Wasmer's import types own their names.
+        let imports = module
+            .module
+            .imports()
+            .map(|import| (import.module().to_owned(), import.name().to_owned()));
+        ModuleInterface::new(functions, imports)
     }
 
     fn link(

@@ -24,7 +24,7 @@ mod tests;
 
 use instance::{ActivationState, WasmtimeLinked};
 use ow_common::code::ModuleFormat;
-use ow_common::host::abi::{ExportedFunction, FunctionType, GuestAbi, ValueType};
+use ow_common::host::abi::{ExportedFunction, GuestAbi, ValueType};
 use ow_common::host::{Engine, Host, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use std::sync::Arc;
@@ -117,25 +117,16 @@ impl Engine for WasmtimeEngine {
     }
 
     fn interface(&self, module: &Module) -> ModuleInterface {
-        ModuleInterface {
-            functions: module
-                .exports()
-                .filter_map(|export| {
-                    let ty = export.ty().func()?.clone();
-                    Some(ExportedFunction {
-                        name: export.name().to_owned(),
-                        ty: FunctionType {
-                            params: ty.params().map(|ty| value_type(&ty)).collect(),
-                            results: ty.results().map(|ty| value_type(&ty)).collect(),
-                        },
-                    })
-                })
-                .collect(),
-            imports: module
-                .imports()
-                .map(|import| (import.module().to_owned(), import.name().to_owned()))
-                .collect(),
-        }
+        let functions = module.exports().filter_map(|export| {
+            let ty = export.ty().func()?.clone();
+            let params = ty.params().map(|ty| value_type(&ty));
+            let results = ty.results().map(|ty| value_type(&ty));
+            Some(ExportedFunction::new(export.name(), params, results))
+        });
+        let imports = module
+            .imports()
+            .map(|import| (import.module(), import.name()));
+        ModuleInterface::new(functions, imports)
     }
 
     fn link(

@@ -177,6 +177,24 @@ pub struct ExportedFunction {
     pub ty: FunctionType,
 }
 
+impl ExportedFunction {
+    /// The export `name`, a function taking `params` and returning `results`: how an engine
+    /// describes each exported function of a module, its value types mapped to the host's.
+    pub fn new(
+        name: impl Into<String>,
+        params: impl IntoIterator<Item = ValueType>,
+        results: impl IntoIterator<Item = ValueType>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            ty: FunctionType {
+                params: params.into_iter().collect(),
+                results: results.into_iter().collect(),
+            },
+        }
+    }
+}
+
 /// The types the export-call ABI passes: WebAssembly's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumberType {

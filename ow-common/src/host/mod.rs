@@ -132,6 +132,23 @@ pub struct ModuleInterface {
     pub imports: Vec<(String, String)>,
 }
 
+impl ModuleInterface {
+    /// The interface of a module with these exported functions and these `(module, name)`
+    /// imports.
+    pub fn new<M: Into<String>, N: Into<String>>(
+        functions: impl IntoIterator<Item = ExportedFunction>,
+        imports: impl IntoIterator<Item = (M, N)>,
+    ) -> Self {
+        Self {
+            functions: functions.into_iter().collect(),
+            imports: imports
+                .into_iter()
+                .map(|(module, name)| (module.into(), name.into()))
+                .collect(),
+        }
+    }
+}
+
 /// Everything one instance needs.
 #[derive(Debug)]
 pub struct Execution {
