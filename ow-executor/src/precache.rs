@@ -6,6 +6,7 @@
 //! all the same.
 
 use anyhow::Context as _;
+use ow_common::abi::DEFAULT_MAIN;
 use ow_common::code::decode_code_bytes;
 use ow_common::runtime::WasmRuntime;
 use std::fs;
@@ -162,7 +163,7 @@ async fn precache_file(engine: &dyn WasmRuntime, path: &Path) -> Result<(), Stri
     // Read in place: nothing is served yet that the read could hold up.
     let bytes = fs::read(path).map_err(|error| format!("The file cannot be read: {error}."))?;
     // A zip's module is the entry an action with OpenWhisk's default `main` would run.
-    let code = decode_code_bytes(bytes, "main").map_err(|error| error.to_string())?;
+    let code = decode_code_bytes(bytes, DEFAULT_MAIN).map_err(|error| error.to_string())?;
     engine
         .precache(code)
         .await
