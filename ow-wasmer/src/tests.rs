@@ -16,10 +16,17 @@ use wasmer_wasix::{WasiEnv, WasiFunctionEnv, WasiVersion, generate_import_object
 ow_common::conformance_suite! {
     engine: |config| Arc::new(Wasmer::start(config).expect("the engine builds")),
     gaps: [
-        sleeping_activations_hold_no_thread =>
-            "a Wasmer store is not Send and its calls block: each sleeping instance holds one of the engine's at most 512 threads",
-        waiting_in_http_get_holds_no_thread =>
-            "a Wasmer host function blocks its instance's thread (async ones cannot be suspended two to a thread with host interrupts on): each waiting instance holds a thread",
+        sleeping_activations_hold_no_thread => {
+            why: "a Wasmer store is not Send and its calls block: each sleeping instance holds \
+                  one of the engine's at most 512 threads",
+            fails_with: "waiting activations held threads",
+        },
+        waiting_in_http_get_holds_no_thread => {
+            why: "a Wasmer host function blocks its instance's thread (async ones cannot be \
+                  suspended two to a thread with host interrupts on): each waiting instance \
+                  holds a thread",
+            fails_with: "waiting activations held threads",
+        },
     ],
 }
 
