@@ -1,5 +1,6 @@
-//! What an engine truly cannot do, named with the reason: each listed test still runs on that
-//! engine and must fail there, so a gap that closes is noticed and removed.
+//! What an engine truly cannot do, named with the reason and the failure it shows: each listed
+//! test still runs on that engine and must fail there, for that reason only, so a gap that
+//! closes, or a test that breaks otherwise, is noticed.
 
 use ow_executor::engines::EngineKind;
 
@@ -11,35 +12,42 @@ pub struct Gap {
     pub test: &'static str,
     /// Why.
     pub why: &'static str,
+    /// Part of the panic message the test fails with on that engine: the failure `why`
+    /// explains. Failing with any other message fails the test.
+    pub fails_with: &'static str,
 }
 
 /// Every gap of every engine.
 pub const GAPS: &[Gap] = &[
     Gap {
         engine: "wasmer",
-        test: "safety::ten_thousand_sleeping_activations_all_answer_without_a_thread_each",
+        test: "safety::sleeping_activations_hold_no_thread_each",
         why: "a Wasmer store is not Send and its calls block: every sleeping activation holds \
               one of the engine's threads",
+        fails_with: "sleeping activations held threads",
     },
     Gap {
         engine: "wamr",
-        test: "safety::ten_thousand_sleeping_activations_all_answer_without_a_thread_each",
+        test: "safety::sleeping_activations_hold_no_thread_each",
         why: "WAMR cannot suspend a call: every sleeping activation holds one of its threads",
+        fails_with: "sleeping activations held threads",
     },
     Gap {
         engine: "wamr",
         test: "module_cache::a_standalone_restart_invokes_a_known_action_without_compiling",
         why: "WAMR has no serialized form of a loaded module (its AOT format needs wamrc): \
               nothing is kept on disk, so a restart loads every module again (a few ms each)",
+        fails_with: "the restart compiled nothing\n  left: 1.0",
     },
     Gap {
         engine: "wamr",
         test: "module_cache::a_corrupted_cache_file_is_compiled_again_not_loaded",
         why: "WAMR writes no cache files to corrupt: it has no serialized form of a module",
+        fails_with: "one module cached on disk: []",
     },
 ];
 
-/// Runs `test` on `engine`: a gap must fail (panic), anything else must pass.
+/// Runs `test` on `engine`: a gap must fail as it says, anything else must pass.
 pub fn run_on(engine: EngineKind, module: &str, name: &str, test: fn(EngineKind)) {
     // `all::safety::wamr` → `safety::name`.
     let file = module.split("::").nth(1).unwrap_or(module);
@@ -49,8 +57,19 @@ pub fn run_on(engine: EngineKind, module: &str, name: &str, test: fn(EngineKind)
         .find(|gap| gap.engine == engine.name() && gap.test == qualified);
     let outcome = std::panic::catch_unwind(|| test(engine));
     match (gap, outcome) {
-        (None, Ok(())) | (Some(_), Err(_)) => {}
+        (None, Ok(())) => {}
         (None, Err(failure)) => std::panic::resume_unwind(failure),
+        (Some(gap), Err(failure)) => {
+            let message = ow_common::testing::panic_message(&*failure);
+            assert!(
+                message.contains(gap.fails_with),
+                "{qualified} is a gap of {} ({}) failing with {:?}, but it failed otherwise: \
+                 {message}",
+                engine.name(),
+                gap.why,
+                gap.fails_with
+            );
+        }
         (Some(gap), Ok(())) => panic!(
             "{qualified} is a gap of {} ({}), but it passed: remove the gap",
             engine.name(),

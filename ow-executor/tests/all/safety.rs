@@ -8,7 +8,7 @@ use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The `error` sentence of an answer.
@@ -152,25 +152,12 @@ fn threads_of(pid: u32) -> Option<usize> {
         .ok()
 }
 
-fn ten_thousand_sleeping_activations_all_answer_without_a_thread_each(engine: EngineKind) {
+fn ten_thousand_sleeping_activations_all_answer_200(engine: EngineKind) {
     const ACTIVATIONS: usize = 10_000;
     const CLIENTS: usize = 50;
     let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::SLEEP);
     let url = format!("{}/run", executor.base_url);
-
-    let finished = Arc::new(AtomicBool::new(false));
-    let sampler = std::thread::spawn({
-        let (finished, pid) = (finished.clone(), executor.pid());
-        move || {
-            let mut most = 0;
-            while !finished.load(Ordering::Relaxed) {
-                most = most.max(threads_of(pid).unwrap_or(0));
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            most
-        }
-    });
     let answered = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -188,13 +175,56 @@ fn ten_thousand_sleeping_activations_all_answer_without_a_thread_each(engine: En
     for client in clients {
         client.join().expect("every activation answers 200");
     }
-    finished.store(true, Ordering::Relaxed);
-    let most_threads = sampler.join().unwrap();
     assert_eq!(answered.load(Ordering::Relaxed), ACTIVATIONS);
-    // Activations were in flight CLIENTS at a time; a thread each would need that many.
+}
+
+/// The most threads the executor may gain over its idle count while any number of activations
+/// sleep: an engine that suspends a sleeping activation gains none (the margin is for the
+/// runtime's own housekeeping), one whose every sleeping activation holds a thread gains one
+/// each. A constant, not a comparison with the client count: tokio's workers, as many as the
+/// cores, are all started before the baseline is taken.
+const THREADS_SLEEPS_MAY_ADD: usize = 16;
+
+fn sleeping_activations_hold_no_thread_each(engine: EngineKind) {
+    const ASLEEP: usize = 200;
+    let executor = Executor::runtime(engine, &[]);
+    executor.init_ok(artifacts::SLEEP);
+    // Whatever a first activation starts is started: the baseline is the idle executor's.
+    let answer = executor.run(json!({"ms": 0}));
+    assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 0})));
+    let pid = executor.pid();
+    let idle = threads_of(pid).expect("the OS tells the executor's threads in /proc");
+
+    let url = format!("{}/run", executor.base_url);
+    let clients: Vec<_> = (0..ASLEEP)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || post(&agent(), &url, &json!({"value": {"ms": 3000}})))
+        })
+        .collect();
+    // Sample while they sleep: the most threads, and the most activations asleep at once.
+    let (mut most_threads, mut most_asleep) = (idle, 0.0);
+    while !clients.iter().all(|client| client.is_finished()) {
+        most_threads = most_threads.max(threads_of(pid).unwrap_or(0));
+        let scrape = crate::metrics::scrape(&executor);
+        let asleep =
+            crate::metrics::sample(&scrape, "ow_instances_in_use", &[("engine", engine.name())]);
+        most_asleep = f64::max(most_asleep, asleep.unwrap_or(0.0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gained = most_threads.saturating_sub(idle);
     assert!(
-        most_threads < CLIENTS,
-        "the executor ran {most_threads} threads for {CLIENTS} activations in flight"
+        gained <= THREADS_SLEEPS_MAY_ADD,
+        "sleeping activations held threads: the executor gained {gained} threads over its idle \
+         {idle} with up to {most_asleep} activations asleep (sleeps may add at most \
+         {THREADS_SLEEPS_MAY_ADD})"
+    );
+    for client in clients {
+        assert_eq!(client.join().unwrap(), (200, json!({"slept_ms": 3000})));
+    }
+    assert_eq!(
+        most_asleep, ASLEEP as f64,
+        "all {ASLEEP} activations were asleep at once"
     );
 }
 
@@ -465,7 +495,8 @@ per_engine!(
     a_memory_bomb_is_stopped_at_the_memory_limit_and_the_next_run_succeeds,
     a_stack_overflow_is_a_502_with_the_stack_in_the_logs_and_the_next_run_succeeds,
     an_output_flood_is_cut_at_the_log_limit_with_the_truncation_sentence,
-    ten_thousand_sleeping_activations_all_answer_without_a_thread_each,
+    ten_thousand_sleeping_activations_all_answer_200,
+    sleeping_activations_hold_no_thread_each,
     a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks,
     artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler,
     a_truncated_module_is_refused_as_invalid,
