@@ -2,7 +2,10 @@
 //! test still runs on that engine and must fail there, for that reason only, so a gap that
 //! closes, or a test that breaks otherwise, is noticed.
 
+use ow_common::testing::STOP_MARGIN;
 use ow_executor::engines::EngineKind;
+use std::cell::RefCell;
+use std::time::Duration;
 
 /// One test an engine cannot pass.
 pub struct Gap {
@@ -47,11 +50,53 @@ pub const GAPS: &[Gap] = &[
     },
 ];
 
+/// A test in which an engine may stop an instance later than [`STOP_MARGIN`] after its
+/// deadline: a documented allowance, not a gap (the instance stops).
+pub struct LateStop {
+    /// The engine.
+    pub engine: &'static str,
+    /// The test, as `file::name`.
+    pub test: &'static str,
+    /// How much later than [`STOP_MARGIN`].
+    pub by: Duration,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// Every late-stop allowance of every engine.
+pub const LATE_STOPS: &[LateStop] = &[LateStop {
+    engine: "wamr",
+    test: "runtime_protocol::the_deadline_also_stops_an_action_waiting_in_the_host",
+    by: Duration::from_secs(1),
+    why: "WAMR sleeps in one-second steps and checks for the stop between them",
+}];
+
+thread_local! {
+    /// The test [`run_on`] runs on this thread, as `file::name`.
+    static RUNNING: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// How long after its deadline the test running on this thread must have stopped an instance
+/// on `engine`: [`STOP_MARGIN`], plus the engine's allowance for the test, whose reason is
+/// the second value.
+pub fn stop_margin(engine: EngineKind) -> (Duration, Option<&'static str>) {
+    RUNNING.with_borrow(|test| {
+        match LATE_STOPS
+            .iter()
+            .find(|late| late.engine == engine.name() && late.test == *test)
+        {
+            Some(late) => (STOP_MARGIN + late.by, Some(late.why)),
+            None => (STOP_MARGIN, None),
+        }
+    })
+}
+
 /// Runs `test` on `engine`: a gap must fail as it says, anything else must pass.
 pub fn run_on(engine: EngineKind, module: &str, name: &str, test: fn(EngineKind)) {
     // `all::safety::wamr` → `safety::name`.
     let file = module.split("::").nth(1).unwrap_or(module);
     let qualified = format!("{file}::{name}");
+    RUNNING.set(qualified.clone());
     let gap = GAPS
         .iter()
         .find(|gap| gap.engine == engine.name() && gap.test == qualified);

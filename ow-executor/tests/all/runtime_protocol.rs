@@ -1,6 +1,8 @@
 //! Every rule of the action container protocol (PROTOCOL.md §1) in `runtime` mode.
 
+use crate::gaps::stop_margin;
 use crate::harness::{Executor, epoch_millis_from_now, init_body, sentinels, zip};
+use crate::metrics::{sample, scrape};
 use ow_common::protocol::sentences::LOG_SENTINEL;
 use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
@@ -352,13 +354,70 @@ fn sleeping_activations_overlap_instead_of_queueing(engine: EngineKind) {
     );
 }
 
+/// Polls the executor's `/metrics` until no activation of `engine` holds an instance, failing
+/// if one still does [`stop_margin`] after `deadline`: the instance really stopped near its
+/// deadline, rather than the executor answering and leaving it running.
+fn stopped_near(executor: &Executor, engine: EngineKind, deadline: Instant) {
+    let (margin, allowance) = stop_margin(engine);
+    loop {
+        // The time first: an instance seen in use was in use at least that late.
+        let late = Instant::now().saturating_duration_since(deadline);
+        let in_use = sample(
+            &scrape(executor),
+            "ow_instances_in_use",
+            &[("engine", engine.name())],
+        );
+        if in_use == Some(0.0) {
+            return;
+        }
+        assert!(
+            late <= margin,
+            "an instance still ran {} ms after its deadline ({in_use:?} in use); it must have \
+             stopped within {} ms{}",
+            late.as_millis(),
+            margin.as_millis(),
+            allowance.map_or(String::new(), |why| format!(" ({why})"))
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::wat::LOOP_FOREVER);
-    let deadline = epoch_millis_from_now(Duration::from_millis(500));
+    // The deadline as a string, as the invoker sends it, then as a number; the same
+    // container serves (and stops) the second activation as it did the first.
+    for as_string in [true, false] {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let epoch_deadline = epoch_millis_from_now(Duration::from_millis(500));
+        let sent = match as_string {
+            true => json!(epoch_deadline.to_string()),
+            false => json!(epoch_deadline),
+        };
+        let answer = executor.post("/run", &json!({"value": {}, "deadline": sent}));
+        assert_eq!(answer.status, 502);
+        let error = answer.body["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("The action exceeded its time limits of ")
+                && error.ends_with(" milliseconds."),
+            "{error}"
+        );
+        let limit: u64 = error.split_whitespace().nth(7).unwrap().parse().unwrap();
+        assert!((300..=500).contains(&limit), "limit {limit}");
+        stopped_near(&executor, engine, deadline);
+    }
+    let (stdout, stderr) = executor.logs_after(2);
+    assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
+}
+
+fn the_deadline_also_stops_an_action_waiting_in_the_host(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
+    executor.init_ok(artifacts::SLEEP);
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let epoch_deadline = epoch_millis_from_now(Duration::from_millis(300));
     let answer = executor.post(
         "/run",
-        &json!({"value": {}, "deadline": deadline.to_string()}),
+        &json!({"value": {"ms": 30000}, "deadline": epoch_deadline}),
     );
     assert_eq!(answer.status, 502);
     let error = answer.body["error"].as_str().unwrap();
@@ -367,31 +426,7 @@ fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving(engine: Engi
             && error.ends_with(" milliseconds."),
         "{error}"
     );
-    let limit: u64 = error.split_whitespace().nth(7).unwrap().parse().unwrap();
-    assert!((300..=500).contains(&limit), "limit {limit}");
-    // Another activation of the same container is served (and stopped) again.
-    let deadline = epoch_millis_from_now(Duration::from_millis(300));
-    let answer = executor.post("/run", &json!({"value": {}, "deadline": deadline}));
-    assert_eq!(answer.status, 502);
-    let (stdout, stderr) = executor.logs_after(2);
-    assert_eq!((sentinels(&stdout), sentinels(&stderr)), (2, 2));
-}
-
-fn the_deadline_also_stops_an_action_waiting_in_the_host(engine: EngineKind) {
-    let executor = Executor::runtime(engine, &[]);
-    executor.init_ok(artifacts::SLEEP);
-    let deadline = epoch_millis_from_now(Duration::from_millis(300));
-    let answer = executor.post(
-        "/run",
-        &json!({"value": {"ms": 30000}, "deadline": deadline}),
-    );
-    assert_eq!(answer.status, 502);
-    assert!(
-        answer.body["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("The action exceeded its time limits")
-    );
+    stopped_near(&executor, engine, deadline);
     let answer = executor.run(json!({"ms": 1}));
     assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 1})));
 }
