@@ -149,6 +149,9 @@ pub mod sentences {
     /// No usable result.
     pub const NO_VALID_RESPONSE: &str =
         "The action did not produce a valid response and exited unexpectedly.";
+    /// A trap that exhausted the guest's call stack, in the same words on every engine (the
+    /// trap's detail line reads `The action trapped: call stack exhausted`).
+    pub const STACK_EXHAUSTED: &str = "call stack exhausted";
     /// The line that closes every activation's logs on each stream.
     pub const LOG_SENTINEL: &str = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX";
 

@@ -985,7 +985,8 @@ pub mod cases {
         );
     }
 
-    /// Unbounded recursion is a trap, not a crash of the executor.
+    /// Unbounded recursion is a trap, not a crash of the executor, and every engine says the
+    /// same of it: the call stack was exhausted.
     pub async fn a_stack_overflow_is_a_trap_and_the_next_run_succeeds(subject: Subject) {
         let engine = engine(subject);
         let action = prepare_ok(
@@ -995,12 +996,16 @@ pub mod cases {
         )
         .await;
         let completion = run(&action, json!({"recurse": true})).await;
-        assert!(
-            matches!(&completion.outcome, Err(RunError::Trap { .. })),
-            "{:?}",
-            completion.outcome
+        assert_eq!(
+            completion.outcome,
+            Err(RunError::Trap {
+                trap: sentences::STACK_EXHAUSTED.to_owned()
+            })
         );
-        assert!(last_stderr_line(&completion).starts_with("The action trapped: "));
+        assert_eq!(
+            last_stderr_line(&completion),
+            "The action trapped: call stack exhausted"
+        );
         assert_eq!(run(&action, json!({})).await.outcome, Ok(json!({})));
     }
 

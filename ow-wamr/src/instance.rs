@@ -329,8 +329,19 @@ fn stop_of(error: CallError, instance: &Instance<'_>, disarmed: &Disarmed) -> Gu
         CallError::Raised if disarmed.fired() => GuestStop::Interrupted,
         CallError::Raised => match instance.failure(disarmed) {
             Failure::Exit(code) => GuestStop::Exit(code),
-            Failure::Trap(trap) => GuestStop::Trap(trap),
+            Failure::Trap(trap) => trapped(trap),
         },
+    }
+}
+
+/// A trap in WAMR's words, as the host classes it. WAMR names an exhausted stack only in
+/// words: "native stack overflow", "wasm operand stack overflow" or, for the guest's own
+/// stack in linear memory, "wasm auxiliary stack overflow".
+fn trapped(trap: String) -> GuestStop {
+    if trap.ends_with("stack overflow") {
+        GuestStop::StackExhausted
+    } else {
+        GuestStop::Trap(trap)
     }
 }
 

@@ -302,6 +302,7 @@ impl GuestError {
         }
         match error.clone().to_trap() {
             Some(TrapCode::HostInterrupt) => GuestStop::Interrupted,
+            Some(TrapCode::StackOverflow) => GuestStop::StackExhausted,
             Some(code) => GuestStop::Trap(format!("wasm trap: {}", code.message())),
             None => GuestStop::Trap(error.message()),
         }

@@ -301,6 +301,7 @@ fn stop_of(error: &wasmtime::Error) -> GuestStop {
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => GuestStop::Interrupted,
+        Some(Trap::StackOverflow) => GuestStop::StackExhausted,
         Some(trap) => GuestStop::Trap(trap.to_string()),
         None => GuestStop::Trap(format!("{error:#}")),
     }

@@ -193,6 +193,10 @@ pub enum GuestStop {
     Interrupted,
     /// It trapped; the engine's description.
     Trap(String),
+    /// It trapped for exhausting its call stack (unbounded recursion): a class every engine
+    /// recognises in its own terms, reported in the platform's words
+    /// ([`sentences::STACK_EXHAUSTED`](crate::protocol::sentences::STACK_EXHAUSTED)).
+    StackExhausted,
     /// The host refused it (the ABI's own checks, or an executor failure).
     Refused(RunError),
 }
@@ -208,6 +212,9 @@ impl InstanceEnd {
             GuestStop::Interrupted => RunError::Timeout { limit_ms },
             GuestStop::Trap(_) if self.memory_capped => RunError::MemoryLimit { limit_mb },
             GuestStop::Trap(trap) => RunError::Trap { trap },
+            GuestStop::StackExhausted => RunError::Trap {
+                trap: crate::protocol::sentences::STACK_EXHAUSTED.to_owned(),
+            },
         })
     }
 }
