@@ -155,9 +155,22 @@ fn stdio_add(engine: EngineKind) {
 }
 
 fn env(engine: EngineKind) {
-    let (status, body, _) = invoke(engine, artifacts::ENV, json!({}));
-    assert_eq!(status, 200);
-    assert!(body.is_object());
+    let executor = Executor::runtime(engine, &[]);
+    let mut body = init_body(&zip(&artifacts::read(artifacts::ENV)));
+    body["value"]["env"] = json!({"GREETING": "hello"});
+    assert_eq!(executor.post("/init", &body).status, 200);
+    let answer = executor.post(
+        "/run",
+        &json!({"value": {}, "activation_id": "a1", "namespace": "guest"}),
+    );
+    // Exactly the init env and the run's context: nothing of the executor's environment.
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            200,
+            json!({"GREETING": "hello", "__OW_ACTIVATION_ID": "a1", "__OW_NAMESPACE": "guest"})
+        )
+    );
 }
 
 fn net(engine: EngineKind) {

@@ -7,7 +7,7 @@ mod sequences;
 mod triggers;
 mod web;
 
-use crate::harness::{Answer, Connection, Executor};
+use crate::harness::{Answer, Connection, Executor, epoch_millis_from_now};
 use base64::Engine as _;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -100,6 +100,17 @@ fn wait_for_activation(server: &Executor, id: &str) -> Value {
     }
 }
 
+/// An error body's `code`: a request id of 32 hexadecimal digits, as OpenWhisk's.
+fn assert_request_id(code: &Value) {
+    let id = code
+        .as_str()
+        .unwrap_or_else(|| panic!("error bodies carry a request id: {code}"));
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+}
+
 fn server() -> (Executor, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     (Executor::standalone(data.path(), &[]), data)
@@ -114,11 +125,7 @@ fn requests_without_or_with_wrong_credentials_are_refused() {
         missing.body["error"],
         "The resource requires authentication, which was not supplied with the request"
     );
-    assert!(
-        missing.body["code"].is_string(),
-        "error bodies carry a request id: {:?}",
-        missing.body
-    );
+    assert_request_id(&missing.body["code"]);
     let wrong = server.request(
         "GET",
         ACTIONS,
@@ -160,7 +167,9 @@ fn requests_without_or_with_wrong_credentials_are_refused() {
 #[test]
 fn create_get_update_and_delete_an_action() {
     let (server, _data) = server();
+    let before = epoch_millis_from_now(Duration::ZERO);
     let created = create(&server, "add", artifacts::ADD, json!({}));
+    let after = epoch_millis_from_now(Duration::ZERO);
     assert_eq!(created.status, 200, "{created:?}");
     let record = created.body;
     assert_eq!(record["namespace"], "guest");
@@ -175,7 +184,8 @@ fn create_get_update_and_delete_an_action() {
     );
     assert_eq!(annotation(&record, "exec"), Some(&json!("wasm:0.1")));
     assert_eq!(annotation(&record, "provide-api-key"), Some(&json!(false)));
-    assert!(record["updated"].as_u64().is_some());
+    let updated = record["updated"].as_u64().unwrap();
+    assert!((before..=after).contains(&updated), "written at {updated}");
 
     let again = create(&server, "add", artifacts::ADD, json!({}));
     assert_eq!(
@@ -206,7 +216,7 @@ fn create_get_update_and_delete_an_action() {
     assert_eq!((answer.status, answer.body), (200, json!({"param1": 1})));
 
     let with_code = call(&server, "GET", &format!("{ACTIONS}/add?code=true"), None);
-    assert!(with_code.body["exec"]["code"].is_string());
+    assert_eq!(with_code.body["exec"]["code"], code(artifacts::ECHO));
     let without_code = call(&server, "GET", &format!("{ACTIONS}/add?code=false"), None);
     assert_eq!(without_code.status, 200);
     assert!(without_code.body["exec"].get("code").is_none());
@@ -416,7 +426,12 @@ fn blocking_invoke_answers_the_activation_record() {
         (result_only.status, result_only.body),
         (200, json!({"result": 11}))
     );
-    assert!(result_only.activation_id.is_some());
+    // The answer names its activation, recorded with that result.
+    let id = result_only.activation_id.unwrap();
+    assert_eq!(
+        activation(&server, &id)["response"]["result"],
+        json!({"result": 11})
+    );
     let warm = invoke(&server, "add", "blocking=true", json!({})).body;
     assert_eq!(annotation(&warm, "initTime"), None, "then warm: {warm}");
     // An update is a new version, whose first activation is cold again.
@@ -804,7 +819,7 @@ fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
         (unknown.status, &unknown.body["error"]),
         (404, &json!("The requested resource does not exist."))
     );
-    assert_eq!(unknown.body["code"].as_str().map(str::len), Some(32));
+    assert_request_id(&unknown.body["code"]);
     let anonymous = server.request("GET", "/api/v1/namespaces/_/feeds", b"", None, None);
     assert_eq!(
         (anonymous.status, &anonymous.body["error"]),
@@ -815,7 +830,7 @@ fn the_api_answers_a_bare_question_mark_and_unknown_paths_in_json() {
     );
     let wrong_method = call(&server, "PATCH", &format!("{ACTIONS}/add"), None);
     assert_eq!(wrong_method.status, 405, "{wrong_method:?}");
-    assert!(wrong_method.body["code"].is_string(), "{wrong_method:?}");
+    assert_request_id(&wrong_method.body["code"]);
     for (path, what) in [
         (format!("{ACTIVATIONS}/{}", "0".repeat(32)), "activation"),
         (format!("{ACTIVATIONS}/{}/logs", "0".repeat(32)), "logs"),
