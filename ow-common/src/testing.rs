@@ -1222,7 +1222,12 @@ pub mod cases {
             let action = action.clone();
             async move { run(&action, json!({"ms": 1500})).await.outcome }
         });
+        let bound = Instant::now() + Duration::from_secs(30);
         while engine.stats().instances_in_use == 0 {
+            assert!(
+                Instant::now() < bound,
+                "the holder took no instance slot in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let waiting = action

@@ -1009,6 +1009,25 @@ mod tests {
       (func (export "_start")
         (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
+    /// How many bytes wait to be read in the pipe `reader` reads.
+    fn unread_bytes(reader: &impl AsRawFd) -> usize {
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer, which points at `unread`; the
+        // descriptor is open for as long as `reader` is borrowed.
+        let status = unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut unread) };
+        assert_eq!(status, 0, "FIONREAD: {}", io::Error::last_os_error());
+        usize::try_from(unread).expect("a count")
+    }
+
+    /// How many bytes the pipe `reader` reads holds at most.
+    fn pipe_capacity(reader: &impl AsRawFd) -> usize {
+        // SAFETY: F_GETPIPE_SZ reads the size of the descriptor's pipe and writes nothing; the
+        // descriptor is open for as long as `reader` is borrowed.
+        let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        usize::try_from(size)
+            .unwrap_or_else(|_| panic!("F_GETPIPE_SZ: {}", io::Error::last_os_error()))
+    }
+
     #[test]
     fn a_guest_blocked_writing_a_full_pipe_is_stopped_by_its_kill_switch() {
         init_runtime().expect("WAMR starts");
@@ -1033,12 +1052,19 @@ mod tests {
         };
         let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
         let mut instance = Instance::new(&module, &config, &state, stdio).expect("instantiates");
+        let probe = stdout_reader.try_clone().expect("a second read end");
         let stopper = std::thread::spawn({
             let kill = kill.clone();
             move || {
-                // By now the guest waits in `writev` (were it still running, the switch
-                // would stop it all the same, without the signal).
-                std::thread::sleep(Duration::from_millis(200));
+                // Once its pipe is full, the guest waits in `writev`.
+                let bound = std::time::Instant::now() + Duration::from_secs(20);
+                while unread_bytes(&probe) < pipe_capacity(&probe) {
+                    assert!(
+                        std::time::Instant::now() < bound,
+                        "the guest did not fill its stdout pipe in 20 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 kill.fire();
             }
         });

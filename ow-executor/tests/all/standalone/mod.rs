@@ -749,22 +749,41 @@ fn actions_and_activations_survive_a_killed_process() {
     );
 }
 
+/// Waits (at most 30 s) until the server says it dropped an idle container.
+fn wait_until_dropped_as_idle(server: &Executor) {
+    let started = Instant::now();
+    while !server.diagnostics().contains("dropped idle containers") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no container was dropped as idle in 30 s: {}",
+            server.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn idle_containers_are_dropped_and_prepared_again() {
     let data = tempfile::tempdir().unwrap();
     let server = Executor::standalone(data.path(), &["--idle-timeout", "200ms"]);
     create(&server, "add", artifacts::ADD, json!({}));
-    std::thread::sleep(Duration::from_millis(800));
-    let record = invoke(
-        &server,
-        "add",
-        "blocking=true",
-        json!({"param1": 1, "param2": 1}),
-    )
-    .body;
+    let add = || {
+        invoke(
+            &server,
+            "add",
+            "blocking=true",
+            json!({"param1": 1, "param2": 1}),
+        )
+        .body
+    };
+    let first = add();
+    assert!(annotation(&first, "initTime").is_some(), "{first}");
+    wait_until_dropped_as_idle(&server);
+    let record = add();
+    assert_eq!(record["response"]["result"], json!({"result": 2}));
     assert!(
         annotation(&record, "initTime").is_some(),
-        "idle container should have been dropped: {record}"
+        "the container dropped as idle is prepared again: {record}"
     );
 }
 
@@ -921,7 +940,10 @@ fn the_concurrency_limit_holds_when_two_invokes_find_the_action_cold() {
         artifacts::SLEEP,
         json!({"limits": {"concurrency": 1}}),
     );
-    std::thread::sleep(Duration::from_millis(800)); // dropped as idle
+    // Warm once, then dropped as idle.
+    let warmed = invoke(&server, "sleep", "blocking=true", json!({"ms": 0}));
+    assert_eq!(warmed.body["response"]["result"], json!({"slept_ms": 0}));
+    wait_until_dropped_as_idle(&server);
     let records = two_sleeps_at_once(server);
     let cold = records
         .iter()
