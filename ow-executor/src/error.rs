@@ -117,14 +117,39 @@ impl ApiError {
     }
 }
 
+/// Who learns that an action could not be prepared: it decides the status of the action's
+/// own faults. The executor's own failure is a 500 for either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preparing {
+    /// The action container protocol's `/init` (`runtime` and `executor` modes), answered with
+    /// the official runtimes' statuses: 403 without code, 413 for too much, else 502.
+    Init,
+    /// A create or update of an action (`standalone`, playing the controller): the code is
+    /// the request's, so its faults are a 400.
+    Create,
+}
+
+impl ApiError {
+    /// The answer when an action could not be prepared for `preparing`.
+    pub fn not_prepared(error: InitError, preparing: Preparing) -> Self {
+        let kind = match (&error, preparing) {
+            (InitError::Engine(_), _) => ErrorKind::Internal,
+            (InitError::Code(CodeError::TooLarge(_)), _) => ErrorKind::TooLarge,
+            (InitError::Code(CodeError::Missing), Preparing::Init) => ErrorKind::Forbidden,
+            (_, Preparing::Init) => ErrorKind::ActionFailed,
+            (_, Preparing::Create) => ErrorKind::BadRequest,
+        };
+        let message = match kind {
+            ErrorKind::BadRequest => format!("The action code cannot run: {error}"),
+            _ => error.to_string(),
+        };
+        Self::new(kind, message)
+    }
+}
+
 impl From<InitError> for ApiError {
     fn from(error: InitError) -> Self {
-        let kind = match &error {
-            InitError::Code(CodeError::Missing) => ErrorKind::Forbidden,
-            InitError::Code(CodeError::TooLarge(_)) => ErrorKind::TooLarge,
-            _ => ErrorKind::ActionFailed,
-        };
-        Self::new(kind, error.to_string())
+        Self::not_prepared(error, Preparing::Init)
     }
 }
 
@@ -182,6 +207,38 @@ mod tests {
         assert_eq!(
             status(InitError::InvalidModule("x".into())),
             StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            status(InitError::Engine("x".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn code_refused_at_create_is_the_request_s_fault_and_an_engine_failure_the_server_s() {
+        let refused = |error: InitError| {
+            let refused = ApiError::not_prepared(error, Preparing::Create);
+            (refused.status(), refused.message)
+        };
+        assert_eq!(
+            refused(InitError::InvalidModule("x".into())),
+            (
+                StatusCode::BAD_REQUEST,
+                "The action code cannot run: The action code is not a valid WebAssembly \
+                 module: x"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            refused(InitError::Code(CodeError::Missing)).0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            refused(InitError::Engine("cannot start wamr".into())),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The executor could not prepare the action: cannot start wamr".to_owned()
+            )
         );
     }
 }

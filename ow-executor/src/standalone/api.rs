@@ -10,7 +10,7 @@ use super::records::{
 use super::sequences::sequence_parameters;
 use super::store::{ActivationQuery, Write};
 use super::{RestError, Standalone};
-use crate::error::{ApiError, ErrorKind, json_response};
+use crate::error::{ApiError, ErrorKind, Preparing, json_response};
 use crate::server::read_json_body;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -376,9 +376,10 @@ pub async fn put_action(
         // Bad code is refused at create. The prepared action is dropped: the compiled module
         // stays in the engine's cache, and the version's first activation is its cold start.
         ActionExec::Wasm(_) => {
-            app.pool.prepare(&record).await.map_err(|error| {
-                ApiError::bad_request(format!("The action code cannot run: {error}"))
-            })?;
+            app.pool
+                .prepare(&record)
+                .await
+                .map_err(|error| ApiError::not_prepared(error, Preparing::Create))?;
         }
         ActionExec::Sequence(sequence) => {
             app.check_sequence(&record.full_name(), &sequence.components)?

@@ -323,6 +323,37 @@ fn bad_actions_are_refused_with_a_sentence() {
     assert_eq!(call(&server, "GET", ACTIONS, None).body, json!([]));
 }
 
+/// An engine that cannot start when an action asks for it is the server's failure, a 500,
+/// not the action's: here its module cache directory cannot be made, because a file stands
+/// where the cache's root should be.
+#[cfg(any(feature = "wasmer", feature = "wamr"))]
+#[test]
+fn an_engine_that_cannot_start_at_create_is_a_500_and_nothing_is_stored() {
+    use ow_executor::engines::EngineKind;
+    let (server, data) = server();
+    let other = EngineKind::ALL
+        .iter()
+        .copied()
+        .find(|kind| *kind != EngineKind::default())
+        .expect("a second engine is compiled in");
+    let cache = data.path().join("module-cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+    std::fs::write(&cache, "not a directory").unwrap();
+    let annotations = json!({"annotations": [{"key": "engine", "value": other.name()}]});
+    let answer = create(&server, "add", artifacts::ADD, annotations);
+    assert_eq!(answer.status, 500, "{answer:?}");
+    let error = answer.body["error"].as_str().unwrap();
+    let expected = format!(
+        "The executor could not prepare the action: cannot start {}: cannot open the module \
+         cache directory {}",
+        other.name(),
+        cache.display()
+    );
+    assert!(error.starts_with(&expected), "{error}");
+    assert_request_id(&answer.body["code"]);
+    assert_eq!(call(&server, "GET", ACTIONS, None).body, json!([]));
+}
+
 #[test]
 fn actions_list_by_name_with_skip_and_limit() {
     let (server, _data) = server();
