@@ -565,8 +565,13 @@ mod empty_object_as_none {
     #[serde(untagged)]
     enum Binding {
         Some(EntityRef),
-        None {},
+        None(NoBinding),
     }
+
+    /// `{}` and nothing else: a mistyped binding is an error, not no binding.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoBinding {}
 
     pub fn serialize<S: Serializer>(
         binding: &Option<EntityRef>,
@@ -583,7 +588,7 @@ mod empty_object_as_none {
     ) -> Result<Option<EntityRef>, D::Error> {
         Ok(match Binding::deserialize(deserializer)? {
             Binding::Some(binding) => Some(binding),
-            Binding::None {} => None,
+            Binding::None(NoBinding {}) => None,
         })
     }
 }
@@ -1170,6 +1175,32 @@ mod tests {
             serde_json::from_value::<ActionExec>(json!({"kind": "sequence", "components": ["a"]}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_package_is_a_binding_or_says_it_is_none_with_an_empty_object() {
+        let record = |binding: Value| {
+            serde_json::from_value::<PackageRecord>(json!({
+                "namespace": "guest", "name": "utils", "version": "0.0.1", "publish": false,
+                "binding": binding, "parameters": [], "annotations": [], "updated": 1
+            }))
+        };
+        let package = |binding: Value| record(binding).map(|package| package.binding);
+        assert_eq!(package(json!({})).unwrap(), None);
+        assert_eq!(
+            package(json!({"namespace": "guest", "name": "lib"})).unwrap(),
+            Some(EntityRef {
+                namespace: "guest".to_owned(),
+                name: "lib".to_owned()
+            })
+        );
+        // A mistyped binding is no package record, never a package that is no binding.
+        assert!(package(json!({"namespce": "guest", "name": "lib"})).is_err());
+        assert!(package(json!({"name": "lib"})).is_err());
+        assert!(package(json!(null)).is_err());
+        // And no binding is written as `{}`.
+        let stored = serde_json::to_value(record(json!({})).unwrap()).unwrap();
+        assert_eq!(stored["binding"], json!({}));
     }
 
     #[test]
