@@ -1121,6 +1121,54 @@ fn entity_names_outside_openwhisk_form_are_refused_and_nothing_is_stored() {
 }
 
 #[test]
+fn package_trigger_and_rule_names_outside_openwhisk_form_are_refused_and_nothing_is_stored() {
+    let (server, _data) = server();
+    let too_long = "a".repeat(257);
+    // Each collection with a body its PUT takes and the other methods its entities take
+    // (firing a trigger, enabling a rule).
+    let collections = [
+        (PACKAGES, json!({}), &["GET", "DELETE"][..]),
+        (TRIGGERS, json!({}), &["GET", "DELETE", "POST"]),
+        (
+            RULES,
+            json!({"trigger": "/_/t", "action": "/_/a"}),
+            &["GET", "DELETE", "POST"],
+        ),
+    ];
+    for (collection, body, methods) in collections {
+        for encoded in [
+            "a%2Fb",
+            "a%00b",
+            "a'b",
+            "-a",
+            "%C3%BCn%C3%AF%E2%98%83",
+            "a%20",
+            &too_long,
+        ] {
+            let path = format!("{collection}/{encoded}");
+            let put = call(
+                &server,
+                "PUT",
+                &format!("{path}?overwrite=true"),
+                Some(&body),
+            );
+            assert_eq!(put.status, 400, "PUT {path}: {put:?}");
+            let error = put.body["error"].as_str().unwrap();
+            assert!(error.starts_with("The name of the entity "), "{error}");
+            for method in methods {
+                let answer = call(&server, method, &path, Some(&json!({})));
+                assert_eq!(answer.status, 400, "{method} {path}: {answer:?}");
+            }
+        }
+        assert_eq!(
+            call(&server, "GET", collection, None).body,
+            json!([]),
+            "{collection}"
+        );
+    }
+}
+
+#[test]
 fn parallel_overwrites_of_a_new_name_all_succeed_one_version_each() {
     let (server, _data) = server();
     let server = std::sync::Arc::new(server);
