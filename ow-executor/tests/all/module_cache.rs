@@ -105,6 +105,44 @@ fn a_standalone_restart_invokes_a_known_action_without_compiling(engine: EngineK
     );
 }
 
+fn the_first_invoke_after_create_is_a_cold_start_that_finds_its_module_compiled(
+    engine: EngineKind,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let server = Executor::standalone(data.path(), &["--engine", engine.name()]);
+    assert_eq!(
+        create(&server, "add", artifacts::ADD, json!({})).status,
+        200
+    );
+    let created = scrape(&server);
+    assert_eq!(compiles(&created, engine), 1.0, "create compiled add");
+    assert_eq!(memory_hits(&created, engine), 0.0);
+
+    let record = invoke(
+        &server,
+        "add",
+        "blocking=true",
+        json!({"param1": 1, "param2": 2}),
+    )
+    .body;
+    assert_eq!(record["response"]["result"], json!({"result": 3}));
+    let annotations = record["annotations"].as_array().unwrap();
+    assert!(
+        annotations.iter().any(|a| a["key"] == "initTime"),
+        "the first invoke is the version's cold start: {record}"
+    );
+    let invoked = scrape(&server);
+    assert_eq!(
+        sample(&invoked, "ow_cold_starts_total", &[("mode", "standalone")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        (compiles(&invoked, engine), memory_hits(&invoked, engine)),
+        (1.0, 1.0),
+        "the cold start found the module create compiled"
+    );
+}
+
 fn a_corrupted_cache_file_is_compiled_again_not_loaded(engine: EngineKind) {
     let cache = tempfile::tempdir().unwrap();
     let cache_flag = ["--cache-dir", cache.path().to_str().unwrap()];
@@ -297,6 +335,7 @@ fn precaching_more_than_the_memory_cache_keeps_says_so() {
 
 per_engine!(
     a_standalone_restart_invokes_a_known_action_without_compiling,
+    the_first_invoke_after_create_is_a_cold_start_that_finds_its_module_compiled,
     a_corrupted_cache_file_is_compiled_again_not_loaded,
     precached_modules_are_memory_hits_and_a_bad_file_is_named,
 );
