@@ -390,6 +390,7 @@ pub struct RawAnswer {
     pub status: u16,
     /// The headers, names in lowercase.
     pub headers: Vec<(String, String)>,
+    /// The body as JSON, or as a string when it is not JSON.
     pub body: Value,
 }
 
@@ -478,8 +479,11 @@ impl Connection {
                     .unwrap_or_else(|| panic!("{request}: the answer has no Content-Length"));
                 self.fill(head_len + length, request);
                 let body_bytes: Vec<u8> = self.buffered.drain(..head_len + length).collect();
-                let body = serde_json::from_slice(&body_bytes[head_len..])
-                    .unwrap_or_else(|e| panic!("{request}: the answer is not JSON ({e})"));
+                // A body that is no JSON (a rule's plain `OK`) is kept as a string.
+                let body_bytes = &body_bytes[head_len..];
+                let body = serde_json::from_slice(body_bytes).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(body_bytes).into_owned())
+                });
                 return RawAnswer {
                     status,
                     headers,

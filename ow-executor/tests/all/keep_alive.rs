@@ -110,7 +110,48 @@ fn standalone_mode_keeps_one_connection_through_hundreds_of_mixed_requests() {
     let actions = "/api/v1/namespaces/_/actions";
     let created = connection.send("PUT", &format!("{actions}/add"), &authorized, &action);
     assert_eq!(created.status, 200, "{created:?}");
+    let web_action = serde_json::to_vec(&json!({
+        "exec": {"kind": "wasm:0.1", "code": code},
+        "annotations": [{"key": "web-export", "value": true}]
+    }))
+    .unwrap();
+    let created = connection.send("PUT", &format!("{actions}/web"), &authorized, &web_action);
+    assert_eq!(created.status, 200, "{created:?}");
+    let package = "/api/v1/namespaces/_/packages/pkg";
+    let trigger = "/api/v1/namespaces/_/triggers/t";
+    let rule = "/api/v1/namespaces/_/rules/r";
+    let rule_body = br#"{"trigger": "/_/t", "action": "/_/add"}"#;
     for round in 0..50 {
+        // Packages, triggers and rules: written, read with a body they ignore, fired.
+        let put = |path: &str| format!("{path}?overwrite=true");
+        let written = connection.send("PUT", &put(package), &authorized, b"{}");
+        assert_eq!(written.status, 200, "{written:?}");
+        assert_eq!(
+            connection
+                .send("GET", package, &authorized, &ignored)
+                .status,
+            200
+        );
+        let written = connection.send("PUT", &put(trigger), &authorized, b"{}");
+        assert_eq!(written.status, 200, "{written:?}");
+        let written = connection.send("PUT", &put(rule), &authorized, rule_body);
+        assert_eq!(written.status, 200, "{written:?}");
+        assert_eq!(
+            connection.send("GET", rule, &authorized, &ignored).status,
+            200
+        );
+        let fired = connection.send("POST", trigger, &authorized, br#"{"param1": 1}"#);
+        assert_eq!(fired.status, 202, "{fired:?}");
+        let enabled = connection.send("POST", rule, &authorized, br#"{"status": "active"}"#);
+        assert_eq!((enabled.status, enabled.body), (200, json!("OK")));
+        // A web action, anonymous, its parameters a JSON body's fields.
+        let web = "/api/v1/web/guest/default/web.json";
+        let params = format!(r#"{{"param1": {round}, "param2": 2}}"#);
+        let answer = connection.send("POST", web, &[JSON], params.as_bytes());
+        assert_eq!(
+            (answer.status, answer.body),
+            (200, json!({"result": round + 2}))
+        );
         // GETs and DELETEs read no body, whatever the client sends.
         assert_eq!(
             connection
