@@ -11,6 +11,15 @@
 //!   on one blocking thread of the engine's own tokio runtime: stdout and stderr captured, stdin
 //!   the parameters for a WASI command, argv `["action"]`, the activation's environment and
 //!   nothing of the host's, and a root holding only the granted `dir`, at `/data`.
+//! * Per-activation WASI setup is cut to what a preview-1 action uses. Measured here, Wasmer's
+//!   usual path, `WasiEnvBuilder::instantiate`, cost 330-440 µs per activation (about 330 µs
+//!   even with one shared runtime), ten times Wasmtime's: it defines, in each new store, a host
+//!   function for every import of five WASI versions (`wasi`, `wasi_unstable`,
+//!   `wasi_snapshot_preview1`, `wasix_32v1`, `wasix_64v1`), probes for dynamic linking and runs
+//!   the runtime's import and instance hooks. The engine builds only the `WasiEnv`, defines
+//!   preview 1's imports alone (and none for a module that imports no WASI), instantiates with
+//!   `Instance::new` and initialises the environment: a warm activation costs about 150 µs end
+//!   to end.
 //! * The deadline, and dropping the activation, stop the instance: Wasmer's host interrupt for
 //!   wasm code, a WASI kill for a guest asleep in WASI, a notice for a wait in `http`.`get`.
 //! * Memory is capped per store by custom tunables, tables at
