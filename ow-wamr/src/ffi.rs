@@ -319,12 +319,11 @@ impl std::fmt::Debug for Module {
 
 impl Module {
     /// Validates and loads a portable module, or says what WAMR found wrong with it.
-    pub(crate) fn load(wasm: &[u8]) -> Result<Self, String> {
-        let size = u32::try_from(wasm.len())
-            .map_err(|_| format!("it is {} bytes, more than WAMR loads", wasm.len()))?;
+    pub(crate) fn load(mut bytes: Vec<u8>) -> Result<Self, String> {
+        let size = u32::try_from(bytes.len())
+            .map_err(|_| format!("it is {} bytes, more than WAMR loads", bytes.len()))?;
         // WAMR rewrites the buffer while loading; with `wasm_binary_freeable` it copies what it
-        // keeps, so the copy is freed when this function returns.
-        let mut bytes = wasm.to_vec();
+        // keeps, so the buffer is freed when this function returns.
         let mut name = *b"\0";
         let args = w::LoadArgs {
             name: name.as_mut_ptr().cast(),
@@ -553,8 +552,9 @@ impl std::fmt::Debug for Instance<'_> {
 }
 
 impl<'a> Instance<'a> {
-    /// Instantiates `module` on this thread (which runs WAMR's start function and a WASI
-    /// reactor's `_initialize`), or says why WAMR could not.
+    /// Instantiates `module` on this thread, or says why WAMR could not. WAMR runs the module's
+    /// start-up code while instantiating: a module loaded by the engine has none left (see
+    /// `crate::startup`), so no guest code runs here.
     pub(crate) fn new(
         module: &'a Module,
         config: &InstanceConfig<'_>,
@@ -1033,7 +1033,7 @@ mod tests {
         init_runtime().expect("WAMR starts");
         enter_thread();
         let wasm = wat::parse_str(LOUD).expect("valid WAT");
-        let module = Module::load(&wasm).expect("it loads");
+        let module = Module::load(wasm).expect("it loads");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");

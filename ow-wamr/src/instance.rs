@@ -7,6 +7,7 @@ use crate::ffi::{
     self, CallFailure, Disarmed, Failure, Instance, InstanceConfig, Kill, RunningInstance,
 };
 use crate::pool::Pool;
+use crate::startup::Startup;
 use crate::stdio::{self, GuestStdio};
 use ow_common::abi;
 use ow_common::host::abi::{
@@ -292,10 +293,11 @@ impl InstanceJob {
                  action's memory limit"
             )));
         }
-        let mut guest = WamrGuest {
-            reactor_initialized: self.module.imports_wasi,
-        };
+        let startup = &self.module.startup;
+        let mut guest = WamrGuest { startup };
         let (result, disarmed) = instance.run_armed(&self.kill, || {
+            // What WAMR would have run while instantiating, now that the deadline can stop it.
+            startup.run()?;
             complete_now(call_abi(
                 &mut guest,
                 &self.guest_abi,
@@ -308,8 +310,9 @@ impl InstanceJob {
     }
 }
 
-/// How a failed instantiation reads: a trap in the start function or a reactor's
-/// `_initialize` (which WAMR runs while instantiating), or the executor's failure.
+/// How a failed instantiation reads. No guest code runs in it (its start-up code runs in the
+/// activation, see [`crate::startup`]), but should WAMR raise an exception there all the same,
+/// it reads as a trap; anything else is the executor's failure.
 fn instantiation_failed(message: String) -> GuestStop {
     // WAMR says it only in words: "WASM module instantiate failed: Exception: unreachable".
     match message.split_once("Exception: ") {
@@ -374,22 +377,22 @@ impl From<CallFailure> for CallError {
 /// The guest ABIs' view of the WAMR instance running on the calling thread. Every call is
 /// synchronous: each future is ready at once (driven by [`complete_now`]).
 #[derive(Debug)]
-pub(crate) struct WamrGuest {
-    /// Whether WAMR ran the reactor's `_initialize` while instantiating: it does for every
-    /// module importing WASI, and only for those.
-    reactor_initialized: bool,
+pub(crate) struct WamrGuest<'m> {
+    /// The module's start-up calls, which the activation made before the ABI's: they name
+    /// the exports that were renamed, and `_initialize` when it is among them.
+    startup: &'m Startup,
 }
 
-impl WamrGuest {
-    /// The view a native uses of the instance calling it.
+impl WamrGuest<'static> {
+    /// The view a native uses of the instance calling it (to reach its memory and allocator).
     pub(crate) fn calling_native() -> Self {
         Self {
-            reactor_initialized: true,
+            startup: Startup::none(),
         }
     }
 }
 
-impl GuestMemory for WamrGuest {
+impl GuestMemory for WamrGuest<'_> {
     type Error = CallError;
 
     async fn alloc(&mut self, len: u32) -> Result<u32, CallError> {
@@ -422,12 +425,12 @@ impl GuestMemory for WamrGuest {
     }
 }
 
-impl GuestInstance for WamrGuest {
-    /// Calls `_start`, or `_initialize` — except when WAMR already ran `_initialize` while
-    /// instantiating (a module importing WASI), where calling it again would initialise the
-    /// reactor twice: then this does nothing.
+impl GuestInstance for WamrGuest<'_> {
+    /// Calls `_start`, or `_initialize` — except when `_initialize` is among the start-up calls
+    /// (as WAMR makes it in a module importing WASI), which the activation already made:
+    /// calling it again would initialise the reactor twice, so then this does nothing.
     async fn call_unit(&mut self, export: &str) -> Result<(), CallError> {
-        if export == abi::REACTOR_INIT_EXPORT && self.reactor_initialized {
+        if self.startup.calls(export) {
             return Ok(());
         }
         RunningInstance.call(export, &[], &[])?;
@@ -449,6 +452,6 @@ impl GuestInstance for WamrGuest {
         args: &[Number],
         results: &[NumberType],
     ) -> Result<Vec<Number>, CallError> {
-        Ok(RunningInstance.call(export, args, results)?)
+        Ok(RunningInstance.call(self.startup.export_name(export), args, results)?)
     }
 }

@@ -13,7 +13,13 @@
 //! * Linear memory is capped at the action's memory limit (`max_memory_pages`); a growth the cap
 //!   refuses is noticed, so the trap that follows reads as the memory limit.
 //! * At its deadline an instance is stopped by `wasm_runtime_terminate`: a loop stops within a
-//!   millisecond; a wait in `http`.`get` ends at once.
+//!   millisecond; a wait in `http`.`get` ends at once. That holds for a module's start-up code
+//!   too (its start function, a WASI reactor's `_initialize`, and the other exports WAMR calls
+//!   while instantiating): WAMR would run it before there is an instance to stop, so each
+//!   module is rewritten once, when it is loaded, for WAMR to find none, and every activation
+//!   runs it first, in WAMR's order, once per instance (see `startup.rs`). Reading a module
+//!   for it takes some 20 µs for 188 KiB, rewriting one some 50 µs, next to WAMR's load of a
+//!   few milliseconds. The module's exports are reported as it wrote them.
 //! * Imports are checked at prepare: WASI preview 1 functions, and `http`.`get` for actions
 //!   granted `net_access`, each with the type the executor provides; anything else is refused.
 //! * Traps (including stack exhaustion) are reported in WAMR's words.
@@ -31,9 +37,6 @@
 //!   within the same moment may be recorded in either order (each stream's own order is kept).
 //! * A WASI sleep is stopped up to a second late: WAMR sleeps in one-second steps and checks
 //!   for the stop between them.
-//! * A module's start function, and a WASI reactor's `_initialize` (which WAMR calls itself
-//!   while instantiating any module importing WASI), run before the instance can be stopped:
-//!   the deadline cannot end them.
 //! * Tables are not capped by the memory limit: WAMR caps a table without a declared maximum
 //!   at its own size (1024 elements, or twice the initial size) and reports no refused growth.
 //! * No fuel or instruction metering (not compiled into this WAMR); the deadline is the only
@@ -53,6 +56,7 @@ mod ffi;
 mod http;
 mod instance;
 mod pool;
+mod startup;
 mod stdio;
 #[cfg(test)]
 mod tests;
@@ -63,10 +67,10 @@ use ffi::ExternKind;
 use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
 use ow_common::code::ModuleFormat;
 use ow_common::host::abi::{ExportedFunction, GuestAbi};
-use ow_common::host::admission::WASI_P1_MODULE;
 use ow_common::host::{Engine, Host, MAX_THREAD_BOUND_INSTANCES, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use pool::Pool;
+use startup::Startup;
 use std::sync::Arc;
 
 /// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
@@ -96,11 +100,14 @@ impl std::fmt::Debug for WamrEngine {
 
 /// A loaded module and what prepare needs to know of it.
 pub struct WamrModule {
+    /// Loaded with its start-up code moved out of instantiation.
     loaded: ffi::Module,
+    /// The exports as the module wrote them (not as WAMR loaded them).
     exports: Vec<ffi::Export>,
     imports: Vec<ffi::Import>,
-    /// Whether it imports WASI, which makes WAMR call its `_initialize` while instantiating.
-    imports_wasi: bool,
+    /// What each activation runs before the ABI's entry point, where WAMR would have run it
+    /// while instantiating.
+    startup: Startup,
 }
 
 impl std::fmt::Debug for WamrModule {
@@ -135,16 +142,23 @@ impl Engine for WamrEngine {
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<WamrModule, InitError> {
-        let loaded = ffi::Module::load(wasm).map_err(InitError::InvalidModule)?;
-        let imports = loaded.imports();
-        let imports_wasi = imports.iter().any(|import| {
-            import.kind == ExternKind::Function
-                && matches!(import.module.as_str(), WASI_P1_MODULE | "wasi_unstable")
-        });
+        let deferred = match startup::defer(wasm) {
+            Ok(deferred) => deferred,
+            Err(why) => {
+                // WAMR's own words for a module it refuses as well; one it would load is
+                // refused all the same, since its start-up code could not be made stoppable.
+                ffi::Module::load(wasm.to_vec()).map_err(InitError::InvalidModule)?;
+                return Err(InitError::InvalidModule(format!(
+                    "it cannot be parsed: {why}"
+                )));
+            }
+        };
+        let loaded =
+            ffi::Module::load(deferred.wasm.into_owned()).map_err(InitError::InvalidModule)?;
         Ok(WamrModule {
-            exports: loaded.exports(),
-            imports,
-            imports_wasi,
+            exports: deferred.startup.exports(loaded.exports()),
+            imports: loaded.imports(),
+            startup: deferred.startup,
             loaded,
         })
     }

@@ -34,12 +34,6 @@ ow_common::conformance_suite! {
             // Compiled, and nothing written.
             fails_with: "compiled and written\n  left: (1, 0)",
         },
-        a_loop_in_the_start_function_stops_at_its_deadline => {
-            why: "WAMR runs a module's start function (and a WASI reactor's _initialize) inside \
-                  instantiation, before there is an instance to terminate: a loop there keeps \
-                  its thread and slot",
-            fails_with: "the instance still held its slot",
-        },
         table_growth_counts_against_the_memory_limit => {
             why: "WAMR caps a table at its own size (1024 elements without a declared \
                   maximum), has no API to set the cap and reports no refused table growth",
@@ -224,11 +218,12 @@ fn counting_reactor(extra_import: &str) -> String {
 }
 
 #[test]
-fn a_reactor_is_initialised_once_whether_wamr_or_the_engine_calls_initialize() {
+fn a_reactor_is_initialised_once_whether_it_imports_wasi_or_not() {
     runtime().block_on(async {
         let engine = engine();
         let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
-        // With a WASI import WAMR calls `_initialize` itself; without, the engine does.
+        // With a WASI import `_initialize` is a start-up call, as WAMR makes it; without, the
+        // ABI calls it.
         for import in [wasi, ""] {
             let action = prepare(&engine, &counting_reactor(import), ActionConfig::default())
                 .await
@@ -241,6 +236,144 @@ fn a_reactor_is_initialised_once_whether_wamr_or_the_engine_calls_initialize() {
                     "import: {import:?}"
                 );
             }
+        }
+    });
+}
+
+/// An SDK reactor whose start function, `_initialize` and `$extra` each write their digit (1, 2
+/// and 3) at the next place of its answer, `{"order":"___"}`: the answer shows which ran, in
+/// which order and how often (a fourth write would break the JSON).
+fn start_up_recorder(import: &str, extra: &str) -> String {
+    format!(
+        r#"(module
+          {import}
+          (memory (export "memory") 1)
+          (global $at (mut i32) (i32.const 2058))
+          (data (i32.const 2048) "{{\22order\22:\22___\22}}")
+          (func $record (param $digit i32)
+            (i32.store8 (global.get $at) (local.get $digit))
+            (global.set $at (i32.add (global.get $at) (i32.const 1))))
+          (func $start (call $record (i32.const 49)))
+          (start $start)
+          (func (export "_initialize") (call $record (i32.const 50)))
+          (func (export "{extra}") (call $record (i32.const 51)))
+          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "__ow_main") (param i32 i32) (result i64)
+            (i64.or (i64.shl (i64.const 2048) (i64.const 32)) (i64.const 15))))"#
+    )
+}
+
+#[test]
+fn start_up_code_runs_once_per_instance_in_wamrs_order_before_the_entry_point() {
+    runtime().block_on(async {
+        let engine = engine();
+        let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
+        // The start function, then what WAMR would call while instantiating: `_initialize` in
+        // a module importing WASI, `__post_instantiate` in any, `__wasm_call_ctors` in one
+        // importing no WASI, where the ABI calls `_initialize` after them.
+        for (import, extra, order) in [
+            (wasi, "__post_instantiate", "123"),
+            ("", "__post_instantiate", "132"),
+            ("", "__wasm_call_ctors", "132"),
+            // Not start-up code here: it never runs.
+            (wasi, "__wasm_call_ctors", "12_"),
+        ] {
+            let module = start_up_recorder(import, extra);
+            let action = prepare(&engine, &module, ActionConfig::default())
+                .await
+                .expect("the module prepares");
+            for _ in 0..2 {
+                assert_eq!(
+                    run(&action, json!({}), Duration::from_secs(60))
+                        .await
+                        .outcome,
+                    Ok(json!({"order": order})),
+                    "import: {import:?}, {extra}"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn the_start_functions_export_is_not_the_modules_and_a_trap_or_an_exit_there_is_one() {
+    runtime().block_on(async {
+        let engine = engine();
+        let module = r#"(module
+          (func $start unreachable)
+          (start $start)
+          (func (export "add") (param i32 i32) (result i32)
+            (i32.add (local.get 0) (local.get 1))))"#;
+        let hidden = ActionConfig {
+            main: "__ow_wamr_start".to_owned(),
+            ..ActionConfig::default()
+        };
+        assert_eq!(
+            prepare(&engine, module, hidden).await.unwrap_err(),
+            InitError::NoEntryPoint {
+                main: "__ow_wamr_start".to_owned(),
+                functions: vec!["add".to_owned()],
+            }
+        );
+        let add = ActionConfig {
+            main: "add".to_owned(),
+            ..ActionConfig::default()
+        };
+        let action = prepare(&engine, module, add).await.expect("it prepares");
+        let completion = run(&action, json!({"args": [1, 2]}), Duration::from_secs(60)).await;
+        assert!(
+            matches!(&completion.outcome, Err(RunError::Trap { trap }) if trap == "unreachable"),
+            "{completion:?}"
+        );
+        let exits = r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (func $start (call $exit (i32.const 3)))
+          (start $start)
+          (func (export "_start")))"#;
+        let action = prepare(&engine, exits, ActionConfig::default())
+            .await
+            .expect("it prepares");
+        assert_eq!(
+            run(&action, json!({}), Duration::from_secs(60))
+                .await
+                .outcome,
+            Err(RunError::Exit { code: 3 })
+        );
+    });
+}
+
+#[test]
+fn a_loop_in_any_start_up_export_stops_at_its_deadline() {
+    runtime().block_on(async {
+        let engine = engine();
+        let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
+        for (import, export) in [
+            (wasi, "_initialize"),
+            ("", "__post_instantiate"),
+            ("", "__wasm_call_ctors"),
+        ] {
+            let module = format!(
+                r#"(module {import}
+                  (memory (export "memory") 1)
+                  (func (export "{export}") (loop $again (br $again)))
+                  (func (export "_start")))"#
+            );
+            let action = prepare(&engine, &module, ActionConfig::default())
+                .await
+                .expect("it prepares");
+            let completion = run(&action, json!({}), Duration::from_millis(300)).await;
+            assert_eq!(
+                completion.outcome,
+                Err(RunError::Timeout { limit_ms: 300 }),
+                "{export}"
+            );
+        }
+        // Each instance was stopped, not left spinning.
+        let bound = Instant::now() + Duration::from_secs(30);
+        while engine.stats().instances_in_use > 0 {
+            assert!(Instant::now() < bound, "an instance still runs");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
 }
