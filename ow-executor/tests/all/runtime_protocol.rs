@@ -1,7 +1,7 @@
 //! Every rule of the action container protocol (PROTOCOL.md §1) in `runtime` mode.
 
 use crate::gaps::stop_margin;
-use crate::harness::{Executor, epoch_millis_from_now, init_body, sentinels, zip};
+use crate::harness::{Answer, Executor, epoch_millis_from_now, init_body, sentinels, zip};
 use crate::metrics::{sample, scrape};
 use ow_common::protocol::sentences::LOG_SENTINEL;
 use ow_executor::engines::EngineKind;
@@ -385,6 +385,17 @@ fn stopped_near(executor: &Executor, engine: EngineKind, deadline: Instant) {
     }
 }
 
+/// The time limit a timeout answer names: a 502 with the platform's sentence.
+fn timed_out_after(answer: &Answer) -> u64 {
+    assert_eq!(answer.status, 502, "{answer:?}");
+    let error = answer.body["error"].as_str().unwrap();
+    let limit = error
+        .strip_prefix("The action exceeded its time limits of ")
+        .and_then(|rest| rest.strip_suffix(" milliseconds."))
+        .unwrap_or_else(|| panic!("not the timeout sentence: {error}"));
+    limit.parse().expect("a number of milliseconds")
+}
+
 fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::wat::LOOP_FOREVER);
@@ -398,14 +409,7 @@ fn the_deadline_stops_a_runaway_loop_and_the_executor_keeps_serving(engine: Engi
             false => json!(epoch_deadline),
         };
         let answer = executor.post("/run", &json!({"value": {}, "deadline": sent}));
-        assert_eq!(answer.status, 502);
-        let error = answer.body["error"].as_str().unwrap();
-        assert!(
-            error.starts_with("The action exceeded its time limits of ")
-                && error.ends_with(" milliseconds."),
-            "{error}"
-        );
-        let limit: u64 = error.split_whitespace().nth(7).unwrap().parse().unwrap();
+        let limit = timed_out_after(&answer);
         assert!((300..=500).contains(&limit), "limit {limit}");
         stopped_near(&executor, engine, deadline);
     }
@@ -422,13 +426,7 @@ fn the_deadline_also_stops_an_action_waiting_in_the_host(engine: EngineKind) {
         "/run",
         &json!({"value": {"ms": 30000}, "deadline": epoch_deadline}),
     );
-    assert_eq!(answer.status, 502);
-    let error = answer.body["error"].as_str().unwrap();
-    assert!(
-        error.starts_with("The action exceeded its time limits of ")
-            && error.ends_with(" milliseconds."),
-        "{error}"
-    );
+    timed_out_after(&answer);
     stopped_near(&executor, engine, deadline);
     let answer = executor.run(json!({"ms": 1}));
     assert_eq!((answer.status, answer.body), (200, json!({"slept_ms": 1})));
