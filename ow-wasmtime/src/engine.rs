@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the engine's epoch advances: the granularity of deadline checks and the longest
 /// a compute-bound activation runs before yielding its async worker to others.
@@ -14,6 +14,20 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// The largest linear memory any action may be granted (OpenWhisk's maximum memory limit).
 pub(crate) const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// How many bytes of a pooled linear memory stay resident when its instance is dropped: the
+/// pages an activation wrote, up to this much, are put back to the module's image with
+/// `memcpy`/`memset` (found with the `PAGEMAP_SCAN` ioctl) instead of being given back with
+/// `madvise`. Giving pages back costs a TLB shootdown (an interrupt to every other core running
+/// the process) on the way out, and a page fault plus another shootdown for the copy-on-write
+/// of an image page on the next activation's first write; a warm SDK action writes tens of
+/// pages. Past this much the rest is given back as before, which also bounds what an idle slot
+/// keeps.
+pub(crate) const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
+
+/// The same for a pooled table: a lazily initialised table writes its first page on the
+/// first indirect call.
+pub(crate) const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
 
 /// Builds the engine. Artifacts are only compatible with an engine built by the same code,
 /// which is why `ow-precompiler` calls this too.
@@ -26,6 +40,14 @@ pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<Engine> {
         .total_stacks(config.max_instances)
         .max_memory_size(MAX_MEMORY_BYTES)
         .table_elements(crate::instance::MAX_TABLE_ELEMENTS);
+    // Without the ioctl (Linux before 6.7) keeping pages resident would mean a `memset` of the
+    // first bytes of every memory on every drop, written or not: there, pages are given back.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pooling
+            .pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
+    }
     let mut wasmtime_config = Config::new();
     wasmtime_config
         .epoch_interruption(true)

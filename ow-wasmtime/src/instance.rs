@@ -1,10 +1,11 @@
-//! One activation's instance: a fresh store and WASI context, an instance from the action's
+//! One activation's instance: a fresh store and (on first use) WASI context, an instance from the action's
 //! `InstancePre`, the host side of the guest ABI over it, and how Wasmtime's errors read as a
 //! [`GuestStop`].
 
 use crate::stdio::CapturePipe;
 use ow_common::abi;
 use ow_common::host::abi::{GuestInstance, GuestMemory, Number, NumberType, call_abi};
+use ow_common::host::capture::LogCapture;
 use ow_common::host::{Execution, GuestStop, InstanceEnd, LinkedModule};
 use ow_common::runtime::{ActionConfig, LogStream, RunError};
 use std::time::Instant;
@@ -20,7 +21,10 @@ pub(crate) use ow_common::runtime::MAX_TABLE_ELEMENTS;
 
 /// What a store holds for one activation.
 pub struct ActivationState {
-    pub(crate) wasi: WasiP1Ctx,
+    /// The WASI context, once built (see [`ActivationState::wasi`]).
+    wasi: Option<WasiP1Ctx>,
+    /// What the WASI context is built from, until it is.
+    wasi_setup: Option<WasiSetup>,
     limiter: MemoryLimiter,
 }
 
@@ -29,12 +33,52 @@ impl ActivationState {
     #[cfg(test)]
     pub(crate) fn empty() -> Self {
         Self {
-            wasi: WasiCtxBuilder::new().build_p1(),
+            wasi: None,
+            wasi_setup: None,
             limiter: MemoryLimiter {
                 memory_bytes: 0,
                 capped: false,
             },
         }
+    }
+
+    /// The activation's WASI context, built on the guest's first WASI call: an SDK action
+    /// that makes none (no output, no clock, no environment) never pays for one (two
+    /// random-number generators, clocks, its tables, a copy of the environment).
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        let setup = &mut self.wasi_setup;
+        self.wasi.get_or_insert_with(|| {
+            setup
+                .take()
+                .map_or_else(|| WasiCtxBuilder::new().build_p1(), WasiSetup::build)
+        })
+    }
+}
+
+/// What one activation's WASI context is built from: its output capture, its environment
+/// and, for the stdio ABI, its parameters on stdin.
+struct WasiSetup {
+    capture: LogCapture,
+    env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl WasiSetup {
+    /// The context's builder, without the preopened directory (opening one can fail).
+    fn builder(self) -> WasiCtxBuilder {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(CapturePipe::new(&self.capture, LogStream::Stdout))
+            .stderr(CapturePipe::new(&self.capture, LogStream::Stderr))
+            .arg("action")
+            .envs(&self.env);
+        if let Some(stdin) = self.stdin {
+            wasi.stdin(MemoryInputPipe::new(stdin));
+        }
+        wasi
+    }
+
+    fn build(self) -> WasiP1Ctx {
+        self.builder().build_p1()
     }
 }
 
@@ -84,8 +128,8 @@ impl std::fmt::Debug for WasmtimeLinked {
 }
 
 impl LinkedModule for WasmtimeLinked {
-    async fn execute(&self, execution: Execution) -> InstanceEnd {
-        let mut store = match self.new_store(&execution) {
+    async fn execute(&self, mut execution: Execution) -> InstanceEnd {
+        let mut store = match self.new_store(&mut execution) {
             Ok(store) => store,
             Err(error) => {
                 return InstanceEnd {
@@ -124,25 +168,30 @@ impl LinkedModule for WasmtimeLinked {
 }
 
 impl WasmtimeLinked {
-    /// A fresh store and WASI context for one activation.
-    fn new_store(&self, execution: &Execution) -> Result<Store<ActivationState>, RunError> {
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(CapturePipe::new(&execution.capture, LogStream::Stdout))
-            .stderr(CapturePipe::new(&execution.capture, LogStream::Stderr))
-            .arg("action")
-            .envs(&execution.env);
-        if execution.stdin {
-            wasi.stdin(MemoryInputPipe::new(execution.params.clone()));
-        }
-        if let Some(dir) = &self.config.capabilities.dir {
-            wasi.preopened_dir(dir, abi::PREOPEN_GUEST_PATH, FsPerms::ReadWrite)
-                .map_err(|e| {
-                    RunError::Internal(format!("cannot open the dir {}: {e}", dir.display()))
-                })?;
-        }
+    /// A fresh store for one activation, with what its WASI context is built from (taking
+    /// the environment out of `execution`).
+    fn new_store(&self, execution: &mut Execution) -> Result<Store<ActivationState>, RunError> {
+        let setup = WasiSetup {
+            capture: execution.capture.clone(),
+            env: std::mem::take(&mut execution.env),
+            stdin: execution.stdin.then(|| execution.params.clone()),
+        };
+        let (wasi, wasi_setup) = match &self.config.capabilities.dir {
+            // Opening the directory may fail: that refuses the activation before it starts.
+            Some(dir) => {
+                let mut wasi = setup.builder();
+                wasi.preopened_dir(dir, abi::PREOPEN_GUEST_PATH, FsPerms::ReadWrite)
+                    .map_err(|e| {
+                        RunError::Internal(format!("cannot open the dir {}: {e}", dir.display()))
+                    })?;
+                (Some(wasi.build_p1()), None)
+            }
+            None => (None, Some(setup)),
+        };
         let memory_bytes = usize::try_from(self.config.limits.memory_bytes).unwrap_or(usize::MAX);
         let state = ActivationState {
-            wasi: wasi.build_p1(),
+            wasi,
+            wasi_setup,
             limiter: MemoryLimiter {
                 memory_bytes,
                 capped: false,

@@ -54,10 +54,8 @@ impl std::fmt::Debug for WasmtimeEngine {
 
 fn linker(engine: &wasmtime::Engine, net_access: bool) -> anyhow::Result<Linker<ActivationState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut ActivationState| {
-        &mut state.wasi
-    })
-    .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, ActivationState::wasi)
+        .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
     if net_access {
         http::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link http.get: {e}"))?;
