@@ -2,9 +2,10 @@
 //! default engine: [`Wasmtime`] is the shared host layer ([`Host`]) around [`WasmtimeEngine`].
 //!
 //! What it does: one [`wasmtime::Engine`] per process with the pooling instance allocator and
-//! copy-on-write memory images; each prepared action is an `InstancePre`; every activation
-//! gets a fresh `Store` and WASI preview 1 context with in-memory stdio and its own
-//! environment. Deadlines stop computation by epoch interruption (a ticker thread) and cut
+//! copy-on-write memory images (on Linux 6.7 and later, the pages an activation wrote are reset
+//! in place for the next instance rather than given back to the kernel); each prepared action
+//! is an `InstancePre`; every activation gets a fresh `Store` and, on its first WASI call, a
+//! WASI preview 1 context with in-memory stdio and its own environment. Deadlines stop computation by epoch interruption (a ticker thread) and cut
 //! waits in the host (WASI sleeps, `http`.`get`) by dropping the activation's future, so no
 //! activation holds a thread while it waits. Memory and tables are capped by a resource
 //! limiter. Precompiled Wasmtime artifacts load when the operator trusts them.
