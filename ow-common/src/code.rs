@@ -243,15 +243,23 @@ pub fn decode_code_bytes(bytes: Vec<u8>, main: &str) -> Result<ModuleCode, CodeE
 
 /// Decodes base64, with or without padding, ignoring line breaks (`base64 -w 76` output).
 fn decode_base64(code: &str) -> Result<Vec<u8>, CodeError> {
-    let compact: String = code.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    engine
-        .decode(compact.as_bytes())
-        .map_err(|e| CodeError::Base64(e.to_string()))
+    // Code usually arrives on one line (`base64 -w0`, the clients): it is decoded as it is,
+    // and copied only when there are line breaks to drop.
+    let decoded = if code.bytes().any(|byte| byte.is_ascii_whitespace()) {
+        let compact: Vec<u8> = code
+            .bytes()
+            .filter(|byte| !byte.is_ascii_whitespace())
+            .collect();
+        engine.decode(compact)
+    } else {
+        engine.decode(code)
+    };
+    decoded.map_err(|e| CodeError::Base64(e.to_string()))
 }
 
 fn check_runnable(format: ModuleFormat) -> Result<(), CodeError> {
