@@ -1,6 +1,6 @@
-//! One activation's instance: a fresh store and (on first use) WASI context, an instance from the action's
-//! `InstancePre`, the host side of the guest ABI over it, and how Wasmtime's errors read as a
-//! [`GuestStop`].
+//! One activation's instance: a fresh store (its WASI context built on first use), an instance
+//! from the action's `InstancePre`, the host side of the guest ABI over it, and how Wasmtime's
+//! errors read as a [`GuestStop`].
 
 use crate::stdio::CapturePipe;
 use ow_common::abi;
