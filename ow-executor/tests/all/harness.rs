@@ -322,6 +322,20 @@ impl Executor {
         std::fs::read_to_string(self._dir.path().join("executor.log")).unwrap_or_default()
     }
 
+    /// Waits (at most 30 s) until the diagnostics contain `line`: the event a test waits on,
+    /// rather than a fixed sleep.
+    pub fn wait_for_diagnostic(&self, line: &str) {
+        let started = Instant::now();
+        while !self.diagnostics().contains(line) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {line:?} in the diagnostics within 30 s: {}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything the executor printed on stdout so far.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()

@@ -5,7 +5,7 @@
 
 use crate::harness::{Executor, init_body, zip};
 use crate::metrics::{sample, scrape};
-use crate::standalone::{create, invoke};
+use crate::standalone::{annotation, create, invoke};
 use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use prometheus_parse::Scrape;
@@ -126,9 +126,8 @@ fn the_first_invoke_after_create_is_a_cold_start_that_finds_its_module_compiled(
     )
     .body;
     assert_eq!(record["response"]["result"], json!({"result": 3}));
-    let annotations = record["annotations"].as_array().unwrap();
     assert!(
-        annotations.iter().any(|a| a["key"] == "initTime"),
+        annotation(&record, "initTime").is_some(),
         "the first invoke is the version's cold start: {record}"
     );
     let invoked = scrape(&server);

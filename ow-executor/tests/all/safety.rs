@@ -9,7 +9,7 @@ use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `error` sentence of an answer.
 fn error_of(answer: &Answer) -> &str {
@@ -434,15 +434,7 @@ fn sigterm_lets_the_activation_in_flight_finish_then_exits_0(engine: EngineKind)
     let url = format!("{}/run", executor.base_url);
     let in_flight =
         std::thread::spawn(move || post(&agent(), &url, &json!({"value": {"ms": 1000}})));
-    let started = Instant::now();
-    while !executor.diagnostics().contains("activation started") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the activation never started: {}",
-            executor.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    executor.wait_for_diagnostic("activation started");
     executor.terminate();
     assert_eq!(in_flight.join().unwrap(), (200, json!({"slept_ms": 1000})));
     let status = executor.wait_for_exit(Duration::from_secs(30));
@@ -468,15 +460,7 @@ fn max_instances_bounds_activations_in_flight_and_the_rest_wait_until_their_dead
         std::thread::spawn(move || executor.run(json!({"ms": 3000})))
     };
     // Wait until the holder has taken the one slot.
-    let started = Instant::now();
-    while !executor.diagnostics().contains("instance slot taken") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the holder never took the slot: {}",
-            executor.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    executor.wait_for_diagnostic("instance slot taken");
     let deadline = crate::harness::epoch_millis_from_now(Duration::from_millis(500));
     let waiting = executor.post("/run", &json!({"value": {"ms": 0}, "deadline": deadline}));
     assert_eq!(waiting.status, 502, "{waiting:?}");

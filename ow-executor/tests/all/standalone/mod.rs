@@ -63,7 +63,7 @@ pub(crate) fn invoke(server: &Executor, name: &str, query: &str, params: Value) 
     )
 }
 
-fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
+pub(crate) fn annotation<'a>(record: &'a Value, key: &str) -> Option<&'a Value> {
     record["annotations"]
         .as_array()?
         .iter()
@@ -780,19 +780,6 @@ fn actions_and_activations_survive_a_killed_process() {
     );
 }
 
-/// Waits (at most 30 s) until the server says it dropped an idle container.
-fn wait_until_dropped_as_idle(server: &Executor) {
-    let started = Instant::now();
-    while !server.diagnostics().contains("dropped idle containers") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no container was dropped as idle in 30 s: {}",
-            server.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn idle_containers_are_dropped_and_prepared_again() {
     let data = tempfile::tempdir().unwrap();
@@ -809,7 +796,7 @@ fn idle_containers_are_dropped_and_prepared_again() {
     };
     let first = add();
     assert!(annotation(&first, "initTime").is_some(), "{first}");
-    wait_until_dropped_as_idle(&server);
+    server.wait_for_diagnostic("dropped idle containers");
     let record = add();
     assert_eq!(record["response"]["result"], json!({"result": 2}));
     assert!(
@@ -974,7 +961,7 @@ fn the_concurrency_limit_holds_when_two_invokes_find_the_action_cold() {
     // Warm once, then dropped as idle.
     let warmed = invoke(&server, "sleep", "blocking=true", json!({"ms": 0}));
     assert_eq!(warmed.body["response"]["result"], json!({"slept_ms": 0}));
-    wait_until_dropped_as_idle(&server);
+    server.wait_for_diagnostic("dropped idle containers");
     let records = two_sleeps_at_once(server);
     let cold = records
         .iter()
