@@ -217,14 +217,16 @@ fn counting_reactor(extra_import: &str) -> String {
     )
 }
 
+/// One WASI import, which makes a test module a WASI module to WAMR.
+const WASI_IMPORT: &str = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
+
 #[test]
 fn a_reactor_is_initialised_once_whether_it_imports_wasi_or_not() {
     runtime().block_on(async {
         let engine = engine();
-        let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
         // With a WASI import `_initialize` is a start-up call, as WAMR makes it; without, the
         // ABI calls it.
-        for import in [wasi, ""] {
+        for import in [WASI_IMPORT, ""] {
             let action = prepare(&engine, &counting_reactor(import), ActionConfig::default())
                 .await
                 .expect("the reactor prepares");
@@ -267,16 +269,15 @@ fn start_up_recorder(import: &str, extra: &str) -> String {
 fn start_up_code_runs_once_per_instance_in_wamrs_order_before_the_entry_point() {
     runtime().block_on(async {
         let engine = engine();
-        let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
         // The start function, then what WAMR would call while instantiating: `_initialize` in
         // a module importing WASI, `__post_instantiate` in any, `__wasm_call_ctors` in one
         // importing no WASI, where the ABI calls `_initialize` after them.
         for (import, extra, order) in [
-            (wasi, "__post_instantiate", "123"),
+            (WASI_IMPORT, "__post_instantiate", "123"),
             ("", "__post_instantiate", "132"),
             ("", "__wasm_call_ctors", "132"),
             // Not start-up code here: it never runs.
-            (wasi, "__wasm_call_ctors", "12_"),
+            (WASI_IMPORT, "__wasm_call_ctors", "12_"),
         ] {
             let module = start_up_recorder(import, extra);
             let action = prepare(&engine, &module, ActionConfig::default())
@@ -347,9 +348,8 @@ fn the_start_functions_export_is_not_the_modules_and_a_trap_or_an_exit_there_is_
 fn a_loop_in_any_start_up_export_stops_at_its_deadline() {
     runtime().block_on(async {
         let engine = engine();
-        let wasi = r#"(import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))"#;
         for (import, export) in [
-            (wasi, "_initialize"),
+            (WASI_IMPORT, "_initialize"),
             ("", "__post_instantiate"),
             ("", "__wasm_call_ctors"),
         ] {
