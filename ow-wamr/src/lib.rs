@@ -22,7 +22,8 @@
 //!   few milliseconds. The module's exports are reported as it wrote them.
 //! * Imports are checked at prepare: WASI preview 1 functions, and `http`.`get` for actions
 //!   granted `net_access`, each with the type the executor provides; anything else is refused.
-//! * Traps (including stack exhaustion) are reported in WAMR's words.
+//! * Traps are reported in WAMR's words, except an exhausted stack (WAMR's three kinds of
+//!   "stack overflow"), which reads as on every engine: `call stack exhausted`.
 //!
 //! What it does not do:
 //!
