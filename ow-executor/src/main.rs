@@ -60,7 +60,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
     let watched = !matches!(command, Command::Runtime(_));
     let (listener, router) = match command {
         Command::Runtime(args) => {
-            let listener = bind(args.listen).await?;
+            let listener = bind(args.listen)?;
             let settings = runtime_settings("runtime", &args.limits, &metrics);
             let container = Arc::new(Container::new(
                 engines.clone(),
@@ -70,7 +70,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             (listener, runtime::router(container))
         }
         Command::Standalone(args) => {
-            let listener = bind(args.listen).await?;
+            let listener = bind(args.listen)?;
             let address = reachable(listener.local_addr()?);
             let settings = StandaloneSettings {
                 data_dir: args.data_dir(),
@@ -95,7 +95,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             (listener, standalone.router())
         }
         Command::Executor(args) => {
-            let listener = bind(args.listen).await?;
+            let listener = bind(args.listen)?;
             let port = listener.local_addr()?.port();
             let settings = runtime_settings("executor", &args.limits, &metrics);
             let executor = Executor::new(engines.clone(), settings, Arc::new(ProcessStreams), port);
@@ -197,10 +197,8 @@ fn reachable(mut address: SocketAddr) -> SocketAddr {
     address
 }
 
-async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))
+fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    server::bind(address).with_context(|| format!("cannot listen on {address}"))
 }
 
 /// Settings of runtime containers: the limits flags, and `__OW_API_HOST` as the executor's

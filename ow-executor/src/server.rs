@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 /// How long in-flight requests may go on after the shutdown signal, by default: half of the
 /// 60 s default action time limit, well inside the 30 s orchestrators usually wait after
@@ -33,6 +33,27 @@ const MAX_DRAINED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The most [`read_bounded`] sets aside before the bytes arrive.
 const MAX_RESERVED_BYTES: usize = 512 * 1024;
+
+/// How many connections the kernel may hold for us before we accept them. A burst of new
+/// connections (the invoker opens one per activation) past the queue is dropped and each
+/// client sends its SYN again a second later, so the queue is as long as the kernel allows:
+/// Linux caps it at `net.core.somaxconn` (4096 by default since 5.4). Tokio's default is 1024,
+/// and 10,000 concurrent activations overflowed it 13,550 times, 1 s late each time.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Listens on `address` with the longest accept queue the kernel grants ([`LISTEN_BACKLOG`]).
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's and std's own bind do on Unix: a restarted server can take its port back
+    // while connections of the previous one are still in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Reads a request body of at most `limit` bytes and parses it as JSON.
 pub async fn read_json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
@@ -360,5 +381,36 @@ mod tests {
             .expect("serve returns once the grace is over");
         served.unwrap().unwrap();
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn the_accept_queue_holds_a_burst_past_tokios_default_of_1024() {
+        // Connections the kernel queues complete their handshake before anyone accepts
+        // them; one past the queue is dropped and its SYN sent again a second later, then
+        // again, so with tokio's 1024 the connects past it never finish while nobody accepts.
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let burst = 1100;
+        if somaxconn < burst {
+            eprintln!("net.core.somaxconn is {somaxconn}: no queue past {burst} to test");
+            return;
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let connects: Vec<_> = (0..burst)
+            .map(|_| tokio::spawn(tokio::net::TcpStream::connect(address)))
+            .collect();
+        let mut connected = Vec::with_capacity(burst);
+        for connect in connects {
+            let stream = tokio::time::timeout(Duration::from_secs(30), connect)
+                .await
+                .expect("a queued connect completes without an accept")
+                .unwrap();
+            connected.push(stream.unwrap());
+        }
+        assert_eq!(connected.len(), burst);
+        drop(listener);
     }
 }
