@@ -5,8 +5,10 @@
 //! entries whose names climb out of the archive (`../x`, `/etc/x`) are refused outright.
 
 use base64::Engine as _;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 
 /// The largest action code OpenWhisk accepts (48 MB), as base64 text.
 pub const MAX_ENCODED_CODE_BYTES: usize = 48 * 1024 * 1024 * 4 / 3 + 4;
@@ -121,11 +123,11 @@ impl fmt::Display for ModuleFormat {
 }
 
 /// The decoded code of one action: the bytes an engine prepares, their format and their
-/// content hash (identical code is compiled once).
+/// content hash (identical code is compiled once). A clone shares the bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ModuleCode {
     /// The module or artifact bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<Vec<u8>>,
     /// What [`ModuleFormat::sniff`] found.
     pub format: ModuleFormat,
     /// BLAKE3 of `bytes`.
@@ -138,7 +140,7 @@ impl ModuleCode {
         let format = ModuleFormat::sniff(&bytes);
         let hash = *blake3::hash(&bytes).as_bytes();
         Self {
-            bytes,
+            bytes: Arc::new(bytes),
             format,
             hash,
         }
@@ -219,6 +221,74 @@ pub fn decode_action_code(code: &str, main: &str) -> Result<ModuleCode, CodeErro
         return Err(CodeError::TooLarge(code.len()));
     }
     decode_code_bytes(decode_base64(code)?, main)
+}
+
+/// Action code decoded lately, by the BLAKE3 of its text and of `main`. The invoker sends
+/// every new container of an action the same base64 zip; decoding it again (base64, inflate,
+/// the module's hash: two thirds of the executor's work in an `/init` whose module is cached)
+/// is then a lookup. Holds at most `max_bytes` of modules, the least recently used
+/// leaving first; a module larger than that is never held.
+#[derive(Debug)]
+pub struct RecentCode {
+    /// Oldest first: `(key, decoded)`.
+    entries: Mutex<VecDeque<([u8; 32], ModuleCode)>>,
+    max_bytes: usize,
+}
+
+impl RecentCode {
+    /// What an executor holds by default: a few actions of a few hundred KiB.
+    pub const DEFAULT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
+    /// An empty memo holding at most `max_bytes` of modules.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            max_bytes,
+        }
+    }
+
+    /// [`decode_action_code`], or what it gave for the same text and `main` (the same bytes).
+    pub fn decode(&self, code: &str, main: &str) -> Result<ModuleCode, CodeError> {
+        let text = code.trim();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&(main.len() as u64).to_le_bytes());
+        hasher.update(main.as_bytes());
+        hasher.update(text.as_bytes());
+        let key = *hasher.finalize().as_bytes();
+        {
+            let mut entries = self.entries.lock().expect("recent code lock");
+            if let Some(at) = entries.iter().position(|(seen, _)| *seen == key) {
+                let entry = entries.remove(at).expect("the position is in range");
+                let decoded = entry.1.clone();
+                entries.push_back(entry);
+                return Ok(decoded);
+            }
+        }
+        let decoded = decode_action_code(text, main)?;
+        if decoded.bytes.len() <= self.max_bytes {
+            let mut entries = self.entries.lock().expect("recent code lock");
+            // A concurrent decode of the same text may have kept it already.
+            if !entries.iter().any(|(seen, _)| *seen == key) {
+                entries.push_back((key, decoded.clone()));
+            }
+            let mut held: usize = entries.iter().map(|(_, code)| code.bytes.len()).sum();
+            while held > self.max_bytes {
+                let (_, oldest) = entries.pop_front().expect("held bytes are in some entry");
+                held -= oldest.bytes.len();
+            }
+        }
+        Ok(decoded)
+    }
+
+    /// How many decoded modules are held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("recent code lock").len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Decodes action code that is already bytes (a zip or a bare module, as a file on disk holds
@@ -420,13 +490,85 @@ mod tests {
         decode_action_code(&encode_base64(bytes), main)
     }
 
+    // --- Recently decoded code -------------------------------------------------------------
+
+    #[test]
+    fn recent_code_gives_what_decoding_gives_and_tells_entries_apart_by_main() {
+        let zip = encode_base64(&zip_of(&[
+            ("first.wasm", &core_module()),
+            ("second.wasm", &other_module()),
+        ]));
+        let recent = RecentCode::new(RecentCode::DEFAULT_MAX_BYTES);
+        for _ in 0..2 {
+            // The second round is answered from what the first kept.
+            assert_eq!(
+                recent.decode(&zip, "first").unwrap(),
+                decode_action_code(&zip, "first").unwrap()
+            );
+            assert_eq!(
+                recent.decode(&zip, "second").unwrap(),
+                decode_action_code(&zip, "second").unwrap()
+            );
+            assert_eq!(recent.len(), 2);
+        }
+        // What is answered from memory shares the bytes decoded first.
+        let (once, again) = (recent.decode(&zip, "first"), recent.decode(&zip, "first"));
+        assert!(Arc::ptr_eq(&once.unwrap().bytes, &again.unwrap().bytes));
+        // The same text with line breaks is the same code.
+        let wrapped = format!("{zip}\n");
+        assert_eq!(
+            *recent.decode(&wrapped, "first").unwrap().bytes,
+            core_module()
+        );
+        assert_eq!(recent.len(), 2);
+    }
+
+    #[test]
+    fn recent_code_keeps_no_refusal_and_holds_at_most_its_bytes() {
+        // Three distinct modules of the same size; the memo holds two.
+        let modules: Vec<String> = (0..3)
+            .map(|tag| {
+                let module = wat::parse_str(format!(r#"(module (func (export "f{tag}")))"#));
+                encode_base64(&module.expect("valid WAT"))
+            })
+            .collect();
+        let size = decode_action_code(&modules[0], "main").unwrap().bytes.len();
+        let recent = RecentCode::new(2 * size);
+        assert_eq!(
+            recent.decode("not base64!", "main").map(drop),
+            decode_action_code("not base64!", "main").map(drop)
+        );
+        assert!(recent.is_empty());
+        let _ = recent.decode(&modules[0], "main");
+        let _ = recent.decode(&modules[1], "main");
+        let _ = recent.decode(&modules[0], "main"); // now the most recent
+        let _ = recent.decode(&modules[2], "main");
+        assert_eq!(recent.len(), 2);
+        let held: Vec<Vec<u8>> = recent
+            .entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, code)| code.bytes.to_vec())
+            .collect();
+        let bytes = |text: &str| decode_action_code(text, "main").unwrap().bytes.to_vec();
+        assert_eq!(held, [bytes(&modules[0]), bytes(&modules[2])]);
+        // A module larger than the whole memo is decoded and not held.
+        let small = RecentCode::new(4);
+        assert_eq!(
+            *small.decode(&modules[0], "main").unwrap().bytes,
+            bytes(&modules[0])
+        );
+        assert!(small.is_empty());
+    }
+
     // --- Bare modules and base64 -------------------------------------------------------
 
     #[test]
     fn bare_core_module_decodes_with_blake3_hash() {
         let module = core_module();
         let code = decode(&module, "main").expect("decodes");
-        assert_eq!(code.bytes, module);
+        assert_eq!(*code.bytes, module);
         assert_eq!(code.format, ModuleFormat::CoreModule);
         assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
     }
@@ -482,7 +624,7 @@ mod tests {
         );
         let code = format!("\n  {}\r\n", wrapped.join("\r\n"));
         let decoded = decode_action_code(&code, "main").expect("decodes");
-        assert_eq!(decoded.bytes, module);
+        assert_eq!(*decoded.bytes, module);
         assert_eq!(decoded.format, ModuleFormat::CoreModule);
     }
 
@@ -491,7 +633,7 @@ mod tests {
         let module = core_module();
         let code = format!("{}\n", encode_base64(&module));
         assert_eq!(
-            decode_action_code(&code, "main").expect("decodes").bytes,
+            *decode_action_code(&code, "main").expect("decodes").bytes,
             module
         );
     }
@@ -508,7 +650,7 @@ mod tests {
         let artifact = b"\x7fELF\x02\x01\x01\0sections: .wasmtime.engine".to_vec();
         let code = decode(&artifact, "main").expect("decodes");
         assert_eq!(code.format, ModuleFormat::WasmtimeArtifact);
-        assert_eq!(code.bytes, artifact);
+        assert_eq!(*code.bytes, artifact);
     }
 
     // --- Zip entry selection -----------------------------------------------------------
@@ -518,7 +660,7 @@ mod tests {
         let module = other_module();
         let zip = zip_of(&[("whatever.wasm", &module)]);
         let code = decode(&zip, "main").expect("decodes");
-        assert_eq!(code.bytes, module);
+        assert_eq!(*code.bytes, module);
         assert_eq!(code.format, ModuleFormat::CoreModule);
         assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
     }
@@ -527,14 +669,14 @@ mod tests {
     fn zip_with_action_wasm_among_other_files_picks_it() {
         let module = other_module();
         let zip = zip_of(&[("README.md", b"# my action\n"), ("action.wasm", &module)]);
-        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "main").expect("decodes").bytes, module);
     }
 
     #[test]
     fn zip_prefers_action_wasm_over_other_modules() {
         let module = other_module();
         let zip = zip_of(&[("helper.wasm", &core_module()), ("action.wasm", &module)]);
-        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "main").expect("decodes").bytes, module);
     }
 
     #[test]
@@ -545,28 +687,28 @@ mod tests {
             ("add.wasm", &add),
             ("action.wasm", &core_module()),
         ]);
-        assert_eq!(decode(&zip, "add").expect("decodes").bytes, add);
+        assert_eq!(*decode(&zip, "add").expect("decodes").bytes, add);
     }
 
     #[test]
     fn zip_entry_is_chosen_by_main_exact_name() {
         let add = other_module();
         let zip = zip_of(&[("sub.wasm", &core_module()), ("add.wasm", &add)]);
-        assert_eq!(decode(&zip, "add.wasm").expect("decodes").bytes, add);
+        assert_eq!(*decode(&zip, "add.wasm").expect("decodes").bytes, add);
     }
 
     #[test]
     fn zip_entry_is_chosen_by_main_with_a_path() {
         let add = other_module();
         let zip = zip_of(&[("build/sub.wasm", &core_module()), ("build/add.wasm", &add)]);
-        assert_eq!(decode(&zip, "build/add").expect("decodes").bytes, add);
+        assert_eq!(*decode(&zip, "build/add").expect("decodes").bytes, add);
     }
 
     #[test]
     fn zip_main_naming_no_entry_falls_back_to_action_wasm() {
         let module = other_module();
         let zip = zip_of(&[("helper.wasm", &core_module()), ("action.wasm", &module)]);
-        assert_eq!(decode(&zip, "missing").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "missing").expect("decodes").bytes, module);
     }
 
     #[test]
@@ -585,7 +727,7 @@ mod tests {
             .expect("start entry");
         writer.write_all(b"not a module").expect("write entry");
         let zip = writer.finish().expect("finish").into_inner();
-        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "main").expect("decodes").bytes, module);
     }
 
     #[test]
@@ -599,7 +741,7 @@ mod tests {
             .expect("start entry");
         writer.write_all(&module).expect("write entry");
         let zip = writer.finish().expect("finish").into_inner();
-        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "main").expect("decodes").bytes, module);
     }
 
     #[test]
@@ -608,7 +750,7 @@ mod tests {
         let zip = zip_module("action.wasm", &module).expect("zips");
         assert_eq!(ModuleFormat::sniff(&zip), ModuleFormat::Zip);
         let code = decode_action_code(&encode_base64(&zip), "main").expect("decodes");
-        assert_eq!(code.bytes, module);
+        assert_eq!(*code.bytes, module);
         assert_eq!(code.format, ModuleFormat::CoreModule);
         assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
     }
@@ -617,7 +759,7 @@ mod tests {
     fn zip_module_under_another_name_round_trips() {
         let module = core_module();
         let zip = zip_module("main.wasm", &module).expect("zips");
-        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "main").expect("decodes").bytes, module);
     }
 
     // --- Errors ------------------------------------------------------------------------
@@ -741,7 +883,7 @@ mod tests {
     fn zip_entry_with_harmless_dots_is_accepted() {
         let module = other_module();
         let zip = zip_of(&[("./build/../action.wasm", &module), ("notes..txt", b"x")]);
-        assert_eq!(decode(&zip, "main").expect("decodes").bytes, module);
+        assert_eq!(*decode(&zip, "main").expect("decodes").bytes, module);
     }
 
     #[test]

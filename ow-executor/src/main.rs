@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use ow_common::code::RecentCode;
 use ow_common::runtime::WasmRuntime;
 use ow_executor::cli::{Cli, Command, LimitArgs};
 use ow_executor::executor_mode::Executor;
@@ -97,7 +98,11 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
         Command::Executor(args) => {
             let listener = bind(args.listen)?;
             let port = listener.local_addr()?.port();
-            let settings = runtime_settings("executor", &args.limits, &metrics);
+            let settings = RuntimeSettings {
+                // Its containers' `/init`s often carry the same code.
+                recent_code: Some(Arc::new(RecentCode::new(RecentCode::DEFAULT_MAX_BYTES))),
+                ..runtime_settings("executor", &args.limits, &metrics)
+            };
             let executor = Executor::new(engines.clone(), settings, Arc::new(ProcessStreams), port);
             (listener, executor.router())
         }
@@ -213,6 +218,7 @@ fn runtime_settings(
         metrics: metrics.clone(),
         limits: limits.limits(),
         api_host: std::env::var("__OW_API_HOST").ok(),
+        recent_code: None,
     }
 }
 

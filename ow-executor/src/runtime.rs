@@ -16,7 +16,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use ow_common::capabilities::Capabilities;
-use ow_common::code::decode_action_code;
+use ow_common::code::{RecentCode, decode_action_code};
 use ow_common::limits::ActionLimits;
 use ow_common::protocol::{InitRequest, RunRequest, sentences};
 use ow_common::runtime::{ActionConfig, Activation, Completion, InitError, Limits, PreparedAction};
@@ -43,6 +43,9 @@ pub struct RuntimeSettings {
     pub limits: ActionLimits,
     /// `__OW_API_HOST` as the executor was given it, passed to every activation.
     pub api_host: Option<String>,
+    /// Code decoded lately, shared by the containers of one executor, whose `/init`s often
+    /// carry the same code. `None` in `runtime` mode: its one container decodes once.
+    pub recent_code: Option<Arc<RecentCode>>,
 }
 
 impl Default for RuntimeSettings {
@@ -52,6 +55,7 @@ impl Default for RuntimeSettings {
             metrics: Arc::default(),
             limits: ActionLimits::default(),
             api_host: None,
+            recent_code: None,
         }
     }
 }
@@ -145,7 +149,11 @@ impl Container {
 
     async fn prepare(&self, request: &InitRequest) -> Result<Ready, InitError> {
         let value = &request.value;
-        let code = decode_action_code(&value.code, value.main_or_default())?;
+        let main = value.main_or_default();
+        let code = match &self.settings.recent_code {
+            Some(recent) => recent.decode(&value.code, main)?,
+            None => decode_action_code(&value.code, main)?,
+        };
         let capabilities = Capabilities::from_annotations(value.annotations.as_ref())
             .map_err(InitError::Capability)?;
         // The executor's flags, unless a Wasm-aware invoker sent the action's own limits.
