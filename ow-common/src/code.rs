@@ -225,8 +225,8 @@ pub fn decode_action_code(code: &str, main: &str) -> Result<ModuleCode, CodeErro
 
 /// Action code decoded lately, by the BLAKE3 of its text and of `main`. The invoker sends
 /// every new container of an action the same base64 zip; decoding it again (base64, inflate,
-/// the module's hash: two thirds of the executor's work in an `/init` whose module is cached)
-/// is then a lookup. Holds at most `max_bytes` of modules, the least recently used
+/// the module's hash: more than half of the executor's work in an `/init` whose module is
+/// cached) is then a lookup. Holds at most `max_bytes` of modules, the least recently used
 /// leaving first; a module larger than that is never held.
 #[derive(Debug)]
 pub struct RecentCode {
