@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use ow_common::code::RecentCode;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,13 +38,18 @@ impl std::fmt::Debug for Executor {
 }
 
 impl Executor {
-    /// An executor whose containers are reached on `port` (its own).
+    /// An executor whose containers are reached on `port` (its own). Unless `settings` bring
+    /// their own, its containers share one [`RecentCode`]: their `/init`s often carry the
+    /// same code.
     pub fn new(
         engines: Arc<Engines>,
-        settings: RuntimeSettings,
+        mut settings: RuntimeSettings,
         logs: Arc<dyn ActivationLogSink>,
         port: u16,
     ) -> Arc<Self> {
+        settings
+            .recent_code
+            .get_or_insert_with(|| Arc::new(RecentCode::new(RecentCode::DEFAULT_MAX_BYTES)));
         Arc::new(Self {
             engines,
             settings,

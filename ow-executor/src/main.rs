@@ -4,7 +4,6 @@
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use ow_common::code::RecentCode;
 use ow_common::runtime::WasmRuntime;
 use ow_executor::cli::{Cli, Command, LimitArgs};
 use ow_executor::executor_mode::Executor;
@@ -98,11 +97,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
         Command::Executor(args) => {
             let listener = bind(args.listen)?;
             let port = listener.local_addr()?.port();
-            let settings = RuntimeSettings {
-                // Its containers' `/init`s often carry the same code.
-                recent_code: Some(Arc::new(RecentCode::new(RecentCode::DEFAULT_MAX_BYTES))),
-                ..runtime_settings("executor", &args.limits, &metrics)
-            };
+            let settings = runtime_settings("executor", &args.limits, &metrics);
             let executor = Executor::new(engines.clone(), settings, Arc::new(ProcessStreams), port);
             (listener, executor.router())
         }
