@@ -325,12 +325,22 @@ impl Executor {
     /// Waits (at most 30 s) until the diagnostics contain `line`: the event a test waits on,
     /// rather than a fixed sleep.
     pub fn wait_for_diagnostic(&self, line: &str) {
+        self.wait_until_printed("the diagnostics", Self::diagnostics, line, 30);
+    }
+
+    /// Waits (at most 10 s) until the executor has printed `text` on stdout.
+    pub fn wait_for_stdout(&self, text: &str) {
+        self.wait_until_printed("stdout", Self::stdout, text, 10);
+    }
+
+    /// Polls `read` until it contains `text`, failing the test after `limit_s` seconds.
+    fn wait_until_printed(&self, what: &str, read: fn(&Self) -> String, text: &str, limit_s: u64) {
         let started = Instant::now();
-        while !self.diagnostics().contains(line) {
+        while !read(self).contains(text) {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no {line:?} in the diagnostics within 30 s: {}",
-                self.diagnostics()
+                started.elapsed() < Duration::from_secs(limit_s),
+                "no {text:?} in {what} within {limit_s} s: {}",
+                read(self)
             );
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -925,19 +925,6 @@ fn oversized_bodies_are_refused_with_413_and_a_sentence() {
     assert_eq!(answer.body, json!({"result": 2}));
 }
 
-/// Waits (at most 10 s) until the server has printed `expected` on stdout.
-fn wait_for_stdout(server: &Executor, expected: &str) {
-    let started = Instant::now();
-    while !server.stdout().contains(expected) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "stdout: {}",
-            server.stdout()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn startup_prints_the_wsk_command_that_points_at_this_server() {
     let (server, _data) = server();
@@ -945,7 +932,7 @@ fn startup_prints_the_wsk_command_that_points_at_this_server() {
         "wsk property set --apihost '{}' --auth '{GUEST}'",
         server.base_url
     );
-    wait_for_stdout(&server, &expected);
+    server.wait_for_stdout(&expected);
 }
 
 #[test]
@@ -1017,7 +1004,7 @@ fn a_wildcard_listen_address_is_advertised_as_loopback() {
     let server = Executor::standalone(data.path(), &["--listen", "0.0.0.0:0"]);
     let port = server.base_url.rsplit(':').next().unwrap().to_owned();
     let expected = format!("--apihost 'http://127.0.0.1:{port}'");
-    wait_for_stdout(&server, &expected);
+    server.wait_for_stdout(&expected);
 }
 
 #[test]
