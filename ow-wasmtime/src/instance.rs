@@ -169,12 +169,15 @@ impl LinkedModule for WasmtimeLinked {
 
 impl WasmtimeLinked {
     /// A fresh store for one activation, with what its WASI context is built from (taking
-    /// the environment out of `execution`).
+    /// the environment, and a stdio action's parameters, out of `execution`).
     fn new_store(&self, execution: &mut Execution) -> Result<Store<ActivationState>, RunError> {
         let setup = WasiSetup {
             capture: execution.capture.clone(),
             env: std::mem::take(&mut execution.env),
-            stdin: execution.stdin.then(|| execution.params.clone()),
+            // The stdio ABI reads its parameters from stdin alone.
+            stdin: execution
+                .stdin
+                .then(|| std::mem::take(&mut execution.params)),
         };
         let (wasi, wasi_setup) = match &self.config.capabilities.dir {
             // Opening the directory may fail: that refuses the activation before it starts.
