@@ -8,12 +8,14 @@
 //! * the instance slots bounding activations at once ([`slots`]),
 //! * the activation flow: a slot until the deadline, log capture with its budget
 //!   ([`capture`]), the stdio result line, `proc_exit(0)`, how a stop reads as an error,
-//! * the host side of every guest ABI ([`abi`]) and of `http`.`get` ([`http`]).
+//! * the host side of every guest ABI ([`abi`]) and of `http`.`get` ([`http`]),
+//! * returning a compile's freed memory to the system (`heap`).
 
 pub mod abi;
 pub mod admission;
 pub mod capture;
 pub mod disk_cache;
+mod heap;
 pub mod http;
 mod metrics;
 pub mod modules;
@@ -363,7 +365,10 @@ impl<E: Engine> Host<E> {
                 }
             }
         }
-        let module = engine.compile(&code.bytes)?;
+        let compiled = engine.compile(&code.bytes);
+        // A compile frees most of what it allocated; give it back rather than keep it resident.
+        heap::release_free_memory();
+        let module = compiled?;
         inner.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(disk) = &inner.disk
             && let Some(artifact) = engine.serialize(&module)
