@@ -365,10 +365,10 @@ impl<E: Engine> Host<E> {
                 }
             }
         }
-        let compiled = engine.compile(&code.bytes);
-        // A compile frees most of what it allocated; give it back rather than keep it resident.
-        heap::release_free_memory();
-        let module = compiled?;
+        let module = {
+            let _compiling = heap::Compiling::start();
+            engine.compile(&code.bytes)?
+        };
         inner.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(disk) = &inner.disk
             && let Some(artifact) = engine.serialize(&module)
