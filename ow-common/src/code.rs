@@ -435,13 +435,44 @@ fn looks_like_module(name: &str) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-/// Packs a module (or artifact) into the zip an action is created from, under `entry_name`.
+/// Packs a portable module into the zip an action is created from, under `entry_name`.
+/// Deflated, so that any unzip tool can open it.
 pub fn zip_module(entry_name: &str, bytes: &[u8]) -> Result<Vec<u8>, CodeError> {
+    zip_entry(
+        entry_name,
+        bytes,
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated),
+    )
+}
+
+/// Packs an engine's precompiled artifact into the zip an action is created from, under
+/// `entry_name`. Compressed with Zstandard rather than deflate: machine code inflates slowly
+/// (2.4 ms for a 566 KB Wasmtime artifact here, half of its whole `/init`), and Zstandard
+/// decodes it about four times faster into a slightly smaller zip. Only ow-wasm loads artifacts,
+/// so nothing is lost by leaving the common zip method; `unzip -l` still lists the entry.
+pub fn zip_artifact(entry_name: &str, bytes: &[u8]) -> Result<Vec<u8>, CodeError> {
+    zip_entry(
+        entry_name,
+        bytes,
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Zstd)
+            .compression_level(Some(ARTIFACT_ZSTD_LEVEL)),
+    )
+}
+
+/// Zstandard's level for artifacts: at 9 a 566 KB Wasmtime artifact packs to 212 KB (deflate:
+/// 220 KB) at 60 MB/s, and decodes at over 1 GB/s, as fast as at the lower levels.
+const ARTIFACT_ZSTD_LEVEL: i64 = 9;
+
+fn zip_entry(
+    entry_name: &str,
+    bytes: &[u8],
+    options: zip::write::SimpleFileOptions,
+) -> Result<Vec<u8>, CodeError> {
     use std::io::Write as _;
     let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(bytes.len() as u64 >= u32::MAX as u64);
+    let options = options.large_file(bytes.len() as u64 >= u32::MAX as u64);
     let zip_error = |e: zip::result::ZipError| CodeError::Zip(e.to_string());
     writer.start_file(entry_name, options).map_err(zip_error)?;
     writer
@@ -753,6 +784,40 @@ mod tests {
         assert_eq!(*code.bytes, module);
         assert_eq!(code.format, ModuleFormat::CoreModule);
         assert_eq!(code.hash, *blake3::hash(&module).as_bytes());
+    }
+
+    /// The compression method of the zip's only entry.
+    fn method_of(zip: &[u8]) -> zip::CompressionMethod {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+        archive.by_index_raw(0).expect("an entry").compression()
+    }
+
+    #[test]
+    fn modules_are_deflated_and_artifacts_packed_with_zstandard() {
+        let module = other_module();
+        assert_eq!(
+            method_of(&zip_module("action.wasm", &module).expect("zips")),
+            zip::CompressionMethod::Deflated
+        );
+        assert_eq!(
+            method_of(&zip_artifact("action.cwasm", &module).expect("zips")),
+            zip::CompressionMethod::Zstd
+        );
+    }
+
+    #[test]
+    fn zip_artifact_round_trips_through_decode() {
+        // A module whose 64 KiB of data compress, so the entry really holds Zstandard frames.
+        let data = "0123456789abcdef".repeat(4096);
+        let artifact = wat::parse_str(format!(
+            r#"(module (memory 1) (data (i32.const 0) "{data}"))"#
+        ))
+        .expect("valid WAT");
+        let zip = zip_artifact("action.cwasm", &artifact).expect("zips");
+        assert!(zip.len() < artifact.len() / 4, "{} bytes", zip.len());
+        let code = decode_action_code(&encode_base64(&zip), "main").expect("decodes");
+        assert_eq!(*code.bytes, artifact);
+        assert_eq!(code.hash, *blake3::hash(&artifact).as_bytes());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use anyhow::bail;
-use ow_common::code::{ModuleFormat, zip_module};
+use ow_common::code::{ModuleFormat, zip_artifact, zip_module};
 
 #[cfg(not(any(feature = "wasmtime", feature = "wasmer", feature = "wamr")))]
 compile_error!("ow-precompiler needs at least one engine feature: `wasmtime`, `wasmer` or `wamr`");
@@ -45,8 +45,8 @@ pub fn package(target: Target, wasm: &[u8]) -> anyhow::Result<(Vec<u8>, &'static
     if found != ModuleFormat::CoreModule {
         bail!("the input is {found}, not a WebAssembly core module");
     }
-    let (entry, bytes) = match target {
-        Target::None => ("action.wasm", wasm.to_vec()),
+    let (entry, artifact) = match target {
+        Target::None => return Ok((zip_module("action.wasm", wasm)?, "action.wasm")),
         #[cfg(feature = "wasmtime")]
         Target::Wasmtime => (
             "action.cwasm",
@@ -62,5 +62,5 @@ pub fn package(target: Target, wasm: &[u8]) -> anyhow::Result<(Vec<u8>, &'static
         #[cfg(feature = "wamr")]
         Target::Wamr => ("action.aot", ow_wamr::precompile(wasm)?),
     };
-    Ok((zip_module(entry, &bytes)?, entry))
+    Ok((zip_artifact(entry, &artifact)?, entry))
 }
