@@ -547,6 +547,15 @@ mod tests {
         wat::parse_str("(module)").expect("valid WAT")
     }
 
+    /// A module whose 64 KiB of data compress well, so a zip of it really holds compressed data.
+    fn compressible_module() -> Vec<u8> {
+        let data = "0123456789abcdef".repeat(4096);
+        wat::parse_str(format!(
+            r#"(module (memory 1) (data (i32.const 0) "{data}"))"#
+        ))
+        .expect("valid WAT")
+    }
+
     /// A core module that differs from [`core_module`], to tell entries apart.
     fn other_module() -> Vec<u8> {
         wat::parse_str(r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#)
@@ -858,12 +867,7 @@ mod tests {
 
     #[test]
     fn zip_artifact_round_trips_through_decode() {
-        // A module whose 64 KiB of data compress, so the entry really holds Zstandard frames.
-        let data = "0123456789abcdef".repeat(4096);
-        let artifact = wat::parse_str(format!(
-            r#"(module (memory 1) (data (i32.const 0) "{data}"))"#
-        ))
-        .expect("valid WAT");
+        let artifact = compressible_module();
         let zip = zip_artifact("action.cwasm", &artifact).expect("zips");
         assert!(zip.len() < artifact.len() / 4, "{} bytes", zip.len());
         let code = decode_action_code(&encode_base64(&zip), "main").expect("decodes");
@@ -889,11 +893,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_artifact_is_a_zip_error_not_other_bytes() {
-        let data = "0123456789abcdef".repeat(4096);
-        let artifact = wat::parse_str(format!(
-            r#"(module (memory 1) (data (i32.const 0) "{data}"))"#
-        ))
-        .expect("valid WAT");
+        let artifact = compressible_module();
         let mut zip = zip_artifact("action.cwasm", &artifact).expect("zips");
         let (start, len) = {
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a zip");
