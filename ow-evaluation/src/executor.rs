@@ -109,6 +109,11 @@ impl Server {
         rss_kib(self.pid())
     }
 
+    /// Resident memory, KiB, and how much of it is file-backed.
+    pub fn resident(&self) -> anyhow::Result<Resident> {
+        resident(self.pid())
+    }
+
     /// CPU time spent so far, user and system, all threads.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         cpu_time(&self.pid().to_string())
@@ -136,13 +141,35 @@ pub fn listening_address(log: &str) -> Option<SocketAddr> {
 
 /// The `VmRSS` of process `pid`, KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    Ok(resident(pid)?.total_kib)
+}
+
+/// A process's resident memory, KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resident {
+    /// All of it (`VmRSS`).
+    pub total_kib: u64,
+    /// The part that is pages of files (`RssFile`): the executable's and its libraries' own
+    /// code and read-only data. Counted in RSS, but clean, shared by every process that maps
+    /// the same file, and the first the kernel drops under pressure.
+    pub file_kib: u64,
+}
+
+/// The resident memory of `/proc/{pid}`.
+pub fn resident(pid: u32) -> anyhow::Result<Resident> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("process {pid} is gone"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS is missing from /proc")
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("{name} is missing from /proc/{pid}/status"))
+    };
+    Ok(Resident {
+        total_kib: field("VmRSS:")?,
+        file_kib: field("RssFile:")?,
+    })
 }
 
 /// CPU time (user + system, every thread, and children it waited for) of `/proc/{pid}`,
@@ -221,6 +248,10 @@ mod tests {
 
     #[test]
     fn this_process_has_memory_and_cpu_time() {
+        let resident = resident(std::process::id()).unwrap();
+        // This test binary's own code is resident and file-backed.
+        assert!(resident.file_kib > 0, "{resident:?}");
+        assert!(resident.file_kib < resident.total_kib, "{resident:?}");
         assert!(rss_kib(std::process::id()).unwrap() > 0);
         assert!(cpu_time("self").is_ok());
     }

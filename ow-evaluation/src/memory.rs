@@ -3,9 +3,11 @@
 //! medium (`echo`, a Rust SDK action) and a large (a generated 300 KiB module) module; and
 //! for N containers of one module against N containers of N distinct modules (the large
 //! module's bytes, each with its own custom section, so each is compiled and kept apart).
+//! Beside each figure, the part of it that is file-backed (`RssFile`): pages of the executable
+//! itself, first run by a compile, clean and shared with every process running the same file.
 
 use crate::actions;
-use crate::executor::Server;
+use crate::executor::{Resident, Server};
 use crate::load::{Client, Connection, Request};
 use crate::plot::{Lines, Scale, Series};
 use crate::report::{Report, Table, num};
@@ -85,15 +87,57 @@ impl Containers {
         Ok(())
     }
 
-    /// Resident memory once the executor has settled, KiB.
-    async fn rss(&self) -> anyhow::Result<u64> {
+    /// Resident memory once the executor has settled.
+    async fn rss(&self) -> anyhow::Result<Resident> {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        self.server.rss_kib()
+        self.server.resident()
     }
 }
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+/// The memory columns of a row: the RSS `now` and its file-backed part; then, `since` an
+/// earlier reading, what was added, its file-backed part, and that per container of `per`.
+fn memory_columns(now: Resident, since: Option<(Resident, usize)>) -> Vec<Value> {
+    let mut columns = vec![num(mib(now.total_kib)), num(mib(now.file_kib))];
+    match since {
+        Some((before, per)) => {
+            let added = now.total_kib.saturating_sub(before.total_kib);
+            let added_file = now.file_kib.saturating_sub(before.file_kib);
+            columns.extend([
+                num(mib(added)),
+                num(mib(added_file)),
+                num(added as f64 / per as f64),
+            ]);
+        }
+        None => columns.extend([Value::Null, Value::Null, Value::Null]),
+    }
+    columns
+}
+
+/// A row of the memory table: what was measured, then [`memory_columns`].
+fn row(
+    engine: &str,
+    measurement: &str,
+    module: Option<(&str, usize)>,
+    containers: usize,
+    memory: Vec<Value>,
+) -> Vec<Value> {
+    let (name, kib) = match module {
+        Some((name, bytes)) => (json!(name), num(bytes as f64 / 1024.0)),
+        None => (Value::Null, Value::Null),
+    };
+    let mut row = vec![
+        json!(engine),
+        json!(measurement),
+        name,
+        kib,
+        json!(containers),
+    ];
+    row.extend(memory);
+    row
 }
 
 /// Runs `memory`.
@@ -123,7 +167,9 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
             "module KiB",
             "containers",
             "RSS MiB",
+            "of it file-backed MiB",
             "added MiB",
+            "of it file-backed MiB",
             "added KiB per container",
         ],
     );
@@ -144,16 +190,13 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
         let idle_rss = idle.rss().await?;
         drop(idle);
         bar.inc(1);
-        table.push(vec![
-            json!(engine),
-            json!("idle executor"),
-            Value::Null,
-            Value::Null,
-            json!(0),
-            num(mib(idle_rss)),
-            Value::Null,
-            Value::Null,
-        ]);
+        table.push(row(
+            engine,
+            "idle executor",
+            None,
+            0,
+            memory_columns(idle_rss, None),
+        ));
         for (name, module) in &modules {
             bar.set_message(format!(
                 "{engine}: {per_size} containers of the {name} module"
@@ -169,29 +212,21 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
                 bar.inc(1);
             }
             let all = containers.rss().await?;
-            let kib = module.len() as f64 / 1024.0;
-            let added = first.saturating_sub(before);
-            table.push(vec![
-                json!(engine),
-                json!("first container"),
-                json!(name),
-                num(kib),
-                json!(1),
-                num(mib(first)),
-                num(mib(added)),
-                num(added as f64),
-            ]);
-            let further = all.saturating_sub(first);
-            table.push(vec![
-                json!(engine),
-                json!("each further container"),
-                json!(name),
-                num(kib),
-                json!(per_size),
-                num(mib(all)),
-                num(mib(further)),
-                num(further as f64 / (per_size - 1) as f64),
-            ]);
+            let module = Some((*name, module.len()));
+            table.push(row(
+                engine,
+                "first container",
+                module,
+                1,
+                memory_columns(first, Some((before, 1))),
+            ));
+            table.push(row(
+                engine,
+                "each further container",
+                module,
+                per_size,
+                memory_columns(all, Some((first, per_size - 1))),
+            ));
         }
         for distinct in [false, true] {
             let label = if distinct {
@@ -203,7 +238,7 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
             let mut containers = Containers::start(setup, engine).await?;
             let before = containers.rss().await?;
             let one = actions::zip(&large)?;
-            let mut points = vec![(0.0, mib(before))];
+            let mut points = vec![(0.0, mib(before.total_kib))];
             for &count in &counts {
                 if distinct && count > max_distinct {
                     break;
@@ -218,18 +253,14 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
                     bar.inc(1);
                 }
                 let rss = containers.rss().await?;
-                let added = rss.saturating_sub(before);
-                table.push(vec![
-                    json!(engine),
-                    json!(label),
-                    json!("large (generated)"),
-                    num(large.len() as f64 / 1024.0),
-                    json!(count),
-                    num(mib(rss)),
-                    num(mib(added)),
-                    num(added as f64 / count as f64),
-                ]);
-                points.push((count as f64, mib(rss)));
+                table.push(row(
+                    engine,
+                    label,
+                    Some(("large (generated)", large.len())),
+                    count,
+                    memory_columns(rss, Some((before, count))),
+                ));
+                points.push((count as f64, mib(rss.total_kib)));
             }
             series.push(Series::new(
                 format!(
