@@ -167,9 +167,9 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
             "module KiB",
             "containers",
             "RSS MiB",
-            "of it file-backed MiB",
+            "RSS file-backed MiB",
             "added MiB",
-            "of it file-backed MiB",
+            "added file-backed MiB",
             "added KiB per container",
         ],
     );

@@ -21,8 +21,14 @@ pub struct Table {
 }
 
 impl Table {
-    /// An empty table.
+    /// An empty table. Column names are distinct: they key each row of the JSON output.
     pub fn new(name: &str, title: &str, columns: &[&str]) -> Self {
+        for (i, column) in columns.iter().enumerate() {
+            assert!(
+                !columns[..i].contains(column),
+                "the columns of {name} are distinct, but {column:?} is named twice"
+            );
+        }
         Self {
             name: name.to_owned(),
             title: title.to_owned(),
@@ -272,6 +278,12 @@ mod tests {
     #[should_panic(expected = "one value per column")]
     fn a_short_row_is_a_bug() {
         table().push(vec![json!(1)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "named twice")]
+    fn a_column_named_twice_is_a_bug() {
+        Table::new("t", "T", &["added MiB", "RSS MiB", "added MiB"]);
     }
 
     #[test]
