@@ -273,7 +273,11 @@ where
             // The receiver is gone only when the server already stopped.
             let _ = signalled.send(());
         };
-        let server = axum::serve(listener, with_fallback(router))
+        // Served as a `Router`, axum converts every route (`with_state(())`: a map and a boxed
+        // service per route) on every connection, and the invoker opens one per activation.
+        // Converted once here, a connection costs a clone of an `Arc`.
+        let app: Router = with_fallback(router).with_state(());
+        let server = axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(shutdown)
             .into_future();
         let grace_over = async move {
