@@ -55,6 +55,7 @@ macro_rules! per_engine {
 }
 
 mod examples;
+mod executable;
 mod executor_mode;
 mod export_call;
 mod gaps;
