@@ -322,16 +322,17 @@ fn decode_base64(code: &str) -> Result<Vec<u8>, CodeError> {
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
     // Code usually arrives on one line (`base64 -w0`, the clients): it is decoded as it is,
-    // and copied only when there are line breaks to drop.
-    let decoded = if code.bytes().any(|byte| byte.is_ascii_whitespace()) {
+    // without a scan for line breaks first, and copied without them only when that fails.
+    let decoded = engine.decode(code).or_else(|error| {
+        if !code.bytes().any(|byte| byte.is_ascii_whitespace()) {
+            return Err(error);
+        }
         let compact: Vec<u8> = code
             .bytes()
             .filter(|byte| !byte.is_ascii_whitespace())
             .collect();
         engine.decode(compact)
-    } else {
-        engine.decode(code)
-    };
+    });
     decoded.map_err(|e| CodeError::Base64(e.to_string()))
 }
 
