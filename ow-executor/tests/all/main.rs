@@ -55,6 +55,7 @@ macro_rules! per_engine {
 }
 
 mod examples;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod executable;
 mod executor_mode;
 mod export_call;
