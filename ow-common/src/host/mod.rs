@@ -394,9 +394,20 @@ impl<E: Engine> Host<E> {
         let loaded = inner
             .modules
             .get_or_load(&code.hash, size, || self.load(code))?;
+        self.action(&code.hash, loaded, config)
+    }
+
+    /// The action over a loaded module (of `hash`): checked and linked.
+    fn action(
+        &self,
+        hash: &[u8; 32],
+        loaded: Arc<LoadedModule<E::Module>>,
+        config: ActionConfig,
+    ) -> Result<Arc<dyn PreparedAction>, InitError> {
+        let inner = &self.inner;
         let (guest_abi, linked) = self.check_and_link(&loaded, &config).inspect_err(|_| {
             // Refused code is not worth its place in the cache.
-            inner.modules.forget_unused(&code.hash);
+            inner.modules.forget_unused(hash);
         })?;
         Ok(Arc::new(HostedAction::<E> {
             linked,
@@ -441,7 +452,17 @@ impl<E: Engine> WasmRuntime for Host<E> {
         Box::pin(async move {
             let started = Instant::now();
             let metrics = host.inner.metrics.clone();
-            let prepared = off_the_workers(move || host.prepare_blocking(&code, config)).await;
+            // A module already in memory is only checked and linked, microseconds of work,
+            // done here: a trip to the blocking pool would cost more (two thread switches).
+            // A granted directory is looked at on the disk during the link: that goes there.
+            let cached = match &config.capabilities.dir {
+                None => host.inner.modules.get(&code.hash),
+                Some(_) => None,
+            };
+            let prepared = match cached {
+                Some(loaded) => host.action(&code.hash, loaded, config),
+                None => off_the_workers(move || host.prepare_blocking(&code, config)).await,
+            };
             metrics.prepare(prepared.is_ok(), started.elapsed());
             prepared
         })

@@ -66,11 +66,10 @@ impl<M> ModuleCache<M> {
         bytes: u64,
         load: impl FnOnce() -> Result<M, E>,
     ) -> Result<Arc<M>, E> {
-        let now = Instant::now();
-        if let Some(module) = self.touch(hash, now) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(module) = self.get(hash) {
             return Ok(module);
         }
+        let now = Instant::now();
         self.misses.fetch_add(1, Ordering::Relaxed);
         let module = Arc::new(load()?);
         self.loads.fetch_add(1, Ordering::Relaxed);
@@ -85,6 +84,14 @@ impl<M> ModuleCache<M> {
         let module = entry.module.clone();
         self.enforce(&mut entries, now);
         Ok(module)
+    }
+
+    /// The module of `hash` if the cache holds it, counted as a hit (a miss is counted by the
+    /// [`get_or_load`](Self::get_or_load) that follows).
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<M>> {
+        let module = self.touch(hash, Instant::now())?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(module)
     }
 
     /// Lets the module of `hash` go at once unless an action holds it: code that was loaded
