@@ -1587,7 +1587,7 @@ mod properties {
                 any::<String>().prop_map(|text| format!(r#"{{"value": {{"code": {text:?}}}}}"#).into_bytes()),
             ]
         ) {
-            if let Ok(request) = serde_json::from_slice::<InitRequest>(&body) {
+            if let Ok(request) = serde_json::from_slice::<InitRequest<'_>>(&body) {
                 let value = request.value;
                 let _ = value.env_strings();
                 if !value.code.trim().is_empty() {

@@ -3,20 +3,25 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// `POST /init` body: `{"value": {...}}`.
+///
+/// Read it from the body's bytes (`serde_json::from_slice`): the code is then borrowed from
+/// them, not copied.
 #[derive(Debug, Clone, Deserialize)]
-pub struct InitRequest {
+pub struct InitRequest<'a> {
     /// The action to initialise. A body without one (`{}`, or a `null` value) has no code,
     /// which the runtimes refuse as missing code rather than as a malformed body.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub value: InitValue,
+    #[serde(default, borrow, deserialize_with = "null_as_default")]
+    pub value: InitValue<'a>,
 }
 
 /// The `value` of an init request.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct InitValue {
+pub struct InitValue<'a> {
     /// Informational action name.
     #[serde(default)]
     pub name: Option<String>,
@@ -27,9 +32,10 @@ pub struct InitValue {
     /// Whether `code` is base64. Decided by the controller, informational here.
     #[serde(default)]
     pub binary: bool,
-    /// The action code, base64 of a zip or a module.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub code: String,
+    /// The action code, base64 of a zip or a module (hundreds of KiB). Borrowed from the body
+    /// unless the JSON string holds an escape, which base64 never needs.
+    #[serde(default, borrow, deserialize_with = "borrowed_str_or_null")]
+    pub code: Cow<'a, str>,
     /// Environment for every activation of this action. Values should be strings; others
     /// are taken as their JSON text, as the Node.js runtime does.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -39,7 +45,7 @@ pub struct InitValue {
     pub annotations: Option<Value>,
 }
 
-impl InitValue {
+impl InitValue<'_> {
     /// The init environment as strings.
     pub fn env_strings(&self) -> BTreeMap<String, String> {
         self.env
@@ -64,6 +70,51 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A string, borrowed from the input when it can be; null as the empty string.
+fn borrowed_str_or_null<'de, D>(deserializer: D) -> Result<Cow<'de, str>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct StrOrNull;
+
+    impl<'de> serde::de::Visitor<'de> for StrOrNull {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a string")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+
+        fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(text))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(text.to_owned()))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(text))
+        }
+    }
+
+    deserializer.deserialize_option(StrOrNull)
 }
 
 /// `POST /run` body: the parameters plus the activation's context fields.
@@ -241,20 +292,48 @@ mod tests {
         );
     }
 
+    /// An init body as the executor reads it: from its bytes.
+    fn init_request(body: &[u8]) -> InitRequest<'_> {
+        serde_json::from_slice(body).unwrap()
+    }
+
     #[test]
     fn init_defaults_fill_missing_and_null_fields() {
-        let request: InitRequest =
-            serde_json::from_value(json!({"value": {"code": "AA==", "env": null, "main": null}}))
-                .unwrap();
+        let body = br#"{"value": {"code": "AA==", "env": null, "main": null}}"#;
+        let request = init_request(body);
         assert_eq!(request.value.main_or_default(), "main");
         assert!(request.value.env_strings().is_empty());
-        let request: InitRequest =
-            serde_json::from_value(json!({"value": {"env": {"A": "x", "N": 3}}})).unwrap();
+        let request = init_request(br#"{"value": {"env": {"A": "x", "N": 3}}}"#);
         let env = request.value.env_strings();
         assert_eq!((env["A"].as_str(), env["N"].as_str()), ("x", "3"));
-        for body in [json!({"value": {}}), json!({}), json!({"value": null})] {
-            let request: InitRequest = serde_json::from_value(body).unwrap();
-            assert!(request.value.code.is_empty());
+        for body in [
+            &br#"{"value": {}}"#[..],
+            br#"{}"#,
+            br#"{"value": null}"#,
+            br#"{"value": {"code": null}}"#,
+        ] {
+            assert!(init_request(body).value.code.is_empty());
         }
+    }
+
+    #[test]
+    fn init_code_is_borrowed_from_the_body_unless_escaped() {
+        let body = br#"{"value": {"code": "AGFzbQ=="}}"#;
+        let code = init_request(body).value.code;
+        assert!(matches!(code, Cow::Borrowed("AGFzbQ==")), "{code:?}");
+        // Some JSON encoders escape the slashes of base64.
+        let body = br#"{"value": {"code": "a\/b+c="}}"#;
+        let code = init_request(body).value.code;
+        assert!(
+            matches!(&code, Cow::Owned(text) if text == "a/b+c="),
+            "{code:?}"
+        );
+        let error = serde_json::from_slice::<InitRequest<'_>>(br#"{"value": {"code": 5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("invalid type: integer `5`, expected a string"),
+            "{error}"
+        );
     }
 }

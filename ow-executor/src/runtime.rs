@@ -8,7 +8,7 @@ use crate::engines::Engines;
 use crate::error::{ApiError, json_response};
 use crate::logs::ActivationLogSink;
 use crate::metrics::Metrics;
-use crate::server::read_json_body;
+use crate::server::{invalid_json, read_bounded, read_json_body};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -20,6 +20,7 @@ use ow_common::code::{RecentCode, decode_action_code};
 use ow_common::limits::ActionLimits;
 use ow_common::protocol::{InitRequest, RunRequest, sentences};
 use ow_common::runtime::{ActionConfig, Activation, Completion, InitError, Limits, PreparedAction};
+use serde::de::IgnoredAny;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -113,7 +114,7 @@ impl Container {
     }
 
     /// Handles the body of `/init`.
-    pub async fn init(&self, request: InitRequest) -> Result<(), ApiError> {
+    pub async fn init(&self, request: InitRequest<'_>) -> Result<(), ApiError> {
         {
             // As the Node.js runtime does: a second init is refused before its body is looked at.
             let mut phase = self.phase.lock().expect("phase lock");
@@ -147,7 +148,7 @@ impl Container {
         }
     }
 
-    async fn prepare(&self, request: &InitRequest) -> Result<Ready, InitError> {
+    async fn prepare(&self, request: &InitRequest<'_>) -> Result<Ready, InitError> {
         let value = &request.value;
         let main = value.main_or_default();
         let code = match &self.settings.recent_code {
@@ -265,18 +266,28 @@ async fn run_handler(State(container): State<Arc<Container>>, request: Request<B
 /// Answers an `/init` body for `container`: `{"ok": true}` or the error.
 pub async fn answer_init(container: &Container, body: Body) -> Response {
     let outcome = async {
-        let body = read_json_body(body, MAX_INIT_BODY_BYTES).await?;
-        let request: InitRequest = serde_json::from_value(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"
-            ))
-        })?;
+        let body = read_bounded(body, MAX_INIT_BODY_BYTES).await?;
+        let request = init_request(&body)?;
         container.init(request).await
     };
     match outcome.await {
         Ok(()) => json_response(StatusCode::OK, &json!({ "ok": true })),
         Err(error) => axum::response::IntoResponse::into_response(error),
     }
+}
+
+/// Reads an `/init` body in place: its code, hundreds of KiB, is borrowed, not copied.
+fn init_request(body: &[u8]) -> Result<InitRequest<'_>, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // A body that is not JSON at all reads as such, even where a field went wrong first.
+        if e.is_data() && serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+            ApiError::bad_request(format!(
+                "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"
+            ))
+        } else {
+            invalid_json(&e)
+        }
+    })
 }
 
 /// Answers a `/run` body for `container`: the result or the error.

@@ -58,8 +58,12 @@ pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// Reads a request body of at most `limit` bytes and parses it as JSON.
 pub async fn read_json_body(body: Body, limit: usize) -> Result<Value, ApiError> {
     let bytes = read_bounded(body, limit).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}.")))
+    serde_json::from_slice(&bytes).map_err(|e| invalid_json(&e))
+}
+
+/// The answer to a request body that is not JSON.
+pub fn invalid_json(error: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("The request body is not valid JSON: {error}."))
 }
 
 /// Reads at most `limit` bytes of `body`; a longer body is refused as soon as it passes the

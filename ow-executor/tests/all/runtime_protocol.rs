@@ -163,6 +163,25 @@ fn malformed_json_is_a_400_on_both_routes(engine: EngineKind) {
             "{answer:?}"
         );
     }
+    // A body cut short after a field of the wrong type is still malformed JSON first.
+    let answer = executor.post_raw("/init", b"{\"value\": {\"code\": 5}", true);
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{answer:?}"
+    );
+    let answer = executor.post("/init", &json!({"value": {"code": 5}}));
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{answer:?}"
+    );
     let answer = executor.post("/run", &json!({"value": "a string"}));
     assert_eq!(answer.status, 400);
     // The container is still usable.
@@ -175,6 +194,20 @@ fn content_type_is_not_required(engine: EngineKind) {
     assert_eq!(executor.post_raw("/init", &body, false).status, 200);
     let answer = executor.post_raw("/run", br#"{"value": {"param1": 3, "param2": 4}}"#, false);
     assert_eq!((answer.status, answer.body), (200, json!({"result": 7})));
+}
+
+fn code_with_escaped_slashes_inits(engine: EngineKind) {
+    // Some JSON encoders write every `/` of the base64 as `\/`.
+    let executor = Executor::runtime(engine, &[]);
+    let body = serde_json::to_string(&init_body(&zip(&artifacts::read(artifacts::ADD)))).unwrap();
+    assert!(body.contains('/'), "the test needs a slash to escape");
+    let escaped = body.replace('/', "\\/");
+    assert_eq!(
+        executor.post_raw("/init", escaped.as_bytes(), true).status,
+        200
+    );
+    let answer = executor.post("/run", &json!({"value": {"param1": 2, "param2": 2}}));
+    assert_eq!(answer.body, json!({"result": 4}));
 }
 
 fn parameters_and_results_pass_verbatim_objects_and_arrays(engine: EngineKind) {
@@ -522,6 +555,7 @@ per_engine!(
     bad_base64_and_bad_zips_fail_init_with_a_sentence,
     malformed_json_is_a_400_on_both_routes,
     content_type_is_not_required,
+    code_with_escaped_slashes_inits,
     parameters_and_results_pass_verbatim_objects_and_arrays,
     an_application_error_is_still_200,
     a_result_that_is_not_a_dictionary_is_a_502,
