@@ -88,7 +88,8 @@ pub trait Engine: Send + Sync + Sized + 'static {
     /// The module's exported functions and its imports.
     fn interface(&self, module: &Self::Module) -> ModuleInterface;
 
-    /// Links the module for one action, granted what `config` grants.
+    /// Links the module for one action, granted what `config` grants. For a module already
+    /// in memory and no granted directory, this runs on an async worker: it must not block.
     fn link(
         &self,
         module: &Arc<Self::Module>,
