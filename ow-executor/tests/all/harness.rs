@@ -34,6 +34,18 @@ pub struct Answer {
     pub activation_id: Option<String>,
 }
 
+impl Answer {
+    /// Asserts that this is an error answer of `status` whose sentence mentions `words`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, words: &str) {
+        let error = self.body["error"].as_str().unwrap_or_default();
+        assert!(
+            self.status == status && error.contains(words),
+            "expected a {status} mentioning {words:?}, got {self:?}"
+        );
+    }
+}
+
 /// An HTTP answer as it came: for web actions, whose answers are not always JSON.
 #[derive(Debug)]
 pub struct HttpAnswer {

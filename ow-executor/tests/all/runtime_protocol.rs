@@ -129,59 +129,25 @@ fn bad_base64_and_bad_zips_fail_init_with_a_sentence(engine: EngineKind) {
         "/init",
         &json!({"value": {"code": "%%% not base64 %%%", "binary": true}}),
     );
-    assert_eq!(answer.status, 502);
-    assert!(
-        answer.body["error"].as_str().unwrap().contains("base64"),
-        "{:?}",
-        answer.body
-    );
+    answer.assert_error(502, "base64");
 
     let executor = Executor::runtime(engine, &[]);
     let readme = ow_common::code::zip_module("README.md", b"# not a module").unwrap();
     let answer = executor.post("/init", &init_body(&readme));
-    assert_eq!(answer.status, 502);
-    assert!(
-        answer.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("no WebAssembly module"),
-        "{:?}",
-        answer.body
-    );
+    answer.assert_error(502, "no WebAssembly module");
 }
 
 fn malformed_json_is_a_400_on_both_routes(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     for path in ["/init", "/run"] {
         let answer = executor.post_raw(path, b"{\"value\": ", true);
-        assert_eq!(answer.status, 400, "{path}");
-        assert!(
-            answer.body["error"]
-                .as_str()
-                .unwrap()
-                .contains("not valid JSON"),
-            "{answer:?}"
-        );
+        answer.assert_error(400, "not valid JSON");
     }
     // A body cut short after a field of the wrong type is still malformed JSON first.
     let answer = executor.post_raw("/init", b"{\"value\": {\"code\": 5}", true);
-    assert_eq!(answer.status, 400);
-    assert!(
-        answer.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("not valid JSON"),
-        "{answer:?}"
-    );
+    answer.assert_error(400, "not valid JSON");
     let answer = executor.post("/init", &json!({"value": {"code": 5}}));
-    assert_eq!(answer.status, 400);
-    assert!(
-        answer.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("does not match"),
-        "{answer:?}"
-    );
+    answer.assert_error(400, "does not match");
     let answer = executor.post("/run", &json!({"value": "a string"}));
     assert_eq!(answer.status, 400);
     // The container is still usable.
@@ -297,24 +263,11 @@ fn an_exit_with_a_code_is_a_502_with_the_code_in_the_logs(engine: EngineKind) {
 fn modules_that_cannot_run_here_are_refused_at_init_with_what_is_wrong(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     let answer = executor.init_module(&artifacts::read(artifacts::wat::UNKNOWN_IMPORT));
-    assert_eq!(answer.status, 502);
-    assert!(
-        answer.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("env.launch_missiles"),
-        "{:?}",
-        answer.body
-    );
+    answer.assert_error(502, "env.launch_missiles");
 
     let executor = Executor::runtime(engine, &[]);
     let answer = executor.init_module(&artifacts::read(artifacts::wat::NO_ENTRY_POINT));
-    assert_eq!(answer.status, 502);
-    assert!(
-        answer.body["error"].as_str().unwrap().contains("__ow_main"),
-        "{:?}",
-        answer.body
-    );
+    answer.assert_error(502, "__ow_main");
 }
 
 fn logs_go_to_their_stream_before_the_sentinels_after_every_activation(engine: EngineKind) {
