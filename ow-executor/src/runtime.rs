@@ -20,8 +20,8 @@ use ow_common::code::{RecentCode, decode_action_code};
 use ow_common::limits::ActionLimits;
 use ow_common::protocol::{InitRequest, RunRequest, sentences};
 use ow_common::runtime::{ActionConfig, Activation, Completion, InitError, Limits, PreparedAction};
-use serde::de::IgnoredAny;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -278,16 +278,20 @@ pub async fn answer_init(container: &Container, body: Body) -> Response {
 
 /// Reads an `/init` body in place: its code, hundreds of KiB, is borrowed, not copied.
 fn init_request(body: &[u8]) -> Result<InitRequest<'_>, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        // A body that is not JSON at all reads as such, even where a field went wrong first.
-        if e.is_data() && serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+    if let Ok(request) = serde_json::from_slice(body) {
+        return Ok(request);
+    }
+    // Otherwise through a JSON value, as the official runtimes read it: a body that is not
+    // JSON reads as such whatever field comes first, and a key sent twice counts once, the
+    // last (as `JSON.parse` does), where reading in place refuses the duplicate.
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid_json(&e))?;
+    InitRequest::deserialize(&value)
+        .map(InitRequest::into_owned)
+        .map_err(|e| {
             ApiError::bad_request(format!(
                 "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"
             ))
-        } else {
-            invalid_json(&e)
-        }
-    })
+        })
 }
 
 /// Answers a `/run` body for `container`: the result or the error.

@@ -176,6 +176,19 @@ fn code_with_escaped_slashes_inits(engine: EngineKind) {
     assert_eq!(answer.body, json!({"result": 4}));
 }
 
+fn a_field_sent_twice_counts_once_the_last_as_in_json_parse(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
+    let init = init_body(&zip(&artifacts::read(artifacts::ADD)));
+    let code = init["value"]["code"].as_str().unwrap();
+    let body = format!(r#"{{"value": {{"code": "%%% not base64", "code": "{code}"}}}}"#);
+    assert_eq!(
+        executor.post_raw("/init", body.as_bytes(), true).status,
+        200
+    );
+    let answer = executor.post("/run", &json!({"value": {"param1": 2, "param2": 2}}));
+    assert_eq!(answer.body, json!({"result": 4}));
+}
+
 fn parameters_and_results_pass_verbatim_objects_and_arrays(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ECHO);
@@ -509,6 +522,7 @@ per_engine!(
     malformed_json_is_a_400_on_both_routes,
     content_type_is_not_required,
     code_with_escaped_slashes_inits,
+    a_field_sent_twice_counts_once_the_last_as_in_json_parse,
     parameters_and_results_pass_verbatim_objects_and_arrays,
     an_application_error_is_still_200,
     a_result_that_is_not_a_dictionary_is_a_502,
