@@ -162,31 +162,33 @@ fn content_type_is_not_required(engine: EngineKind) {
     assert_eq!((answer.status, answer.body), (200, json!({"result": 7})));
 }
 
-fn code_with_escaped_slashes_inits(engine: EngineKind) {
-    // Some JSON encoders write every `/` of the base64 as `\/`.
+/// The base64 of `add`'s zip, as an `/init` body carries it.
+fn add_code() -> String {
+    let init = init_body(&zip(&artifacts::read(artifacts::ADD)));
+    init["value"]["code"].as_str().unwrap().to_owned()
+}
+
+/// Asserts that `body`, the text of an `/init` body for `add`, inits a container that adds.
+fn assert_inits_add(engine: EngineKind, body: &str) {
     let executor = Executor::runtime(engine, &[]);
-    let body = serde_json::to_string(&init_body(&zip(&artifacts::read(artifacts::ADD)))).unwrap();
-    assert!(body.contains('/'), "the test needs a slash to escape");
-    let escaped = body.replace('/', "\\/");
-    assert_eq!(
-        executor.post_raw("/init", escaped.as_bytes(), true).status,
-        200
-    );
+    let answer = executor.post_raw("/init", body.as_bytes(), true);
+    assert_eq!(answer.status, 200, "{answer:?}");
     let answer = executor.post("/run", &json!({"value": {"param1": 2, "param2": 2}}));
     assert_eq!(answer.body, json!({"result": 4}));
 }
 
+fn code_with_escaped_slashes_inits(engine: EngineKind) {
+    // Some JSON encoders write every `/` of the base64 as `\/`.
+    let code = add_code();
+    assert!(code.contains('/'), "the test needs a slash to escape");
+    let escaped = code.replace('/', "\\/");
+    assert_inits_add(engine, &format!(r#"{{"value": {{"code": "{escaped}"}}}}"#));
+}
+
 fn a_field_sent_twice_counts_once_the_last_as_in_json_parse(engine: EngineKind) {
-    let executor = Executor::runtime(engine, &[]);
-    let init = init_body(&zip(&artifacts::read(artifacts::ADD)));
-    let code = init["value"]["code"].as_str().unwrap();
+    let code = add_code();
     let body = format!(r#"{{"value": {{"code": "%%% not base64", "code": "{code}"}}}}"#);
-    assert_eq!(
-        executor.post_raw("/init", body.as_bytes(), true).status,
-        200
-    );
-    let answer = executor.post("/run", &json!({"value": {"param1": 2, "param2": 2}}));
-    assert_eq!(answer.body, json!({"result": 4}));
+    assert_inits_add(engine, &body);
 }
 
 fn parameters_and_results_pass_verbatim_objects_and_arrays(engine: EngineKind) {
