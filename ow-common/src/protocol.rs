@@ -74,7 +74,7 @@ impl InitValue<'_> {
     pub fn env_strings(&self) -> BTreeMap<String, String> {
         self.env
             .iter()
-            .map(|(key, value)| (key.clone(), json_text(value.clone())))
+            .map(|(key, value)| (key.clone(), json_text(value)))
             .collect()
     }
 
@@ -101,47 +101,53 @@ fn borrowed_str_or_null<'de, D>(deserializer: D) -> Result<Cow<'de, str>, D::Err
 where
     D: serde::Deserializer<'de>,
 {
-    struct StrOrNull;
+    deserializer.deserialize_option(CowStr)
+}
 
-    impl<'de> serde::de::Visitor<'de> for StrOrNull {
-        type Value = Cow<'de, str>;
+/// Reads a string borrowed from the input when it can be (it holds no escape), else owned.
+/// Read as an option, null is the empty string.
+struct CowStr;
 
-        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-            formatter.write_str("a string")
-        }
+impl<'de> serde::de::Visitor<'de> for CowStr {
+    type Value = Cow<'de, str>;
 
-        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(""))
-        }
-
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(""))
-        }
-
-        fn visit_some<D: serde::Deserializer<'de>>(
-            self,
-            deserializer: D,
-        ) -> Result<Self::Value, D::Error> {
-            deserializer.deserialize_str(self)
-        }
-
-        fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(text))
-        }
-
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(text.to_owned()))
-        }
-
-        fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(text))
-        }
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
     }
 
-    deserializer.deserialize_option(StrOrNull)
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(text))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(text))
+    }
 }
 
 /// `POST /run` body: the parameters plus the activation's context fields.
+///
+/// Read it from the body's bytes (`serde_json::from_slice`): the field names are then borrowed
+/// from them, and only what the activation keeps is allocated. A body that read refuses is
+/// read again as a JSON value by [`RunRequest::from_body`], whose typed error says why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRequest {
     /// The parameters: an object or an array; `{}` when missing or null.
@@ -167,45 +173,114 @@ impl RunRequest {
     /// String fields are taken as they are, numbers and booleans as their JSON text (a
     /// `deadline` may arrive as a number); nulls, objects and arrays carry no context.
     pub fn from_body(body: Value) -> Result<Self, RunRequestError> {
-        let Value::Object(mut fields) = body else {
+        let Value::Object(fields) = body else {
             return Err(RunRequestError::NotAnObject);
         };
-        let value = match fields.remove("value") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(value @ (Value::Object(_) | Value::Array(_))) => value,
-            Some(other) => return Err(RunRequestError::BadValue(json_type_name(&other))),
-        };
-        let context = fields
-            .into_iter()
-            .filter(|(_, value)| {
-                matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_))
-            })
-            .map(|(key, value)| (context_name(&key), json_text(value)))
-            .collect();
-        Ok(Self { value, context })
+        let mut request = Self::empty();
+        for (field, value) in fields {
+            request.set(&field, value)?;
+        }
+        Ok(request)
     }
 
     /// The activation deadline in epoch milliseconds, when one was sent and is a number.
     pub fn deadline_epoch_millis(&self) -> Option<u64> {
         self.context.get("__OW_DEADLINE")?.trim().parse().ok()
     }
+
+    /// A body without fields: no parameters, no context.
+    fn empty() -> Self {
+        Self {
+            value: Value::Object(Map::new()),
+            context: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the top-level field `field`. A field seen again replaces what it set, as in
+    /// `JSON.parse`, where the last of two equal keys wins.
+    fn set(&mut self, field: &str, value: Value) -> Result<(), RunRequestError> {
+        if field == "value" {
+            self.value = match value {
+                Value::Null => Value::Object(Map::new()),
+                value @ (Value::Object(_) | Value::Array(_)) => value,
+                other => return Err(RunRequestError::BadValue(json_type_name(&other))),
+            };
+            return Ok(());
+        }
+        let name = context_name(field);
+        match value {
+            Value::String(text) => self.context.insert(name, text),
+            value @ (Value::Number(_) | Value::Bool(_)) => {
+                self.context.insert(name, value.to_string())
+            }
+            Value::Null | Value::Object(_) | Value::Array(_) => self.context.remove(&name),
+        };
+        Ok(())
+    }
 }
 
-/// A string as it is (moved, not copied), anything else as its JSON text.
-fn json_text(value: Value) -> String {
+/// The in-place read: [`RunRequest::set`] for each field as it comes, the field's name
+/// borrowed from the body.
+impl<'de> Deserialize<'de> for RunRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = RunRequest;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut fields: A,
+            ) -> Result<RunRequest, A::Error> {
+                let mut request = RunRequest::empty();
+                while let Some(FieldName(field)) = fields.next_key()? {
+                    let value = fields.next_value()?;
+                    request
+                        .set(&field, value)
+                        .map_err(serde::de::Error::custom)?;
+                }
+                Ok(request)
+            }
+        }
+
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A field name, borrowed from the input unless it holds an escape.
+struct FieldName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(CowStr).map(FieldName)
+    }
+}
+
+/// A string as it is, anything else as its JSON text.
+fn json_text(value: &Value) -> String {
     match value {
-        Value::String(text) => text,
+        Value::String(text) => text.clone(),
         other => other.to_string(),
     }
 }
 
 /// The environment name of a context field: `__OW_` and the name in capitals, as the Node.js
 /// runtime writes it (`toUpperCase`, Unicode-aware). Built in one allocation: this runs for
-/// every field of every `/run`.
+/// every field of every `/run`, and the Unicode case tables are read only for a name that is
+/// not ASCII.
 fn context_name(field: &str) -> String {
     let mut name = String::with_capacity("__OW_".len() + field.len());
     name.push_str("__OW_");
-    name.extend(field.chars().flat_map(char::to_uppercase));
+    if field.is_ascii() {
+        name.push_str(field);
+        name.make_ascii_uppercase();
+    } else {
+        name.extend(field.chars().flat_map(char::to_uppercase));
+    }
     name
 }
 
@@ -314,6 +389,71 @@ mod tests {
             RunRequest::from_body(json!({"value": "x"})),
             Err(RunRequestError::BadValue("a string"))
         );
+    }
+
+    /// A run body read in place, as the executor reads it first.
+    fn run_in_place(body: &str) -> Result<RunRequest, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+
+    /// The same body read as a JSON value, as the executor reads it when the first read fails.
+    fn run_through_value(body: &str) -> Result<RunRequest, RunRequestError> {
+        RunRequest::from_body(serde_json::from_str(body).unwrap())
+    }
+
+    #[test]
+    fn a_run_body_reads_the_same_in_place_as_through_a_value() {
+        for body in [
+            r#"{"value": {"param1": 2}, "namespace": "guest", "deadline": 1700000060000}"#,
+            r#"{"value": [1, {"a": null}], "flag": true, "ratio": 1.5, "big": 1e3}"#,
+            r#"{"straße": "x", "ignored": {"nested": [1]}, "none": null, "list": []}"#,
+            r#"{"value": null, "esc\u0061ped": "a\"quote\u00e9"}"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(
+                run_in_place(body).unwrap(),
+                run_through_value(body).unwrap(),
+                "{body}"
+            );
+        }
+        let request = run_in_place(r#"{"esc\u0061ped": "a\"b", "big": 1e3}"#).unwrap();
+        assert_eq!(request.context["__OW_ESCAPED"], "a\"b");
+        assert_eq!(request.context["__OW_BIG"], "1000.0");
+    }
+
+    #[test]
+    fn a_run_field_sent_twice_counts_once_the_last() {
+        let body = r#"{"value": {"a": 1}, "value": {"b": 2}, "namespace": "first",
+            "namespace": "last", "api_key": "uuid:key", "api_key": null}"#;
+        for request in [
+            run_in_place(body).unwrap(),
+            run_through_value(body).unwrap(),
+        ] {
+            assert_eq!(request.value, json!({"b": 2}));
+            assert_eq!(request.context["__OW_NAMESPACE"], "last");
+            assert!(!request.context.contains_key("__OW_API_KEY"));
+        }
+        // A first value the in-place read refuses sends the body through a value, where the
+        // last one counts too.
+        let body = r#"{"value": "x", "value": {"b": 2}}"#;
+        assert!(run_in_place(body).is_err());
+        assert_eq!(run_through_value(body).unwrap().value, json!({"b": 2}));
+    }
+
+    #[test]
+    fn a_run_body_refused_in_place_is_refused_through_a_value_with_the_reason() {
+        for (body, reason) in [
+            (r#"[1]"#, RunRequestError::NotAnObject),
+            (r#""text""#, RunRequestError::NotAnObject),
+            (r#"{"value": "x"}"#, RunRequestError::BadValue("a string")),
+            (
+                r#"{"value": 5, "namespace": "guest"}"#,
+                RunRequestError::BadValue("a number"),
+            ),
+        ] {
+            assert!(run_in_place(body).is_err(), "{body}");
+            assert_eq!(run_through_value(body), Err(reason), "{body}");
+        }
     }
 
     /// An init body as the executor reads it: from its bytes.

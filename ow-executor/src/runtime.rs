@@ -8,7 +8,7 @@ use crate::engines::Engines;
 use crate::error::{ApiError, json_response};
 use crate::logs::ActivationLogSink;
 use crate::metrics::Metrics;
-use crate::server::{invalid_json, read_bounded, read_json_body};
+use crate::server::{invalid_json, read_bounded};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -294,13 +294,23 @@ fn init_request(body: &[u8]) -> Result<InitRequest<'_>, ApiError> {
         })
 }
 
+/// Reads a `/run` body in place: its field names are borrowed, and only what the activation
+/// keeps is allocated.
+fn run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
+    if let Ok(request) = serde_json::from_slice(body) {
+        return Ok(request);
+    }
+    // Otherwise through a JSON value, for the answer that says what is wrong with it: not
+    // JSON, not an object, or parameters that are neither object nor array.
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid_json(&e))?;
+    RunRequest::from_body(value).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 /// Answers a `/run` body for `container`: the result or the error.
 pub async fn answer_run(container: &Container, body: Body) -> Response {
     let outcome = async {
-        let body = read_json_body(body, MAX_RUN_BODY_BYTES).await?;
-        let request =
-            RunRequest::from_body(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        container.run(request).await
+        let body = read_bounded(body, MAX_RUN_BODY_BYTES).await?;
+        container.run(run_request(&body)?).await
     };
     match outcome.await {
         Ok(result) => json_response(StatusCode::OK, &result),

@@ -149,7 +149,9 @@ fn malformed_json_is_a_400_on_both_routes(engine: EngineKind) {
     let answer = executor.post("/init", &json!({"value": {"code": 5}}));
     answer.assert_error(400, "does not match");
     let answer = executor.post("/run", &json!({"value": "a string"}));
-    assert_eq!(answer.status, 400);
+    answer.assert_error(400, "must be a JSON object or array, not a string");
+    let answer = executor.post("/run", &json!([{"value": {}}]));
+    answer.assert_error(400, "must be a JSON object with the parameters");
     // The container is still usable.
     executor.init_ok(artifacts::ADD);
 }
@@ -501,6 +503,17 @@ fn each_activation_sees_its_own_ow_context_and_the_init_env(engine: EngineKind) 
     let env = executor.run(json!({})).body;
     assert!(env.get("__OW_API_KEY").is_none(), "{env}");
     assert!(env.get("__OW_ACTIVATION_ID").is_none(), "{env}");
+    // A field sent twice counts once, the last, as JSON.parse keeps it: a null sent last
+    // takes the context away. A name with an escape counts as the name it spells.
+    let body = br#"{"value": "not parameters", "activation_id": "first", "activation_id": "last",
+        "api_key": "uuid:key", "api_key": null, "action_\u006eame": "/guest/escaped",
+        "value": {}}"#;
+    let answer = executor.post_raw("/run", body, true);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let env = answer.body;
+    assert_eq!(env["__OW_ACTIVATION_ID"], "last");
+    assert!(env.get("__OW_API_KEY").is_none(), "{env}");
+    assert_eq!(env["__OW_ACTION_NAME"], "/guest/escaped");
 }
 
 fn unknown_routes_answer_json(engine: EngineKind) {
