@@ -23,12 +23,8 @@ pub struct ProcessStreams;
 impl ActivationLogSink for ProcessStreams {
     fn activation(&self, logs: &Logs) {
         // A closed stream (the invoker went away) is not the action's problem; nothing to do.
-        let _ = std::io::stdout()
-            .lock()
-            .write_all(&sentinel_block(&logs.stdout));
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(&sentinel_block(&logs.stderr));
+        let _ = write_block(&mut std::io::stdout().lock(), &logs.stdout);
+        let _ = write_block(&mut std::io::stderr().lock(), &logs.stderr);
     }
 
     fn stderr_line(&self, line: &str) {
@@ -36,35 +32,51 @@ impl ActivationLogSink for ProcessStreams {
     }
 }
 
-/// One stream's block: the captured bytes, a newline if they lack one, the sentinel line.
-pub fn sentinel_block(captured: &[u8]) -> Vec<u8> {
-    let mut block = Vec::with_capacity(captured.len() + LOG_SENTINEL.len() + 2);
+/// The sentinel line, for a stream the activation wrote nothing to.
+const SENTINEL_LINE: [u8; LOG_SENTINEL.len() + 1] = {
+    let mut line = [b'\n'; LOG_SENTINEL.len() + 1];
+    let mut at = 0;
+    while at < LOG_SENTINEL.len() {
+        line[at] = LOG_SENTINEL.as_bytes()[at];
+        at += 1;
+    }
+    line
+};
+
+/// Writes one stream's block in one write: the captured bytes, a newline if they lack one,
+/// the sentinel line. Most activations print nothing: their block is the sentinel line alone,
+/// written without building a block.
+fn write_block(stream: &mut impl Write, captured: &[u8]) -> std::io::Result<()> {
+    if captured.is_empty() {
+        return stream.write_all(&SENTINEL_LINE);
+    }
+    let mut block = Vec::with_capacity(captured.len() + 1 + SENTINEL_LINE.len());
     block.extend_from_slice(captured);
-    if !captured.is_empty() && !captured.ends_with(b"\n") {
+    if !captured.ends_with(b"\n") {
         block.push(b'\n');
     }
-    block.extend_from_slice(LOG_SENTINEL.as_bytes());
-    block.push(b'\n');
-    block
+    block.extend_from_slice(&SENTINEL_LINE);
+    stream.write_all(&block)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What [`write_block`] writes for `captured`.
+    fn written(captured: &[u8]) -> Vec<u8> {
+        let mut stream = Vec::new();
+        write_block(&mut stream, captured).unwrap();
+        stream
+    }
+
     #[test]
     fn blocks_end_with_the_sentinel_on_its_own_line() {
+        assert_eq!(written(b""), format!("{LOG_SENTINEL}\n").into_bytes());
         assert_eq!(
-            sentinel_block(b""),
-            format!("{LOG_SENTINEL}\n").into_bytes()
-        );
-        assert_eq!(
-            sentinel_block(b"a\nb"),
+            written(b"a\nb"),
             format!("a\nb\n{LOG_SENTINEL}\n").into_bytes()
         );
-        assert_eq!(
-            sentinel_block(b"a\n"),
-            format!("a\n{LOG_SENTINEL}\n").into_bytes()
-        );
+        assert_eq!(written(b"a\n"), format!("a\n{LOG_SENTINEL}\n").into_bytes());
     }
 }
