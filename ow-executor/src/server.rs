@@ -8,10 +8,10 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::header::CONNECTION;
 use axum::http::{HeaderValue, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use serde_json::Value;
+use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -98,9 +98,7 @@ pub fn with_fallback(router: Router) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Bodies are bounded per route by `read_bounded`.
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn(drain_unread_body))
+        .layer(DrainUnreadBodyLayer)
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -119,23 +117,60 @@ async fn method_not_allowed(uri: Uri) -> Response {
 /// the answer goes out. A body left unread costs the connection: hyper closes it (without
 /// saying so) when the rest of the body has not arrived yet, and the client's next request
 /// on it fails.
-async fn drain_unread_body(request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    let returned = Arc::new(Mutex::new(None));
-    let body = ReturnedOnDrop {
-        body: Some(body),
-        returned: returned.clone(),
-    };
-    let mut response = next.run(Request::from_parts(parts, Body::new(body))).await;
-    let unread = returned.lock().expect("unread body lock").take();
-    if let Some(unread) = unread
-        && !drain(unread, MAX_DRAINED_BYTES).await
-    {
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+///
+/// Written as a plain layer rather than with `axum::middleware::from_fn`, which boxes and
+/// clones the rest of the stack for every request: this runs for every `/run`.
+#[derive(Debug, Clone, Copy)]
+struct DrainUnreadBodyLayer;
+
+impl<S> tower_layer::Layer<S> for DrainUnreadBodyLayer {
+    type Service = DrainUnreadBody<S>;
+
+    fn layer(&self, route: S) -> Self::Service {
+        DrainUnreadBody { route }
     }
-    response
+}
+
+/// The service of [`DrainUnreadBodyLayer`] around one route.
+#[derive(Debug, Clone)]
+struct DrainUnreadBody<S> {
+    route: S,
+}
+
+impl<S> tower_service::Service<Request> for DrainUnreadBody<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.route.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let returned = Arc::new(Mutex::new(None));
+        let body = ReturnedOnDrop {
+            body: Some(body),
+            returned: returned.clone(),
+        };
+        let answered = self.route.call(Request::from_parts(parts, Body::new(body)));
+        Box::pin(async move {
+            let mut response = answered.await?;
+            let unread = returned.lock().expect("unread body lock").take();
+            if let Some(unread) = unread
+                && !drain(unread, MAX_DRAINED_BYTES).await
+            {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// Reads `body` to its end, dropping it, unless it holds more than `bound` bytes or fails.
@@ -157,7 +192,7 @@ async fn drain(mut body: Body, bound: u64) -> bool {
 }
 
 /// A request body that, dropped before its end, hands itself back to
-/// [`drain_unread_body`] instead of being dropped with the connection's unread bytes.
+/// [`DrainUnreadBody`] instead of being dropped with the connection's unread bytes.
 struct ReturnedOnDrop {
     body: Option<Body>,
     returned: Arc<Mutex<Option<Body>>>,
