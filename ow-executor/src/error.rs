@@ -168,12 +168,14 @@ impl IntoResponse for ApiError {
 /// A JSON answer with an exact `Content-Length` (the invoker treats a chunked answer as none).
 pub fn json_response(status: StatusCode, body: &(impl Serialize + ?Sized)) -> Response {
     let bytes = serde_json::to_vec(body).expect("answers serialize");
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
+    let mut response = Response::new(axum::body::Body::from(bytes));
+    *response.status_mut() = status;
+    // A static header value: every `/run` answers through here.
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 #[cfg(test)]

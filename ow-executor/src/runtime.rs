@@ -210,7 +210,11 @@ impl Container {
             env.insert("__OW_API_HOST".to_owned(), api_host.clone());
         }
         env.extend(request.context);
-        let activation_id = env.get("__OW_ACTIVATION_ID").cloned().unwrap_or_default();
+        // Only the executor's own diagnostics name it, and they are off unless asked for.
+        let activation_id = tracing::enabled!(tracing::Level::INFO)
+            .then(|| env.get("__OW_ACTIVATION_ID").cloned())
+            .flatten()
+            .unwrap_or_default();
         tracing::debug!(activation_id, "activation started");
         let activation = Activation {
             params: request.value,
