@@ -1,7 +1,7 @@
 //! The actions the measurements run and the bodies that carry them: the example modules of
-//! `ow-wasm-action-artifacts`, distinct copies of one module (a custom section appended, so the
-//! executor's content-hash cache sees new code), a synthetic large module, and the `/init` and
-//! `/run` bodies of OpenWhisk's action protocol.
+//! `ow-wasm-action-artifacts`, distinct copies of one module (renamed, so the executor's
+//! content-hash cache sees new code, precompiled or not), a synthetic large module, and the
+//! `/init` and `/run` bodies of OpenWhisk's action protocol.
 
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -65,18 +65,72 @@ pub fn workload(name: &str) -> anyhow::Result<Workload> {
     })
 }
 
-/// `wasm` with a custom section appended that holds `tag`: the same code, other bytes, so
-/// another content hash.
+/// `wasm` named `ow-evaluation-<tag>` in its name section: the same code, other bytes, so
+/// another content hash, for the module and for every engine's artifact of it. (A custom
+/// section of our own would do for the module, but the engines drop unknown custom sections
+/// when they precompile, which left every "distinct" precompiled copy the same artifact.)
 pub fn distinct(wasm: &[u8], tag: u64) -> Vec<u8> {
-    const NAME: &[u8] = b"ow-evaluation";
-    let mut payload = leb128(NAME.len() as u64);
-    payload.extend_from_slice(NAME);
-    payload.extend_from_slice(&tag.to_le_bytes());
-    let mut module = wasm.to_vec();
+    let name = format!("ow-evaluation-{tag}");
+    let mut module_name = leb128(name.len() as u64);
+    module_name.extend_from_slice(name.as_bytes());
+    let mut named = leb128(4);
+    named.extend_from_slice(b"name");
+    named.push(0); // the module-name subsection, which comes first
+    named.extend(leb128(module_name.len() as u64));
+    named.extend(module_name);
+    let mut module = wasm[..8].to_vec();
+    let mut sections = &wasm[8..];
+    let mut renamed = false;
+    while let Some((&id, rest)) = sections.split_first() {
+        let (size, rest) = read_leb128(rest);
+        let (body, next) = rest.split_at(size);
+        match name_subsections(id, body) {
+            Some(subsections) if !renamed => {
+                // Keep the other subsections (function names, …), without the old module name.
+                let others = match subsections.split_first() {
+                    Some((0, old)) => {
+                        let (size, old) = read_leb128(old);
+                        &old[size..]
+                    }
+                    _ => subsections,
+                };
+                named.extend_from_slice(others);
+                renamed = true;
+            }
+            _ => {
+                module.push(id);
+                module.extend(leb128(size as u64));
+                module.extend_from_slice(body);
+            }
+        }
+        sections = next;
+    }
     module.push(0); // custom section
-    module.extend(leb128(payload.len() as u64));
-    module.extend(payload);
+    module.extend(leb128(named.len() as u64));
+    module.extend(named);
     module
+}
+
+/// The subsections of `body` when it is the body of the custom section `name`.
+fn name_subsections(id: u8, body: &[u8]) -> Option<&[u8]> {
+    if id != 0 {
+        return None;
+    }
+    let (size, rest) = read_leb128(body);
+    let (custom_name, subsections) = rest.split_at(size);
+    (custom_name == b"name").then_some(subsections)
+}
+
+/// An unsigned LEB128 number at the start of `bytes`, and the bytes after it.
+fn read_leb128(bytes: &[u8]) -> (usize, &[u8]) {
+    let mut value = 0;
+    for (at, byte) in bytes.iter().enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * at);
+        if byte & 0x80 == 0 {
+            return (value, &bytes[at + 1..]);
+        }
+    }
+    panic!("a LEB128 number runs past the end of the module")
 }
 
 fn leb128(mut value: u64) -> Vec<u8> {
@@ -163,27 +217,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn distinct_copies_are_valid_modules_with_other_bytes() {
+    fn distinct_copies_are_other_code_for_the_cache_and_once_precompiled() {
         let add = read(artifacts::ADD);
         let (a, b) = (distinct(&add, 1), distinct(&add, 2));
         assert_ne!(a, b);
-        assert!(a.starts_with(&add));
         for module in [&a, &b] {
             assert_eq!(
                 ow_common::code::ModuleFormat::sniff(module),
                 ow_common::code::ModuleFormat::CoreModule
             );
         }
-        // The appended section parses: WAT's parser round-trips it through the binary reader.
+        // Precompiling drops unknown custom sections but keeps the module's name, which
+        // Wasmtime reads from the name section: the copies stay two artifacts.
         let tiny = wat::parse_str("(module)").unwrap();
-        let tagged = distinct(&tiny, 300);
-        assert_eq!(
-            &tagged[8..],
-            &[
-                0, 22, 13, b'o', b'w', b'-', b'e', b'v', b'a', b'l', b'u', b'a', b't', b'i', b'o',
-                b'n', 44, 1, 0, 0, 0, 0, 0, 0
-            ]
-        );
+        let artifact = |tag| {
+            ow_precompiler::package(ow_precompiler::Target::Wasmtime, &distinct(&tiny, tag))
+                .unwrap()
+                .0
+        };
+        assert_ne!(artifact(1), artifact(2));
+    }
+
+    #[test]
+    fn a_distinct_copy_renames_the_module_and_keeps_its_other_names() {
+        let contains =
+            |module: &[u8], text: &[u8]| module.windows(text.len()).any(|window| window == text);
+        let named = wat::parse_str("(module $old (func $kept))").unwrap();
+        assert!(contains(&named, b"old") && contains(&named, b"kept"));
+        let renamed = distinct(&named, 300);
+        assert!(contains(&renamed, b"ow-evaluation-300"));
+        assert!(!contains(&renamed, b"old"));
+        assert!(contains(&renamed, b"kept"));
+        // A module without a name section gets one, with the name alone.
+        let tiny = wat::parse_str("(module)").unwrap();
+        let mut expected = tiny.clone();
+        expected.extend([0, 25, 4]);
+        expected.extend(b"name");
+        expected.extend([0, 18, 17]);
+        expected.extend(b"ow-evaluation-300");
+        assert_eq!(distinct(&tiny, 300), expected);
     }
 
     #[test]

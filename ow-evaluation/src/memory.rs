@@ -2,7 +2,7 @@
 //! containers (`/start`, `/init`, one `/run`) of a small (a few hundred bytes of WAT), a
 //! medium (`echo`, a Rust SDK action) and a large (a generated 300 KiB module) module; and
 //! for N containers of one module against N containers of N distinct modules (the large
-//! module's bytes, each with its own custom section, so each is compiled and kept apart).
+//! module's bytes, each under its own name, so each is compiled and kept apart).
 //! Beside each figure, the part of it that is file-backed (`RssFile`): pages of the executable
 //! itself, first run by a compile, clean and shared with every process running the same file.
 
