@@ -219,8 +219,8 @@ impl RunRequest {
     }
 }
 
-/// The in-place read: [`RunRequest::set`] for each field as it comes, the field's name
-/// borrowed from the body.
+/// The in-place read: each field is taken as it comes, by the same rule as
+/// [`RunRequest::from_body`], its name borrowed from the body.
 impl<'de> Deserialize<'de> for RunRequest {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Fields;
