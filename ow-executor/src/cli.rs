@@ -146,18 +146,19 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// The engine configuration these flags describe; compiled modules are kept on disk in
-    /// `--cache-dir`, else in `default_cache_dir` (standalone's), else nowhere.
+    /// `--cache-dir`, else in `default_cache_dir` (standalone's), else nowhere; never with
+    /// `--no-disk-cache`.
     pub fn config(&self, default_cache_dir: Option<&Path>) -> EngineConfig {
         let cache = &self.cache;
-        let disk_cache =
-            cache
-                .cache_dir
-                .as_deref()
-                .or(default_cache_dir)
-                .map(|dir| DiskCacheConfig {
-                    dir: dir.to_owned(),
-                    policy: cache.disk_policy(),
-                });
+        let disk_cache = cache
+            .cache_dir
+            .as_deref()
+            .or(default_cache_dir)
+            .filter(|_| !cache.no_disk_cache)
+            .map(|dir| DiskCacheConfig {
+                dir: dir.to_owned(),
+                policy: cache.disk_policy(),
+            });
         let mut config = EngineConfig::default();
         config
             .trust_precompiled(self.trust_precompiled)
@@ -188,6 +189,12 @@ pub struct CacheArgs {
     /// only the executor can write.
     #[arg(long, env = "OW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Keep compiled modules in memory only, not on disk: standalone then writes no module
+    /// cache under its data directory (runtime and executor mode keep none unless given
+    /// `--cache-dir`).
+    #[arg(long, conflicts_with = "cache_dir", env = "OW_NO_DISK_CACHE")]
+    pub no_disk_cache: bool,
 
     /// Before serving, compile every .wasm file and every zip holding a module under this
     /// directory and its subdirectories, so that their first cold start is a cache hit.
@@ -457,10 +464,26 @@ mod tests {
         };
         let dir = executor.engine.config(None).disk_cache.map(|disk| disk.dir);
         assert_eq!(dir, Some(PathBuf::from("/c")));
+        let Command::Standalone(standalone) =
+            parse(&["ow-executor", "standalone", "--no-disk-cache"])
+        else {
+            panic!("standalone parses as standalone");
+        };
+        let config = standalone
+            .engine
+            .config(Some(&standalone.default_cache_dir()));
+        assert_eq!(config.disk_cache, None, "--no-disk-cache keeps none");
         for refused in [
             &["ow-executor", "runtime", "--memory-cache-entries", "0"][..],
             &["ow-executor", "runtime", "--disk-cache-policy", "arc"],
             &["ow-executor", "runtime", "--memory-cache-bytes", "lots"],
+            &[
+                "ow-executor",
+                "standalone",
+                "--no-disk-cache",
+                "--cache-dir",
+                "/c",
+            ],
         ] {
             assert!(Cli::try_parse_from(refused).is_err(), "{refused:?}");
         }

@@ -105,6 +105,28 @@ fn a_standalone_restart_invokes_a_known_action_without_compiling(engine: EngineK
     );
 }
 
+/// `--no-disk-cache`: standalone keeps compiled modules in memory only, so a restart compiles
+/// again and nothing is written under its data directory.
+#[test]
+fn without_a_disk_cache_a_standalone_restart_compiles_again_and_writes_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = Executor::standalone(data.path(), &["--no-disk-cache"]);
+    assert_eq!(create(&first, "add", artifacts::ADD, json!({})).status, 200);
+    assert_eq!(sum(&first, 1, 2), json!({"result": 3}));
+    first.kill();
+    let second = Executor::standalone(data.path(), &["--no-disk-cache"]);
+    assert_eq!(sum(&second, 2, 2), json!({"result": 4}));
+    assert_eq!(
+        compiles(&scrape(&second), EngineKind::Wasmtime),
+        1.0,
+        "the restart compiled add again"
+    );
+    assert!(
+        !data.path().join("module-cache").exists(),
+        "standalone wrote a module cache although told not to"
+    );
+}
+
 fn the_first_invoke_after_create_is_a_cold_start_that_finds_its_module_compiled(
     engine: EngineKind,
 ) {
