@@ -109,15 +109,18 @@ fn a_standalone_restart_invokes_a_known_action_without_compiling(engine: EngineK
 /// again and nothing is written under its data directory.
 #[test]
 fn without_a_disk_cache_a_standalone_restart_compiles_again_and_writes_nothing() {
+    // The first engine built in: Wasmtime, which keeps a disk cache unless told not to.
+    let engine = EngineKind::default();
+    let flags = ["--engine", engine.name(), "--no-disk-cache"];
     let data = tempfile::tempdir().unwrap();
-    let mut first = Executor::standalone(data.path(), &["--no-disk-cache"]);
+    let mut first = Executor::standalone(data.path(), &flags);
     assert_eq!(create(&first, "add", artifacts::ADD, json!({})).status, 200);
     assert_eq!(sum(&first, 1, 2), json!({"result": 3}));
     first.kill();
-    let second = Executor::standalone(data.path(), &["--no-disk-cache"]);
+    let second = Executor::standalone(data.path(), &flags);
     assert_eq!(sum(&second, 2, 2), json!({"result": 4}));
     assert_eq!(
-        compiles(&scrape(&second), EngineKind::Wasmtime),
+        compiles(&scrape(&second), engine),
         1.0,
         "the restart compiled add again"
     );
