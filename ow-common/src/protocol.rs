@@ -45,30 +45,6 @@ pub struct InitValue<'a> {
     pub annotations: Option<Value>,
 }
 
-impl InitRequest<'_> {
-    /// The same request, owning its code.
-    pub fn into_owned(self) -> InitRequest<'static> {
-        let InitValue {
-            name,
-            main,
-            binary,
-            code,
-            env,
-            annotations,
-        } = self.value;
-        InitRequest {
-            value: InitValue {
-                name,
-                main,
-                binary,
-                code: Cow::Owned(code.into_owned()),
-                env,
-                annotations,
-            },
-        }
-    }
-}
-
 impl InitValue<'_> {
     /// The init environment as strings.
     pub fn env_strings(&self) -> BTreeMap<String, String> {

@@ -280,34 +280,39 @@ pub async fn answer_init(container: &Container, body: Body) -> Response {
     }
 }
 
-/// Reads an `/init` body in place: its code, hundreds of KiB, is borrowed, not copied.
+/// Reads an `/init` body: its code, hundreds of KiB, is borrowed, not copied.
 fn init_request(body: &[u8]) -> Result<InitRequest<'_>, ApiError> {
-    if let Ok(request) = serde_json::from_slice(body) {
-        return Ok(request);
-    }
-    // Otherwise through a JSON value, as the official runtimes read it: a body that is not
-    // JSON reads as such whatever field comes first, and a key sent twice counts once, the
-    // last (as `JSON.parse` does), where reading in place refuses the duplicate.
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid_json(&e))?;
-    InitRequest::deserialize(&value)
-        .map(InitRequest::into_owned)
-        .map_err(|e| {
+    read_protocol_body(body, |value| {
+        InitRequest::deserialize(value).map_err(|e| {
             ApiError::bad_request(format!(
                 "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"
             ))
         })
+    })
 }
 
-/// Reads a `/run` body in place: its field names are borrowed, and only what the activation
-/// keeps is allocated.
+/// Reads a `/run` body: its field names are borrowed, and only what the activation keeps is
+/// allocated.
 fn run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
+    read_protocol_body(body, |value| {
+        RunRequest::from_body(value).map_err(|e| ApiError::bad_request(e.to_string()))
+    })
+}
+
+/// Reads a body of the action protocol in place, its strings borrowed from `body`. A body
+/// that read refuses is read again as a JSON value, as the official runtimes read it, and
+/// `through_value` takes it from there: so a body that is not JSON is answered as such
+/// whatever field comes first, a field of the wrong type is named, and a key sent twice
+/// counts once, the last (as `JSON.parse` does), where a derived in-place read refuses it.
+fn read_protocol_body<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    through_value: impl FnOnce(Value) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     if let Ok(request) = serde_json::from_slice(body) {
         return Ok(request);
     }
-    // Otherwise through a JSON value, for the answer that says what is wrong with it: not
-    // JSON, not an object, or parameters that are neither object nor array.
-    let value: Value = serde_json::from_slice(body).map_err(|e| invalid_json(&e))?;
-    RunRequest::from_body(value).map_err(|e| ApiError::bad_request(e.to_string()))
+    let value = serde_json::from_slice(body).map_err(|e| invalid_json(&e))?;
+    through_value(value)
 }
 
 /// Answers a `/run` body for `container`: the result or the error.
