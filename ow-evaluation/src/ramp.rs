@@ -3,12 +3,13 @@
 //! throughput plateaus (no step beating the best by 5% for 3 steps) or the client limit is
 //! reached, for `hash` alone, `sleep` alone and a half-and-half mix. Then a burst: B
 //! concurrent `sleep` activations at once, each on its own connection, and the wall time
-//! until the last one answers; twice on one fresh executor, because the first burst also
-//! pays for everything the process touches for the first time (instance slots, fiber stacks,
-//! its own heap) and the second shows what a burst costs an executor that has seen one.
+//! until the last one answers, with the executor's CPU and its peak resident memory over the
+//! burst; twice on one fresh executor, because the first burst also pays for everything the
+//! process touches for the first time (instance slots, fiber stacks, its own heap) and the
+//! second shows what a burst costs an executor that has seen one.
 
 use crate::actions::{self, Workload};
-use crate::executor::Server;
+use crate::executor::{self, Server};
 use crate::load::{self, Client, Connection, Load, Mix, Request, post};
 use crate::plot::{Lines, Scale, Series};
 use crate::report::{Report, Table, num};
@@ -17,6 +18,8 @@ use crate::{Profile, Setup, parse_duration, progress};
 use anyhow::Context;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -129,12 +132,35 @@ async fn ramp(
     Ok((steps, plateaued, finished.first_error))
 }
 
-/// B concurrent activations, each on a new connection: wall time and latencies.
-async fn burst(
-    addr: SocketAddr,
-    run: &Request,
-    count: usize,
-) -> anyhow::Result<(Duration, Summary, usize)> {
+/// What one burst measured.
+struct Burst {
+    wall: Duration,
+    latency: Summary,
+    failed: usize,
+    /// CPU the executor spent from the first request to the last answer.
+    server_cpu: Duration,
+    /// The executor's largest `VmRSS` seen meanwhile (sampled every 10 ms), KiB.
+    peak_rss_kib: u64,
+}
+
+/// B concurrent activations, each on a new connection, against the executor `server`: wall
+/// time, latencies, and what the burst cost the executor in CPU and memory.
+async fn burst(server: &Server, run: &Request, count: usize) -> anyhow::Result<Burst> {
+    let addr = server.addr;
+    let pid = server.pid();
+    let cpu_before = server.cpu_time()?;
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(executor::rss_kib(pid)?);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            anyhow::Ok(peak.max(executor::rss_kib(pid)?))
+        }
+    });
     let started = Instant::now();
     let mut pending = JoinSet::new();
     for _ in 0..count {
@@ -155,7 +181,17 @@ async fn burst(
             failed += 1;
         }
     }
-    Ok((started.elapsed(), Summary::of(latencies), failed))
+    let wall = started.elapsed();
+    let server_cpu = server.cpu_time()?.saturating_sub(cpu_before);
+    sampling.store(false, Ordering::Relaxed);
+    let peak_rss_kib = sampler.await??;
+    Ok(Burst {
+        wall,
+        latency: Summary::of(latencies),
+        failed,
+        server_cpu,
+        peak_rss_kib,
+    })
 }
 
 /// Runs `ramp`.
@@ -213,6 +249,8 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
             "wall s",
             "p50 ms",
             "p99 ms",
+            "server CPU s",
+            "peak RSS MiB",
             "failed",
         ],
     );
@@ -297,15 +335,17 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
             .await?;
             let run = container(server.addr, &sleep).await?;
             for round in ["first (fresh executor)", "second (same executor)"] {
-                let (wall, latency, failed) = burst(server.addr, &run, burst_size).await?;
+                let measured = burst(&server, &run, burst_size).await?;
                 bursts.push(vec![
                     json!(engine),
                     json!(round),
                     json!(burst_size),
-                    num(wall.as_secs_f64()),
-                    num(latency.p50),
-                    num(latency.p99),
-                    json!(failed),
+                    num(measured.wall.as_secs_f64()),
+                    num(measured.latency.p50),
+                    num(measured.latency.p99),
+                    num(measured.server_cpu.as_secs_f64()),
+                    num(measured.peak_rss_kib as f64 / 1024.0),
+                    json!(measured.failed),
                 ]);
             }
             spinner.finish_and_clear();
