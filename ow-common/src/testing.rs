@@ -406,6 +406,22 @@ mod helpers {
         }
     }
 
+    /// Runs `action` with `params` and a 300 ms time limit that it outlasts: the run ends in
+    /// the timeout, and the instance is gone within the engine's margin of the deadline.
+    pub async fn runs_into_its_deadline(
+        engine: &dyn WasmRuntime,
+        subject: Subject,
+        action: &dyn PreparedAction,
+        params: Value,
+    ) -> Completion {
+        let activation = activation(params, Duration::from_millis(300));
+        let deadline = activation.deadline;
+        let completion = action.run(activation).await;
+        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
+        stopped_near(engine, deadline, subject.stop_margin).await;
+        completion
+    }
+
     /// How many threads this process has (Linux tells in `/proc/self/status`).
     fn os_threads() -> usize {
         let status = std::fs::read_to_string("/proc/self/status")
@@ -899,15 +915,11 @@ pub mod cases {
             ActionConfig::default(),
         )
         .await;
-        let activation = activation(json!({}), Duration::from_millis(300));
-        let deadline = activation.deadline;
-        let completion = action.run(activation).await;
-        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
+        let completion = runs_into_its_deadline(&*engine, subject, &*action, json!({})).await;
         assert_eq!(
             completion.outcome.unwrap_err().to_string(),
             "The action exceeded its time limits of 300 milliseconds."
         );
-        stopped_near(&*engine, deadline, subject.stop_margin).await;
         let echo = prepare_ok(&*engine, artifacts::ECHO, ActionConfig::default()).await;
         assert_eq!(
             run(&echo, json!({"a": 1})).await.outcome,
@@ -925,22 +937,14 @@ pub mod cases {
             ActionConfig::default(),
         )
         .await;
-        let activation = activation(json!({}), Duration::from_millis(300));
-        let deadline = activation.deadline;
-        let completion = action.run(activation).await;
-        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
-        stopped_near(&*engine, deadline, subject.stop_margin).await;
+        runs_into_its_deadline(&*engine, subject, &*action, json!({})).await;
     }
 
     /// An action waiting in the host (a WASI sleep) is stopped at its deadline too.
     pub async fn a_wait_in_the_host_stops_at_its_deadline(subject: Subject) {
         let engine = engine(subject);
         let action = prepare_ok(&*engine, artifacts::SLEEP, ActionConfig::default()).await;
-        let activation = activation(json!({"ms": 600_000}), Duration::from_millis(300));
-        let deadline = activation.deadline;
-        let completion = action.run(activation).await;
-        assert_eq!(completion.outcome, Err(RunError::Timeout { limit_ms: 300 }));
-        stopped_near(&*engine, deadline, subject.stop_margin).await;
+        runs_into_its_deadline(&*engine, subject, &*action, json!({"ms": 600_000})).await;
     }
 
     /// Growing memory past the limit is refused, and the trap that follows reads as the
