@@ -105,3 +105,57 @@ fn throughput_measures_the_floor_in_the_same_run() {
     assert_eq!(floor[12], "0", "no request to the floor failed: {floor:?}");
     assert_png(&out.path().join("throughput.png"));
 }
+
+#[test]
+fn ramp_bursts_twice_on_one_executor_and_says_what_each_burst_cost_it() {
+    let out = tempfile::tempdir().unwrap();
+    evaluate(
+        out.path(),
+        &[
+            "ramp",
+            "--workloads",
+            "sleep",
+            "--io-step",
+            "1",
+            "--io-max-clients",
+            "1",
+            "--interval",
+            "100ms",
+            "--burst",
+            "20",
+        ],
+    );
+    let rows = csv(out.path(), "ramp-burst");
+    assert_eq!(
+        rows[0],
+        [
+            "engine",
+            "burst",
+            "activations",
+            "wall s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU s",
+            "peak RSS MiB",
+            "failed"
+        ]
+    );
+    let bursts = &rows[1..];
+    assert!(
+        !bursts.is_empty() && bursts.len().is_multiple_of(2),
+        "{bursts:?}"
+    );
+    for pair in bursts.chunks(2) {
+        assert_eq!(pair[0][0], pair[1][0], "both bursts of an engine: {pair:?}");
+        assert_eq!(pair[0][1], "first (fresh executor)");
+        assert_eq!(pair[1][1], "second (same executor)");
+        for burst in pair {
+            assert_eq!(burst[2], "20");
+            assert_eq!(burst[8], "0", "no activation failed: {burst:?}");
+            let cpu: f64 = burst[6].parse().expect("server CPU is a number");
+            assert!(cpu >= 0.0, "{burst:?}");
+            let peak: f64 = burst[7].parse().expect("peak RSS is a number");
+            assert!(peak > 1.0, "the executor holds more than 1 MiB: {burst:?}");
+        }
+    }
+}
