@@ -139,7 +139,8 @@ struct Burst {
     failed: usize,
     /// CPU the executor spent from the first request to the last answer.
     server_cpu: Duration,
-    /// The executor's largest `VmRSS` seen meanwhile (sampled every 10 ms), KiB.
+    /// The executor's largest `VmRSS` seen meanwhile, KiB: sampled about every 10 ms (the
+    /// sampler is one task among the burst's), so a shorter peak can be missed.
     peak_rss_kib: u64,
 }
 
