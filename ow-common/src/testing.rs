@@ -228,6 +228,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases ($factory)
             sdk_actions_answer_objects_and_arrays_verbatim,
             stdio_actions_read_stdin_and_answer_on_their_last_stdout_line,
+            wasm_simd_code_answers_as_its_portable_build_does,
             an_exported_function_is_called_with_the_parameters_args,
             args_that_do_not_fit_the_export_are_an_error_naming_what_it_takes,
             a_main_naming_no_callable_export_is_refused_at_prepare,
@@ -506,6 +507,29 @@ pub mod cases {
             run(&add, json!({"param1": 2, "param2": 2})).await.outcome,
             Ok(json!({"result": 4}))
         );
+    }
+
+    /// Wasm SIMD (`simd128`, part of Wasm 2.0) runs: the `hash` example built with BLAKE3's
+    /// SIMD code answers what its portable build answers.
+    pub async fn wasm_simd_code_answers_as_its_portable_build_does(subject: Subject) {
+        let engine = engine(subject);
+        let portable = prepare_ok(&*engine, artifacts::HASH, ActionConfig::default()).await;
+        let expected = run(&portable, json!({"iterations": 3})).await.outcome;
+        assert!(
+            expected
+                .as_ref()
+                .is_ok_and(|answer| answer["hash"].is_string()),
+            "{expected:?}"
+        );
+        let simd = prepare(
+            &*engine,
+            artifacts::read(artifacts::HASH_SIMD128),
+            ActionConfig::default(),
+        )
+        .await
+        .map_err(|error| error.to_string());
+        let simd = simd.expect("the SIMD build prepares");
+        assert_eq!(run(&simd, json!({"iterations": 3})).await.outcome, expected);
     }
 
     /// stdio ABI: JSON parameters on stdin (none means `{}`), the result is the last stdout

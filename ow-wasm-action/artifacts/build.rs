@@ -1,5 +1,6 @@
-//! Builds every example action of `ow-wasm-action` for `wasm32-wasip1` and every `.wat` test
-//! module, then generates one constant per module path and the `foreach_action!` macro.
+//! Builds every example action of `ow-wasm-action` for `wasm32-wasip1` (and `hash` once more
+//! with Wasm SIMD) and every `.wat` test module, then generates one constant per module path and
+//! the `foreach_action!` macro.
 //!
 //! The guest build is a nested `cargo build` into its own target directory, so the host build's
 //! flags (coverage, sanitizers) never leak into the guests and no manual step is needed.
@@ -24,7 +25,19 @@ fn main() {
         .expect("ow-wasm-action lives in the workspace");
 
     let examples = example_names(&sdk_dir.join("examples"));
-    let guest_dir = build_examples(workspace_dir, &out_dir);
+    let guest_dir = build_examples(
+        workspace_dir,
+        &out_dir.join("guest-target"),
+        &["--examples"],
+    );
+    // The same `hash`, with BLAKE3's Wasm SIMD code in place of its portable code: what a user
+    // who builds with `simd128` gets, and the fair match for the native build, which uses the
+    // host's SIMD.
+    let simd_dir = build_examples(
+        workspace_dir,
+        &out_dir.join("guest-target-simd128"),
+        &["--example", "hash", "--features", "blake3/wasm32_simd"],
+    );
     let wat_modules = build_wat_modules(&manifest_dir.join("wat"), &out_dir);
 
     let mut generated = String::new();
@@ -41,6 +54,21 @@ fn main() {
         )
         .unwrap();
     }
+    let hash_simd128 = simd_dir.join("hash.wasm");
+    assert!(
+        hash_simd128.is_file(),
+        "cargo did not produce {}",
+        hash_simd128.display()
+    );
+    emit_dep_info(&simd_dir.join("hash.d"));
+    writeln!(
+        generated,
+        "/// The `hash` example built with BLAKE3's Wasm SIMD (`simd128`) code: same answers as \
+         [`HASH`], for engines that run Wasm SIMD.\n\
+         pub const HASH_SIMD128: &str = {:?};",
+        hash_simd128.display().to_string()
+    )
+    .unwrap();
     generated.push_str(
         "\n/// Every example action, `(name, path)`.\npub const EXAMPLES: &[(&str, &str)] = &[\n",
     );
@@ -96,23 +124,18 @@ fn example_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Runs the nested guest build and returns the directory holding the example modules.
-fn build_examples(workspace_dir: &Path, out_dir: &Path) -> PathBuf {
-    let target_dir = out_dir.join("guest-target");
+/// Runs a nested guest build of the examples `selection` names into `target_dir`; returns the
+/// directory holding the example modules.
+fn build_examples(workspace_dir: &Path, target_dir: &Path, selection: &[&str]) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_dir)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "ow-wasm-action",
-            "--examples",
-        ])
+        .args(["build", "--release", "--package", "ow-wasm-action"])
+        .args(selection)
         .arg(format!("--target={GUEST_TARGET}"))
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         // Small modules without debug info, whatever the workspace's release profile says.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
