@@ -16,8 +16,59 @@ pub struct Workload {
     pub abi: &'static str,
     /// The path of the module.
     pub module: &'static str,
+    /// The path of the same action built with Wasm SIMD, if it has such a build.
+    pub simd_module: Option<&'static str>,
     /// The parameters of each activation.
     pub params: Value,
+}
+
+/// Engines built without Wasm SIMD. WAMR's fast interpreter runs SIMD only with the SIMDe
+/// library, which its build fetches from GitHub; it refuses SIMD code at `/init`, as the `ow-wamr`
+/// conformance gap `wasm_simd_code_answers_as_its_portable_build_does` pins.
+const ENGINES_WITHOUT_SIMD: &[&str] = &["wamr"];
+
+impl Workload {
+    /// The module `engine` runs: the SIMD build where there is one and the engine runs Wasm SIMD
+    /// (as the `native` baseline uses the host's SIMD), else the portable one.
+    pub fn module_on(&self, engine: &str) -> &'static str {
+        match self.simd_module {
+            Some(simd) if !ENGINES_WITHOUT_SIMD.contains(&engine) => simd,
+            _ => self.module,
+        }
+    }
+
+    /// Which build of the module `engine` runs, for tables: `simd128` or `portable`.
+    pub fn build_on(&self, engine: &str) -> &'static str {
+        if self.module_on(engine) == self.module {
+            "portable"
+        } else {
+            "simd128"
+        }
+    }
+
+    /// For a report's notes, if the workload has a SIMD build: which build each of `engines`
+    /// runs.
+    pub fn builds_note(&self, engines: &[String]) -> Option<String> {
+        self.simd_module?;
+        let on = |build: &str| {
+            let engines: Vec<&str> = engines
+                .iter()
+                .filter(|engine| self.build_on(engine) == build)
+                .map(String::as_str)
+                .collect();
+            engines.join(", ")
+        };
+        let (simd, portable) = (on("simd128"), on("portable"));
+        let mut note = format!("`{}` runs its Wasm SIMD (simd128) build", self.name);
+        if !simd.is_empty() {
+            note += &format!(" on {simd}");
+        }
+        note += ", as the native baseline uses the host's SIMD";
+        if !portable.is_empty() {
+            note += &format!("; its portable build on {portable}, built without Wasm SIMD");
+        }
+        Some(note + ".")
+    }
 }
 
 /// The workload called `name`.
@@ -27,36 +78,42 @@ pub fn workload(name: &str) -> anyhow::Result<Workload> {
             name: "add",
             abi: "sdk",
             module: artifacts::ADD,
+            simd_module: None,
             params: json!({"param1": 2, "param2": 2}),
         },
         "echo" => Workload {
             name: "echo",
             abi: "sdk",
             module: artifacts::ECHO,
+            simd_module: None,
             params: json!({"payload": "x".repeat(256)}),
         },
         "stdio_add" => Workload {
             name: "stdio_add",
             abi: "stdio",
             module: artifacts::STDIO_ADD,
+            simd_module: None,
             params: json!({"param1": 2, "param2": 2}),
         },
         "hash" => Workload {
             name: "hash",
             abi: "sdk",
             module: artifacts::HASH,
+            simd_module: Some(artifacts::HASH_SIMD128),
             params: json!({"iterations": 100}),
         },
         "sleep" => Workload {
             name: "sleep",
             abi: "sdk",
             module: artifacts::SLEEP,
+            simd_module: None,
             params: json!({"ms": 300}),
         },
         "log" => Workload {
             name: "log",
             abi: "sdk",
             module: artifacts::LOG,
+            simd_module: None,
             params: json!({"lines": 5}),
         },
         other => anyhow::bail!(
@@ -290,7 +347,33 @@ mod tests {
         for name in ["add", "echo", "stdio_add", "hash", "sleep", "log"] {
             let workload = workload(name).unwrap();
             assert!(std::path::Path::new(workload.module).is_file(), "{name}");
+            if let Some(simd) = workload.simd_module {
+                assert!(std::path::Path::new(simd).is_file(), "{name}");
+            }
         }
         assert!(workload("nope").is_err());
+    }
+
+    #[test]
+    fn hash_runs_its_simd_build_on_engines_that_run_simd() {
+        let hash = workload("hash").unwrap();
+        assert_eq!(hash.module_on("wasmtime"), artifacts::HASH_SIMD128);
+        assert_eq!(hash.build_on("wasmer"), "simd128");
+        assert_eq!(hash.module_on("wamr"), artifacts::HASH);
+        assert_eq!(hash.build_on("wamr"), "portable");
+        let add = workload("add").unwrap();
+        assert_eq!(add.module_on("wasmtime"), artifacts::ADD);
+        assert_eq!(add.build_on("wasmtime"), "portable");
+        let engines = [
+            "wasmtime".to_owned(),
+            "wasmer".to_owned(),
+            "wamr".to_owned(),
+        ];
+        assert_eq!(
+            hash.builds_note(&engines).unwrap(),
+            "`hash` runs its Wasm SIMD (simd128) build on wasmtime, wasmer, as the native \
+             baseline uses the host's SIMD; its portable build on wamr, built without Wasm SIMD."
+        );
+        assert_eq!(add.builds_note(&engines), None);
     }
 }

@@ -60,8 +60,9 @@ struct Step {
     latency: Summary,
 }
 
-/// A container of `workload` in the executor at `addr`: the request of one activation.
-async fn container(addr: SocketAddr, workload: &Workload) -> anyhow::Result<Request> {
+/// A container of `workload` in the executor at `addr`, which runs `engine`: the request of one
+/// activation.
+async fn container(addr: SocketAddr, engine: &str, workload: &Workload) -> anyhow::Result<Request> {
     let mut client = Client::new(addr, Connection::KeepAlive);
     let id = client
         .send(&Request::post("/start", &json!({})))
@@ -71,7 +72,7 @@ async fn container(addr: SocketAddr, workload: &Workload) -> anyhow::Result<Requ
         .as_str()
         .context("/start answered no containerId")?
         .to_owned();
-    let archive = actions::zip(&actions::read(workload.module))?;
+    let archive = actions::zip(&actions::read(workload.module_on(engine)))?;
     client
         .send(&Request::post(
             format!("/{id}/init"),
@@ -262,8 +263,8 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
         .collect();
     for engine in &setup.engines {
         let server = Server::executor(&setup.executor, "executor", engine, &[]).await?;
-        let hash_run = container(server.addr, &hash).await?;
-        let sleep_run = container(server.addr, &sleep).await?;
+        let hash_run = container(server.addr, engine, &hash).await?;
+        let sleep_run = container(server.addr, engine, &sleep).await?;
         for (workload, series) in &mut charts {
             let (mix, step, max) = match workload.as_str() {
                 "hash" => (Mix::one(hash_run.clone()), step, max_clients),
@@ -334,7 +335,7 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
                 &["--max-instances", &slots],
             )
             .await?;
-            let run = container(server.addr, &sleep).await?;
+            let run = container(server.addr, engine, &sleep).await?;
             for round in ["first (fresh executor)", "second (same executor)"] {
                 let measured = burst(&server, &run, burst_size).await?;
                 bursts.push(vec![
@@ -351,6 +352,9 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
             }
             spinner.finish_and_clear();
         }
+    }
+    if args.workloads.iter().any(|w| w == "hash" || w == "mixed") {
+        report.notes.extend(hash.builds_note(&setup.engines));
     }
     report.tables.push(summary);
     if burst_size > 0 {

@@ -98,9 +98,9 @@ fn class_name(hot: bool, cpu: bool) -> &'static str {
     }
 }
 
-/// Creates the actions in standalone; the requests that invoke them.
-async fn create(server: &Server, actions: &[Action]) -> anyhow::Result<Vec<Request>> {
-    let hash = actions::read(actions::workload("hash")?.module);
+/// Creates the actions in standalone, which runs `engine`; the requests that invoke them.
+async fn create(server: &Server, engine: &str, actions: &[Action]) -> anyhow::Result<Vec<Request>> {
+    let hash = actions::read(actions::workload("hash")?.module_on(engine));
     let sleep = actions::read(actions::workload("sleep")?.module);
     let mut client = Client::new(server.addr, Connection::KeepAlive);
     let mut requests = Vec::new();
@@ -184,7 +184,7 @@ pub async fn run(setup: &Setup, args: &RealisticArgs) -> anyhow::Result<Report> 
             &["--data-dir", data_dir, "--idle-timeout", &args.idle_timeout],
         )
         .await?;
-        let requests = create(&server, &actions).await?;
+        let requests = create(&server, engine, &actions).await?;
         let mix = Mix::weighted(requests.into_iter().zip(weights.iter().copied()).collect());
         let bar = progress::bar(&format!("realistic {engine}"), duration.as_secs());
         let ticker = {
@@ -259,6 +259,9 @@ pub async fn run(setup: &Setup, args: &RealisticArgs) -> anyhow::Result<Report> 
             ));
         }
     }
+    report
+        .notes
+        .extend(actions::workload("hash")?.builds_note(&setup.engines));
     report.tables.push(table);
     report.draw(
         &setup.out_dir,

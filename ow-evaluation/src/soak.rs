@@ -34,7 +34,6 @@ pub async fn run(setup: &Setup, args: &SoakArgs) -> anyhow::Result<Report> {
     if workload.name == "hash" {
         workload.params = json!({"iterations": 100});
     }
-    let archive = actions::zip(&actions::read(workload.module))?;
     let run = Request::post("/run", &actions::run_body(&workload.params));
     let mut report = Report::new("soak");
     let mut table = Table::new(
@@ -55,6 +54,7 @@ pub async fn run(setup: &Setup, args: &SoakArgs) -> anyhow::Result<Report> {
     let mut series = Vec::new();
     let mut extra = Vec::new();
     for engine in &setup.engines {
+        let archive = actions::zip(&actions::read(workload.module_on(engine)))?;
         let server = Server::runtime_with(&setup.executor, engine, &archive, &[]).await?;
         let bar = progress::bar(engine, args.activations);
         let load = Load::start(
