@@ -42,33 +42,17 @@ fn main() {
 
     let mut generated = String::new();
     for name in &examples {
-        let path = guest_dir.join(format!("{name}.wasm"));
-        assert!(path.is_file(), "cargo did not produce {}", path.display());
-        emit_dep_info(&guest_dir.join(format!("{name}.d")));
-        writeln!(
-            generated,
-            "/// The `{name}` example action, built for `{GUEST_TARGET}`.\n\
-             pub const {}: &str = {:?};",
-            name.to_uppercase(),
-            path.display().to_string()
-        )
-        .unwrap();
+        let doc = format!("The `{name}` example action, built for `{GUEST_TARGET}`.");
+        emit_module(&mut generated, &guest_dir, name, &name.to_uppercase(), &doc);
     }
-    let hash_simd128 = simd_dir.join("hash.wasm");
-    assert!(
-        hash_simd128.is_file(),
-        "cargo did not produce {}",
-        hash_simd128.display()
+    emit_module(
+        &mut generated,
+        &simd_dir,
+        "hash",
+        "HASH_SIMD128",
+        "The `hash` example built with BLAKE3's Wasm SIMD (`simd128`) code: same answers as \
+         [`HASH`], for engines that run Wasm SIMD.",
     );
-    emit_dep_info(&simd_dir.join("hash.d"));
-    writeln!(
-        generated,
-        "/// The `hash` example built with BLAKE3's Wasm SIMD (`simd128`) code: same answers as \
-         [`HASH`], for engines that run Wasm SIMD.\n\
-         pub const HASH_SIMD128: &str = {:?};",
-        hash_simd128.display().to_string()
-    )
-    .unwrap();
     generated.push_str(
         "\n/// Every example action, `(name, path)`.\npub const EXAMPLES: &[(&str, &str)] = &[\n",
     );
@@ -164,6 +148,20 @@ fn build_examples(workspace_dir: &Path, target_dir: &Path, selection: &[&str]) -
         .join(GUEST_TARGET)
         .join("release")
         .join("examples")
+}
+
+/// Appends to `generated` the constant `constant`, documented by `doc`: the path of example
+/// `name` as built into `dir`, whose sources cargo then watches.
+fn emit_module(generated: &mut String, dir: &Path, name: &str, constant: &str, doc: &str) {
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.is_file(), "cargo did not produce {}", path.display());
+    emit_dep_info(&dir.join(format!("{name}.d")));
+    writeln!(
+        generated,
+        "/// {doc}\npub const {constant}: &str = {:?};",
+        path.display().to_string()
+    )
+    .unwrap();
 }
 
 /// Tells cargo to rerun this script when any source file a guest was built from changes.
