@@ -353,6 +353,10 @@ pub trait WasmRuntime: Send + Sync + 'static {
     /// The engine's name, as `--engine` spells it.
     fn name(&self) -> &'static str;
 
+    /// Whether the engine runs Wasm SIMD (`simd128`) code; one that does not refuses it at
+    /// prepare.
+    fn runs_wasm_simd(&self) -> bool;
+
     /// What the engine is doing right now.
     fn stats(&self) -> EngineStats;
 

@@ -228,7 +228,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases ($factory)
             sdk_actions_answer_objects_and_arrays_verbatim,
             stdio_actions_read_stdin_and_answer_on_their_last_stdout_line,
-            wasm_simd_code_answers_as_its_portable_build_does,
+            wasm_simd_code_runs_where_the_engine_says_it_does,
             an_exported_function_is_called_with_the_parameters_args,
             args_that_do_not_fit_the_export_are_an_error_naming_what_it_takes,
             a_main_naming_no_callable_export_is_refused_at_prepare,
@@ -509,9 +509,12 @@ pub mod cases {
         );
     }
 
-    /// Wasm SIMD (`simd128`, part of Wasm 2.0) runs: the `hash` example built with BLAKE3's
-    /// SIMD code answers what its portable build answers.
-    pub async fn wasm_simd_code_answers_as_its_portable_build_does(subject: Subject) {
+    /// Wasm SIMD (`simd128`, part of Wasm 2.0) is what the engine says of it
+    /// ([`WasmRuntime::runs_wasm_simd`], which `ow-executor engines` reports): an engine that
+    /// runs it answers with the `hash` example built with BLAKE3's SIMD code what the portable
+    /// build answers; one that does not refuses that build at prepare, naming SIMD. Either way
+    /// the SIMD build must really hold SIMD code, or the refusal would not come.
+    pub async fn wasm_simd_code_runs_where_the_engine_says_it_does(subject: Subject) {
         let engine = engine(subject);
         let portable = prepare_ok(&*engine, artifacts::HASH, ActionConfig::default()).await;
         let expected = run(&portable, json!({"iterations": 3})).await.outcome;
@@ -528,8 +531,13 @@ pub mod cases {
         )
         .await
         .map_err(|error| error.to_string());
-        let simd = simd.expect("the SIMD build prepares");
-        assert_eq!(run(&simd, json!({"iterations": 3})).await.outcome, expected);
+        if engine.runs_wasm_simd() {
+            let simd = simd.expect("the SIMD build prepares");
+            assert_eq!(run(&simd, json!({"iterations": 3})).await.outcome, expected);
+        } else {
+            let refusal = simd.expect_err("an engine without Wasm SIMD refuses SIMD code");
+            assert!(refusal.to_lowercase().contains("simd"), "{refusal}");
+        }
     }
 
     /// stdio ABI: JSON parameters on stdin (none means `{}`), the result is the last stdout

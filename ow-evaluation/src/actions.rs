@@ -3,6 +3,7 @@
 //! content-hash cache sees new code, precompiled or not), a synthetic large module, and the
 //! `/init` and `/run` bodies of OpenWhisk's action protocol.
 
+use crate::Setup;
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -22,29 +23,25 @@ pub struct Workload {
     pub params: Value,
 }
 
-/// Engines built without Wasm SIMD. WAMR's fast interpreter runs SIMD only with the SIMDe
-/// library, which its build fetches from GitHub; it refuses SIMD code at `/init`, as the `ow-wamr`
-/// conformance gap `wasm_simd_code_answers_as_its_portable_build_does` pins.
-const ENGINES_WITHOUT_SIMD: &[&str] = &["wamr"];
-
 impl Workload {
-    /// The module `engine` runs: the SIMD build where there is one and the engine runs Wasm SIMD
-    /// (as the `native` baseline uses the host's SIMD), else the portable one.
-    pub fn module_on(&self, engine: &str) -> &'static str {
+    /// The module an engine runs: the SIMD build where there is one and the engine runs Wasm
+    /// SIMD (as the `native` baseline uses the host's SIMD), else the portable one.
+    pub fn module_on(&self, runs_wasm_simd: bool) -> &'static str {
         match self.simd_module {
-            Some(simd) if !ENGINES_WITHOUT_SIMD.contains(&engine) => simd,
+            Some(simd) if runs_wasm_simd => simd,
             _ => self.module,
         }
     }
 
-    /// For a report's notes, if the workload has a SIMD build: which build each of `engines`
-    /// runs.
-    pub fn builds_note(&self, engines: &[String]) -> Option<String> {
+    /// For a report's notes, if the workload has a SIMD build: which build each engine of
+    /// `setup` runs.
+    pub fn builds_note(&self, setup: &Setup) -> Option<String> {
         self.simd_module?;
-        let (portable, simd): (Vec<&str>, Vec<&str>) = engines
+        let (simd, portable): (Vec<&str>, Vec<&str>) = setup
+            .engines
             .iter()
             .map(String::as_str)
-            .partition(|engine| self.module_on(engine) == self.module);
+            .partition(|engine| self.module_on(setup.runs_wasm_simd(engine)) != self.module);
         let mut note = format!("`{}` runs its Wasm SIMD (simd128) build", self.name);
         if !simd.is_empty() {
             note += &format!(" on {}", simd.join(", "));
@@ -52,7 +49,7 @@ impl Workload {
         note += ", as the native baseline uses the host's SIMD";
         if !portable.is_empty() {
             note += &format!(
-                "; its portable build on {}, built without Wasm SIMD",
+                "; its portable build on {}, which runs no Wasm SIMD",
                 portable.join(", ")
             );
         }
@@ -346,22 +343,24 @@ mod tests {
     #[test]
     fn hash_runs_its_simd_build_on_engines_that_run_simd() {
         let hash = workload("hash").unwrap();
-        assert_eq!(hash.module_on("wasmtime"), artifacts::HASH_SIMD128);
-        assert_eq!(hash.module_on("wasmer"), artifacts::HASH_SIMD128);
-        assert_eq!(hash.module_on("wamr"), artifacts::HASH);
+        assert_eq!(hash.module_on(true), artifacts::HASH_SIMD128);
+        assert_eq!(hash.module_on(false), artifacts::HASH);
         let add = workload("add").unwrap();
-        assert_eq!(add.module_on("wasmtime"), artifacts::ADD);
-        assert_eq!(add.module_on("wamr"), artifacts::ADD);
-        let engines = [
-            "wasmtime".to_owned(),
-            "wasmer".to_owned(),
-            "wamr".to_owned(),
-        ];
+        assert_eq!(add.module_on(true), artifacts::ADD);
+        assert_eq!(add.module_on(false), artifacts::ADD);
+        let setup = Setup {
+            executor: "ow-executor".into(),
+            engines: vec!["wasmtime".into(), "wasmer".into(), "wamr".into()],
+            wasm_simd_engines: vec!["wasmtime".into(), "wasmer".into()],
+            evaluation: "ow-evaluation".into(),
+            native_action: "ow-native-action".into(),
+            out_dir: "out".into(),
+        };
         assert_eq!(
-            hash.builds_note(&engines).unwrap(),
+            hash.builds_note(&setup).unwrap(),
             "`hash` runs its Wasm SIMD (simd128) build on wasmtime, wasmer, as the native \
-             baseline uses the host's SIMD; its portable build on wamr, built without Wasm SIMD."
+             baseline uses the host's SIMD; its portable build on wamr, which runs no Wasm SIMD."
         );
-        assert_eq!(add.builds_note(&engines), None);
+        assert_eq!(add.builds_note(&setup), None);
     }
 }

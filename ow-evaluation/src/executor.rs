@@ -197,32 +197,37 @@ pub fn cpu_time(pid: &str) -> anyhow::Result<Duration> {
     ))
 }
 
-/// The engines compiled into `binary`: the values its `--engine` accepts, as clap lists them
-/// when given one it does not know.
-pub fn compiled_engines(binary: &Path) -> anyhow::Result<Vec<String>> {
+/// An engine compiled into the executor under test, as `ow-executor engines` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CompiledEngine {
+    /// Its name, as `--engine` spells it.
+    pub name: String,
+    /// Whether it runs Wasm SIMD (`simd128`) code.
+    pub wasm_simd: bool,
+}
+
+/// The engines compiled into `binary`, the default first, as `ow-executor engines` lists them.
+pub fn compiled_engines(binary: &Path) -> anyhow::Result<Vec<CompiledEngine>> {
     let output = Command::new(binary)
-        .args(["runtime", "--engine", "?"])
+        .arg("engines")
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {}", binary.display()))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let engines = possible_values(&stderr);
+    ensure!(
+        output.status.success(),
+        "`{} engines` failed ({}): {}",
+        binary.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let engines: Vec<CompiledEngine> = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("`{} engines` printed no list of engines", binary.display()))?;
     ensure!(
         !engines.is_empty(),
-        "{} did not list its engines: {}",
-        binary.display(),
-        stderr.trim()
+        "`{} engines` listed none",
+        binary.display()
     );
     Ok(engines)
-}
-
-/// The `[possible values: a, b]` of a clap error.
-fn possible_values(text: &str) -> Vec<String> {
-    text.split("[possible values: ")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .map(|list| list.split(',').map(|v| v.trim().to_owned()).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -240,10 +245,26 @@ mod tests {
     }
 
     #[test]
-    fn engines_come_from_clap_possible_values() {
-        let error = "error: invalid value '?' for '--engine <ENGINE>'\n  [possible values: wasmtime, wamr]\n";
-        assert_eq!(possible_values(error), ["wasmtime", "wamr"]);
-        assert!(possible_values("error: unexpected").is_empty());
+    fn engines_come_from_the_executors_engine_list() {
+        // A binary that fails, or prints no list, is no executor to measure.
+        assert!(compiled_engines(Path::new("/bin/false")).is_err());
+        assert!(compiled_engines(Path::new("/bin/true")).is_err());
+        let listed = r#"[{"name": "wasmtime", "precompiled": true, "wasm_simd": true},
+                         {"name": "wamr", "precompiled": false, "wasm_simd": false}]"#;
+        let engines: Vec<CompiledEngine> = serde_json::from_str(listed).unwrap();
+        assert_eq!(
+            engines,
+            [
+                CompiledEngine {
+                    name: "wasmtime".into(),
+                    wasm_simd: true
+                },
+                CompiledEngine {
+                    name: "wamr".into(),
+                    wasm_simd: false
+                },
+            ]
+        );
     }
 
     #[test]

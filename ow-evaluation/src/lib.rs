@@ -43,12 +43,21 @@ pub struct Setup {
     pub executor: PathBuf,
     /// The engines to measure, each compiled into `executor`.
     pub engines: Vec<String>,
+    /// Those of `engines` that run Wasm SIMD, as `ow-executor engines` says.
+    pub wasm_simd_engines: Vec<String>,
     /// This binary (`ow-evaluation`), which serves the `http-floor` baseline.
     pub evaluation: PathBuf,
     /// The `ow-native-action` binary of the `native-process` baseline.
     pub native_action: PathBuf,
     /// Where CSV, JSON and PNG files go (`target/evaluation`).
     pub out_dir: PathBuf,
+}
+
+impl Setup {
+    /// Whether `engine` runs Wasm SIMD code.
+    pub fn runs_wasm_simd(&self, engine: &str) -> bool {
+        self.wasm_simd_engines.iter().any(|simd| simd == engine)
+    }
 }
 
 /// How long and how wide each subcommand measures.

@@ -126,25 +126,32 @@ fn setup(cli: &Cli) -> anyhow::Result<Setup> {
         native_action.display()
     );
     let compiled = executor::compiled_engines(&executor)?;
+    let names: Vec<String> = compiled.iter().map(|engine| engine.name.clone()).collect();
     let engines = if cli.engines.is_empty() {
-        compiled
+        names
     } else {
         for engine in &cli.engines {
             ensure!(
-                compiled.contains(engine),
+                names.contains(engine),
                 "{} has no engine {engine}; it has {}",
                 executor.display(),
-                compiled.join(", ")
+                names.join(", ")
             );
         }
         cli.engines.clone()
     };
+    let wasm_simd_engines = compiled
+        .into_iter()
+        .filter(|engine| engine.wasm_simd && engines.contains(&engine.name))
+        .map(|engine| engine.name)
+        .collect();
     let out_dir = cli.out.clone().unwrap_or_else(|| default_out_dir(&bin_dir));
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     Ok(Setup {
         executor,
         engines,
+        wasm_simd_engines,
         evaluation,
         native_action,
         out_dir,

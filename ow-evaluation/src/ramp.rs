@@ -60,9 +60,13 @@ struct Step {
     latency: Summary,
 }
 
-/// A container of `workload` in the executor at `addr`, which runs `engine`: the request of one
-/// activation.
-async fn container(addr: SocketAddr, engine: &str, workload: &Workload) -> anyhow::Result<Request> {
+/// A container of `workload` in the executor at `addr`, whose engine runs Wasm SIMD or not:
+/// the request of one activation.
+async fn container(
+    addr: SocketAddr,
+    runs_wasm_simd: bool,
+    workload: &Workload,
+) -> anyhow::Result<Request> {
     let mut client = Client::new(addr, Connection::KeepAlive);
     let id = client
         .send(&Request::post("/start", &json!({})))
@@ -72,7 +76,7 @@ async fn container(addr: SocketAddr, engine: &str, workload: &Workload) -> anyho
         .as_str()
         .context("/start answered no containerId")?
         .to_owned();
-    let archive = actions::zip(&actions::read(workload.module_on(engine)))?;
+    let archive = actions::zip(&actions::read(workload.module_on(runs_wasm_simd)))?;
     client
         .send(&Request::post(
             format!("/{id}/init"),
@@ -263,8 +267,8 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
         .collect();
     for engine in &setup.engines {
         let server = Server::executor(&setup.executor, "executor", engine, &[]).await?;
-        let hash_run = container(server.addr, engine, &hash).await?;
-        let sleep_run = container(server.addr, engine, &sleep).await?;
+        let hash_run = container(server.addr, setup.runs_wasm_simd(engine), &hash).await?;
+        let sleep_run = container(server.addr, setup.runs_wasm_simd(engine), &sleep).await?;
         for (workload, series) in &mut charts {
             let (mix, step, max) = match workload.as_str() {
                 "hash" => (Mix::one(hash_run.clone()), step, max_clients),
@@ -335,7 +339,7 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
                 &["--max-instances", &slots],
             )
             .await?;
-            let run = container(server.addr, engine, &sleep).await?;
+            let run = container(server.addr, setup.runs_wasm_simd(engine), &sleep).await?;
             for round in ["first (fresh executor)", "second (same executor)"] {
                 let measured = burst(&server, &run, burst_size).await?;
                 bursts.push(vec![
@@ -354,7 +358,7 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
         }
     }
     if args.workloads.iter().any(|w| w == "hash" || w == "mixed") {
-        report.notes.extend(hash.builds_note(&setup.engines));
+        report.notes.extend(hash.builds_note(setup));
     }
     report.tables.push(summary);
     if burst_size > 0 {

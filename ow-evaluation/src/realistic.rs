@@ -98,9 +98,14 @@ fn class_name(hot: bool, cpu: bool) -> &'static str {
     }
 }
 
-/// Creates the actions in standalone, which runs `engine`; the requests that invoke them.
-async fn create(server: &Server, engine: &str, actions: &[Action]) -> anyhow::Result<Vec<Request>> {
-    let hash = actions::read(actions::workload("hash")?.module_on(engine));
+/// Creates the actions in standalone, whose engine runs Wasm SIMD or not; the requests that
+/// invoke them.
+async fn create(
+    server: &Server,
+    runs_wasm_simd: bool,
+    actions: &[Action],
+) -> anyhow::Result<Vec<Request>> {
+    let hash = actions::read(actions::workload("hash")?.module_on(runs_wasm_simd));
     let sleep = actions::read(actions::workload("sleep")?.module);
     let mut client = Client::new(server.addr, Connection::KeepAlive);
     let mut requests = Vec::new();
@@ -184,7 +189,7 @@ pub async fn run(setup: &Setup, args: &RealisticArgs) -> anyhow::Result<Report> 
             &["--data-dir", data_dir, "--idle-timeout", &args.idle_timeout],
         )
         .await?;
-        let requests = create(&server, engine, &actions).await?;
+        let requests = create(&server, setup.runs_wasm_simd(engine), &actions).await?;
         let mix = Mix::weighted(requests.into_iter().zip(weights.iter().copied()).collect());
         let bar = progress::bar(&format!("realistic {engine}"), duration.as_secs());
         let ticker = {
@@ -261,7 +266,7 @@ pub async fn run(setup: &Setup, args: &RealisticArgs) -> anyhow::Result<Report> 
     }
     report
         .notes
-        .extend(actions::workload("hash")?.builds_note(&setup.engines));
+        .extend(actions::workload("hash")?.builds_note(setup));
     report.tables.push(table);
     report.draw(
         &setup.out_dir,

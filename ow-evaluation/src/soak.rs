@@ -54,7 +54,9 @@ pub async fn run(setup: &Setup, args: &SoakArgs) -> anyhow::Result<Report> {
     let mut series = Vec::new();
     let mut extra = Vec::new();
     for engine in &setup.engines {
-        let archive = actions::zip(&actions::read(workload.module_on(engine)))?;
+        let archive = actions::zip(&actions::read(
+            workload.module_on(setup.runs_wasm_simd(engine)),
+        ))?;
         let server = Server::runtime_with(&setup.executor, engine, &archive, &[]).await?;
         let bar = progress::bar(engine, args.activations);
         let load = Load::start(

@@ -128,7 +128,9 @@ async fn prepare(
     let run = Request::post("/run", &actions::run_body(&workload.params));
     let server = match target {
         Target::Engine(engine) => {
-            let archive = actions::zip(&actions::read(workload.module_on(engine)))?;
+            let archive = actions::zip(&actions::read(
+                workload.module_on(setup.runs_wasm_simd(engine)),
+            ))?;
             Server::runtime_with(&setup.executor, engine, &archive, &[]).await?
         }
         Target::Baseline(baseline) => floor::start(setup, *baseline, answer).await?,
@@ -281,11 +283,9 @@ pub async fn run(setup: &Setup, args: &ThroughputArgs) -> anyhow::Result<Report>
             break;
         }
     }
-    report.notes.extend(
-        workloads
-            .iter()
-            .filter_map(|w| w.builds_note(&setup.engines)),
-    );
+    report
+        .notes
+        .extend(workloads.iter().filter_map(|w| w.builds_note(setup)));
     report.tables.push(table);
 
     let mut categories: Vec<(String, Connection)> = Vec::new();

@@ -33,9 +33,21 @@ pub struct Cli {
     pub shutdown_grace: Duration,
 }
 
-/// The serving modes.
+/// What to do: serve in one of the serving modes, or say what this build holds.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve in one of the serving modes.
+    #[command(flatten)]
+    Serve(ServingMode),
+
+    /// Prints the engines compiled into this executor, the default first, as a JSON array:
+    /// each one's name, whether it loads precompiled artifacts and whether it runs Wasm SIMD.
+    Engines,
+}
+
+/// The serving modes.
+#[derive(Debug, Subcommand)]
+pub enum ServingMode {
     /// One action container speaking OpenWhisk's action protocol (/init, /run), as the
     /// `wasm:0.1` action image. Prints nothing but the action's logs.
     Runtime(RuntimeArgs),
@@ -408,9 +420,29 @@ mod tests {
     }
 
     #[test]
+    fn engines_is_a_command_of_its_own_and_the_modes_serve() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(args)
+                .expect("the command parses")
+                .command
+        };
+        assert!(matches!(
+            parse(&["ow-executor", "engines"]),
+            Command::Engines
+        ));
+        assert!(matches!(
+            parse(&["ow-executor", "runtime"]),
+            Command::Serve(ServingMode::Runtime(_))
+        ));
+        assert!(
+            Cli::try_parse_from(["ow-executor", "engines", "--listen", "127.0.0.1:0"]).is_err()
+        );
+    }
+
+    #[test]
     fn the_cache_flags_reach_the_engine_configuration() {
         let parse = |args: &[&str]| Cli::try_parse_from(args).expect("the flags parse").command;
-        let Command::Standalone(standalone) = parse(&[
+        let Command::Serve(ServingMode::Standalone(standalone)) = parse(&[
             "ow-executor",
             "standalone",
             "--data-dir",
@@ -449,7 +481,8 @@ mod tests {
             })
         );
 
-        let Command::Runtime(runtime) = parse(&["ow-executor", "runtime"]) else {
+        let Command::Serve(ServingMode::Runtime(runtime)) = parse(&["ow-executor", "runtime"])
+        else {
             panic!("runtime parses as runtime");
         };
         let config = runtime.engine.config(None);
@@ -458,13 +491,14 @@ mod tests {
             config.disk_cache, None,
             "runtime mode caches in memory only"
         );
-        let Command::Executor(executor) = parse(&["ow-executor", "executor", "--cache-dir", "/c"])
+        let Command::Serve(ServingMode::Executor(executor)) =
+            parse(&["ow-executor", "executor", "--cache-dir", "/c"])
         else {
             panic!("executor parses as executor");
         };
         let dir = executor.engine.config(None).disk_cache.map(|disk| disk.dir);
         assert_eq!(dir, Some(PathBuf::from("/c")));
-        let Command::Standalone(standalone) =
+        let Command::Serve(ServingMode::Standalone(standalone)) =
             parse(&["ow-executor", "standalone", "--no-disk-cache"])
         else {
             panic!("standalone parses as standalone");

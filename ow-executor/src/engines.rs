@@ -67,6 +67,34 @@ impl EngineKind {
         }
     }
 
+    /// Whether the engine runs Wasm SIMD (`simd128`) code.
+    pub fn runs_wasm_simd(self) -> bool {
+        match self {
+            #[cfg(feature = "wasmtime")]
+            Self::Wasmtime => <ow_wasmtime::WasmtimeEngine as Engine>::WASM_SIMD,
+            #[cfg(feature = "wasmer")]
+            Self::Wasmer => <ow_wasmer::WasmerEngine as Engine>::WASM_SIMD,
+            #[cfg(feature = "wamr")]
+            Self::Wamr => <ow_wamr::WamrEngine as Engine>::WASM_SIMD,
+        }
+    }
+
+    /// What `ow-executor engines` prints of every engine compiled in, the default first.
+    pub fn descriptions() -> Value {
+        Value::Array(
+            Self::ALL
+                .iter()
+                .map(|kind| {
+                    serde_json::json!({
+                        "name": kind.name(),
+                        "precompiled": kind.artifact().is_some(),
+                        "wasm_simd": kind.runs_wasm_simd(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// The engine called `name`, if it is compiled in.
     pub fn named(name: &str) -> Option<Self> {
         Self::ALL

@@ -1,11 +1,12 @@
 //! `ow-executor`: parses arguments, installs diagnostics, builds the engine, pre-caches what
-//! `--precache` names and serves.
+//! `--precache` names and serves; or lists the engines compiled in (`ow-executor engines`).
 
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use ow_common::runtime::WasmRuntime;
-use ow_executor::cli::{Cli, Command, LimitArgs};
+use ow_executor::cli::{Cli, Command, LimitArgs, ServingMode};
+use ow_executor::engines::EngineKind;
 use ow_executor::executor_mode::Executor;
 use ow_executor::logs::ProcessStreams;
 use ow_executor::metrics::Metrics;
@@ -22,12 +23,22 @@ use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mode = match cli.command {
+        Command::Serve(mode) => mode,
+        Command::Engines => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{:#}", EngineKind::descriptions());
+            }
+            return ExitCode::SUCCESS;
+        }
+    };
     let result = telemetry::init(cli.log_file.as_deref()).and_then(|()| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
-            .block_on(serve(cli.command, cli.shutdown_grace))
+            .block_on(serve(mode, cli.shutdown_grace))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,13 +52,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()> {
+async fn serve(mode: ServingMode, shutdown_grace: Duration) -> anyhow::Result<()> {
     let mut standalone_server = None;
     let metrics = Arc::new(Metrics::default());
-    let (engine_args, default_cache_dir) = match &command {
-        Command::Runtime(args) => (&args.engine, None),
-        Command::Standalone(args) => (&args.engine, Some(args.default_cache_dir())),
-        Command::Executor(args) => (&args.engine, None),
+    let (engine_args, default_cache_dir) = match &mode {
+        ServingMode::Runtime(args) => (&args.engine, None),
+        ServingMode::Standalone(args) => (&args.engine, Some(args.default_cache_dir())),
+        ServingMode::Executor(args) => (&args.engine, None),
     };
     let precache = engine_args
         .cache
@@ -57,9 +68,9 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
         .transpose()?;
     let engines = engine_args.build(default_cache_dir.as_deref())?;
     // An action container prints nothing of its own.
-    let watched = !matches!(command, Command::Runtime(_));
-    let (listener, router) = match command {
-        Command::Runtime(args) => {
+    let watched = !matches!(mode, ServingMode::Runtime(_));
+    let (listener, router) = match mode {
+        ServingMode::Runtime(args) => {
             let listener = bind(args.listen)?;
             let settings = runtime_settings("runtime", &args.limits, &metrics);
             let container = Arc::new(Container::new(
@@ -69,7 +80,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             ));
             (listener, runtime::router(container))
         }
-        Command::Standalone(args) => {
+        ServingMode::Standalone(args) => {
             let listener = bind(args.listen)?;
             let address = reachable(listener.local_addr()?);
             let settings = StandaloneSettings {
@@ -94,7 +105,7 @@ async fn serve(command: Command, shutdown_grace: Duration) -> anyhow::Result<()>
             standalone_server = Some(standalone.clone());
             (listener, standalone.router())
         }
-        Command::Executor(args) => {
+        ServingMode::Executor(args) => {
             let listener = bind(args.listen)?;
             let port = listener.local_addr()?.port();
             let settings = runtime_settings("executor", &args.limits, &metrics);

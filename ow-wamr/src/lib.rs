@@ -126,6 +126,9 @@ impl Engine for WamrEngine {
 
     const NAME: &'static str = ENGINE_NAME;
     const ARTIFACT: Option<ModuleFormat> = None;
+    /// The fast interpreter runs Wasm SIMD only with the SIMDe library, which WAMR's build
+    /// fetches from GitHub: `wamrx-sys` builds it without, and it refuses such code at load.
+    const WASM_SIMD: bool = false;
 
     fn new(config: &EngineConfig) -> anyhow::Result<Self> {
         ffi::init_runtime().map_err(|e| anyhow::anyhow!("cannot start WAMR: {e}"))?;

@@ -34,12 +34,6 @@ ow_common::conformance_suite! {
             // Compiled, and nothing written.
             fails_with: "compiled and written\n  left: (1, 0)",
         },
-        wasm_simd_code_answers_as_its_portable_build_does => {
-            why: "WAMR's fast interpreter runs Wasm SIMD only with the SIMDe library, which its \
-                  build fetches from GitHub, so wamrx-sys is built without SIMD: such code is \
-                  refused at prepare",
-            fails_with: "WASM module load failed: v128 value type requires simd feature",
-        },
         table_growth_counts_against_the_memory_limit => {
             why: "WAMR caps a table at its own size (1024 elements without a declared \
                   maximum), has no API to set the cap and reports no refused table growth",

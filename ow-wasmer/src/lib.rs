@@ -135,6 +135,7 @@ impl Engine for WasmerEngine {
 
     const NAME: &'static str = ENGINE_NAME;
     const ARTIFACT: Option<ModuleFormat> = Some(ModuleFormat::WasmerArtifact);
+    const WASM_SIMD: bool = true;
 
     fn new(config: &EngineConfig) -> anyhow::Result<Self> {
         let threads = InstanceThreads::start(config.max_instances as usize)

@@ -87,6 +87,7 @@ impl Engine for WasmtimeEngine {
 
     const NAME: &'static str = ENGINE_NAME;
     const ARTIFACT: Option<ModuleFormat> = Some(ModuleFormat::WasmtimeArtifact);
+    const WASM_SIMD: bool = true;
 
     fn new(config: &EngineConfig) -> anyhow::Result<Self> {
         let engine = engine::build_engine(config)?;

@@ -64,6 +64,9 @@ pub trait Engine: Send + Sync + Sized + 'static {
     const NAME: &'static str;
     /// The format of this engine's precompiled artifacts, when it has any.
     const ARTIFACT: Option<ModuleFormat>;
+    /// Whether the engine runs Wasm SIMD (`simd128`) code; one that does not refuses such
+    /// code at prepare. The conformance suite holds the engine to what this says.
+    const WASM_SIMD: bool;
 
     /// Builds the engine. Called once per process.
     fn new(config: &EngineConfig) -> anyhow::Result<Self>;
@@ -442,6 +445,10 @@ impl<E: Engine> Host<E> {
 impl<E: Engine> WasmRuntime for Host<E> {
     fn name(&self) -> &'static str {
         E::NAME
+    }
+
+    fn runs_wasm_simd(&self) -> bool {
+        E::WASM_SIMD
     }
 
     fn prepare(

@@ -1,4 +1,5 @@
-//! How the `ow-executor` executable itself is linked (`build.rs`): on Linux with glibc.
+//! The `ow-executor` executable itself: how it is linked (`build.rs`: on Linux with glibc) and
+//! what `ow-executor engines` says of the engines compiled in.
 
 use object::Endianness;
 use object::elf::{DT_RELR, DynamicTag, PT_DYNAMIC};
@@ -35,4 +36,42 @@ fn relative_relocations_are_packed() {
         "{path} has no DT_RELR entry: its relative relocations are not packed (an older \
          linker or C library, or build.rs no longer passes -z pack-relative-relocs)"
     );
+}
+
+/// `ow-executor engines` lists every engine compiled in, the default first, with what the
+/// evaluation and operators ask of it: whether it loads precompiled artifacts and whether it
+/// runs Wasm SIMD (which the conformance suite holds each engine to).
+#[test]
+fn engines_lists_every_engine_compiled_in_with_what_it_runs() {
+    use ow_executor::engines::EngineKind;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ow-executor"))
+        .arg("engines")
+        .output()
+        .expect("the executor runs");
+    assert!(output.status.success(), "{output:?}");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("`engines` prints JSON");
+    let listed = listed.as_array().expect("a JSON array");
+    let names: Vec<&str> = listed.iter().filter_map(|e| e["name"].as_str()).collect();
+    let compiled: Vec<&str> = EngineKind::ALL.iter().map(|kind| kind.name()).collect();
+    assert_eq!(
+        names, compiled,
+        "every engine compiled in, the default first"
+    );
+    for engine in listed {
+        let expected = match engine["name"].as_str() {
+            Some("wasmtime") => (true, true),
+            Some("wasmer") => (true, true),
+            Some("wamr") => (false, false),
+            other => panic!("an engine nobody expected: {other:?}"),
+        };
+        assert_eq!(
+            (
+                engine["precompiled"].as_bool(),
+                engine["wasm_simd"].as_bool()
+            ),
+            (Some(expected.0), Some(expected.1)),
+            "{engine}"
+        );
+    }
 }
