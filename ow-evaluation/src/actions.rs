@@ -41,7 +41,7 @@ impl Workload {
             .engines
             .iter()
             .map(String::as_str)
-            .partition(|engine| self.module_on(setup.runs_wasm_simd(engine)) != self.module);
+            .partition(|engine| setup.runs_wasm_simd(engine));
         let mut note = format!("`{}` runs its Wasm SIMD (simd128) build", self.name);
         if !simd.is_empty() {
             note += &format!(" on {}", simd.join(", "));
