@@ -1,11 +1,14 @@
 //! `cold-start`: N concurrent `/init` + first `/run` of distinct containers (the prior art's
 //! test), N from 1 to 64, through `runtime` mode (one fresh process per container, as
 //! OpenWhisk runs images; the processes are started and listening before the clock starts) and
-//! `executor` mode (`POST /start` first, then `/{id}/init` and `/{id}/run`). The code is a
-//! portable `.wasm` compiled for the first time (distinct bytes per container), the same
-//! `.wasm` already cached by hash (executor mode: another container of that code was
-//! initialised first), or a trusted precompiled zip (`ow-precompiler`; the executor runs with
-//! `--trust-precompiled`). Every request is on a new connection, as the invoker sends them.
+//! `executor` mode (`POST /start` first, then `/{id}/init` and `/{id}/run`). An executor lives
+//! long, as it is deployed: one serves a whole series (an engine and a kind of code, every N),
+//! having initialised and run one container of its own before the first round, and each round's
+//! containers are destroyed after it. The code is a portable `.wasm` compiled for the first
+//! time (distinct bytes per container), the same `.wasm` already cached by hash (executor mode:
+//! the executor's own first container was of that code), or a trusted precompiled zip
+//! (`ow-precompiler`, distinct per container; the executor runs with `--trust-precompiled`).
+//! Every request is on a new connection, as the invoker sends them.
 
 use crate::actions::{self, Workload};
 use crate::executor::Server;
@@ -124,54 +127,87 @@ async fn cold_start(
     })
 }
 
-/// Archives for one round: `n` containers' code.
+/// The code of a series' containers: every container gets its own archive, except that
+/// `WasmCached` ones all get the same.
 struct Codes<'a> {
     base: &'a [u8],
-    precompiled: &'a [Vec<u8>],
+    /// Distinct precompiled archives, each given out once.
+    precompiled: std::slice::Iter<'a, Vec<u8>>,
     next_tag: u64,
 }
 
 impl Codes<'_> {
+    /// The next container's archive.
+    fn next(&mut self, code: Code) -> anyhow::Result<Vec<u8>> {
+        match code {
+            Code::Wasm => {
+                self.next_tag += 1;
+                actions::zip(&actions::distinct(self.base, self.next_tag))
+            }
+            Code::WasmCached => actions::zip(self.base),
+            Code::Precompiled => self
+                .precompiled
+                .next()
+                .cloned()
+                .context("fewer precompiled archives than containers"),
+        }
+    }
+
+    /// Archives for one round: `n` containers' code.
     fn round(&mut self, code: Code, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
-        (0..n)
-            .map(|i| match code {
-                Code::Wasm => {
-                    self.next_tag += 1;
-                    actions::zip(&actions::distinct(self.base, self.next_tag))
-                }
-                Code::WasmCached => actions::zip(self.base),
-                Code::Precompiled => Ok(self.precompiled[i].clone()),
-            })
-            .collect()
+        (0..n).map(|_| self.next(code)).collect()
     }
 }
 
-/// One round: `archives.len()` concurrent cold starts.
-async fn round(
-    setup: &Setup,
-    engine: &str,
-    mode: Mode,
-    code: Code,
-    archives: Vec<Vec<u8>>,
-    workload: &Workload,
-) -> anyhow::Result<Vec<Timing>> {
-    let trust: &[&str] = if code == Code::Precompiled {
+/// The flags an executor needs to accept `code`.
+fn trust_flags(code: Code) -> &'static [&'static str] {
+    if code == Code::Precompiled {
         &["--trust-precompiled"]
     } else {
         &[]
-    };
+    }
+}
+
+/// An executor (executor mode) that serves a whole series, with one container of `warm_up`
+/// initialised and run first: what a deployed executor has done before any measured cold start
+/// (and, for `WasmCached`, what puts the code's module in its cache).
+async fn series_executor(
+    setup: &Setup,
+    engine: &str,
+    code: Code,
+    warm_up: &[u8],
+    workload: &Workload,
+) -> anyhow::Result<Server> {
+    let server = Server::executor(&setup.executor, "executor", engine, trust_flags(code)).await?;
+    let id = start_container(server.addr).await?;
+    let init = Request::post("", &actions::init_body(warm_up));
+    let run = Request::post("", &actions::run_body(&workload.params));
+    cold_start(server.addr, format!("/{id}"), init, run)
+        .await
+        .context("the executor's first container")?;
+    Ok(server)
+}
+
+/// One round: `archives.len()` concurrent cold starts, in fresh `runtime` processes or in
+/// `executor`, whose containers are destroyed afterwards.
+async fn round(
+    setup: &Setup,
+    engine: &str,
+    code: Code,
+    archives: Vec<Vec<u8>>,
+    workload: &Workload,
+    executor: Option<&Server>,
+) -> anyhow::Result<Vec<Timing>> {
     let run = Request::post("", &actions::run_body(&workload.params));
     let mut servers = Vec::new();
     let mut starts = Vec::new();
-    match mode {
-        Mode::Runtime => {
+    match executor {
+        None => {
             let mut pending = JoinSet::new();
             for _ in 0..archives.len() {
                 let (binary, engine) = (setup.executor.clone(), engine.to_owned());
-                let trust: Vec<String> = trust.iter().map(|&t| t.to_owned()).collect();
                 pending.spawn(async move {
-                    let args: Vec<&str> = trust.iter().map(String::as_str).collect();
-                    Server::executor(&binary, "runtime", &engine, &args).await
+                    Server::executor(&binary, "runtime", &engine, trust_flags(code)).await
                 });
             }
             while let Some(server) = pending.join_next().await {
@@ -180,26 +216,16 @@ async fn round(
                 servers.push(server);
             }
         }
-        Mode::Executor => {
-            let server = Server::executor(&setup.executor, "executor", engine, trust).await?;
-            if code == Code::WasmCached {
-                // Another container of the same code, so its module is compiled and cached.
-                let id = start_container(server.addr).await?;
-                let init = Request::post(format!("/{id}/init"), &actions::init_body(&archives[0]));
-                post(server.addr, &init)
-                    .await?
-                    .ok()
-                    .context("the warming /init")?;
-            }
+        Some(server) => {
             for _ in 0..archives.len() {
                 starts.push((
                     server.addr,
                     format!("/{}", start_container(server.addr).await?),
                 ));
             }
-            servers.push(server);
         }
     }
+    let prefixes: Vec<(SocketAddr, String)> = starts.clone();
     let mut pending = JoinSet::new();
     for ((addr, prefix), archive) in starts.into_iter().zip(archives) {
         let init = Request::post("", &actions::init_body(&archive));
@@ -208,6 +234,17 @@ async fn round(
     let mut timings = Vec::new();
     while let Some(timing) = pending.join_next().await {
         timings.push(timing??);
+    }
+    if executor.is_some() {
+        for (addr, prefix) in prefixes {
+            post(
+                addr,
+                &Request::post(format!("{prefix}/destroy"), &json!({})),
+            )
+            .await?
+            .ok()
+            .context("/destroy")?;
+        }
     }
     drop(servers);
     Ok(timings)
@@ -236,7 +273,11 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
     };
     let min_samples = args.samples.unwrap_or(args.profile.pick(8, 64));
     let base = actions::read(workload.module);
-    let largest = levels.iter().copied().max().unwrap_or(1);
+    // A distinct archive per container of a series, and one for its executor's first.
+    let containers_per_series: usize = 1 + levels
+        .iter()
+        .map(|&n| min_samples.div_ceil(n).max(1) * n)
+        .sum::<usize>();
     let mut report = Report::new("cold-start");
     let mut plan = Vec::new();
     for engine in &setup.engines {
@@ -277,8 +318,10 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
     for (engine, mode, code) in plan {
         let precompiled = if code == Code::Precompiled {
             if !precompiled_by_engine.iter().any(|(e, _)| *e == engine) {
-                bar.set_message(format!("precompiling {largest} modules for {engine}"));
-                let packaged = precompile(&engine, &base, largest);
+                bar.set_message(format!(
+                    "precompiling {containers_per_series} modules for {engine}"
+                ));
+                let packaged = precompile(&engine, &base, containers_per_series);
                 if let Err(error) = &packaged {
                     report
                         .notes
@@ -303,10 +346,25 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
         };
         let mut codes = Codes {
             base: &base,
-            precompiled: &precompiled,
+            precompiled: precompiled.iter(),
             next_tag: 0,
         };
         let series_name = format!("{engine}, {}, {}", mode.name(), code.name());
+        let executor = match mode {
+            Mode::Runtime => None,
+            Mode::Executor => {
+                bar.set_message(format!("{series_name}, starting the executor"));
+                let warm_up = codes.next(code)?;
+                match series_executor(setup, &engine, code, &warm_up, &workload).await {
+                    Ok(server) => Some(server),
+                    Err(error) => {
+                        report.notes.push(format!("{series_name}: {error:#}"));
+                        bar.inc(levels.len() as u64);
+                        continue;
+                    }
+                }
+            }
+        };
         let (mut p50, mut p99) = (Vec::new(), Vec::new());
         for &n in &levels {
             bar.set_message(format!("{series_name}, N={n}"));
@@ -315,7 +373,7 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
             let mut failure = None;
             for _ in 0..rounds {
                 let archives = codes.round(code, n)?;
-                match round(setup, &engine, mode, code, archives, &workload).await {
+                match round(setup, &engine, code, archives, &workload, executor.as_ref()).await {
                     Ok(round) => timings.extend(round),
                     Err(error) => {
                         failure = Some(error);
@@ -389,4 +447,33 @@ fn precompile(engine: &str, wasm: &[u8], count: usize) -> anyhow::Result<Vec<Vec
             Ok(ow_precompiler::package(target, &actions::distinct(wasm, 1_000_000 + i as u64))?.0)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_container_of_a_series_gets_its_own_code_except_cached_ones() {
+        let base = actions::read(actions::workload("add").unwrap().module);
+        let precompiled = vec![b"first".to_vec(), b"second".to_vec()];
+        let mut codes = Codes {
+            base: &base,
+            precompiled: precompiled.iter(),
+            next_tag: 0,
+        };
+        let portable = codes.round(Code::Wasm, 3).unwrap();
+        assert_ne!(portable[0], portable[1]);
+        assert_ne!(portable[1], portable[2]);
+        assert_ne!(portable[0], codes.next(Code::Wasm).unwrap());
+        let cached = codes.round(Code::WasmCached, 2).unwrap();
+        assert_eq!(cached[0], cached[1]);
+        assert_eq!(cached[0], actions::zip(&base).unwrap());
+        assert_eq!(codes.round(Code::Precompiled, 2).unwrap(), precompiled);
+        let exhausted = codes.next(Code::Precompiled).unwrap_err();
+        assert!(
+            exhausted.to_string().contains("fewer precompiled archives"),
+            "{exhausted:#}"
+        );
+    }
 }
