@@ -1,6 +1,6 @@
 //! `all`: every measurement in one invocation, each with the same profile (`quick` for
-//! `just bench`, `full` for `just bench-full`), then a summary of every table with how long
-//! each part took.
+//! `just bench`, `full` for `just bench-full`), then a summary: the performance bars first
+//! (see [`crate::bars`]), every table, and how long each part took.
 
 use crate::report::{Report, Table, num};
 use crate::{Profile, Setup};
@@ -64,6 +64,16 @@ pub async fn run(setup: &Setup, profile: Profile) -> anyhow::Result<Vec<Report>>
         setup.engines.join(", ")
     ));
     reports.push(all);
+    let mut bars = Report::new("bars");
+    bars.tables
+        .push(crate::bars::table(&reports, &setup.engines)?);
+    bars.notes.push(
+        "The no-op activation bar (instantiate, run and drop in at most 10 µs, median) is \
+         criterion's: `cargo bench -p ow-executor --bench activation`, which `just bench` runs \
+         after this."
+            .to_owned(),
+    );
+    reports.insert(0, bars);
     Ok(reports)
 }
 

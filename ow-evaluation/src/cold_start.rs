@@ -35,7 +35,8 @@ pub enum Code {
 }
 
 impl Code {
-    fn name(self) -> &'static str {
+    /// The name in tables.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Wasm => "wasm (first compile)",
             Self::WasmCached => "wasm (cached by hash)",
@@ -54,13 +55,29 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
+    /// The name in tables.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Runtime => "runtime",
             Self::Executor => "executor",
         }
     }
 }
+
+/// The columns of the `cold-start` table.
+pub(crate) const COLUMNS: &[&str] = &[
+    "engine",
+    "mode",
+    "code",
+    "N",
+    "samples",
+    "init p50",
+    "init p90",
+    "init p99",
+    "init+run p50",
+    "init+run p90",
+    "init+run p99",
+];
 
 /// Arguments of `cold-start`.
 #[derive(Debug, Clone, clap::Args)]
@@ -298,19 +315,7 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
             workload.name,
             base.len() / 1024
         ),
-        &[
-            "engine",
-            "mode",
-            "code",
-            "N",
-            "samples",
-            "init p50",
-            "init p90",
-            "init p99",
-            "init+run p50",
-            "init+run p90",
-            "init+run p99",
-        ],
+        COLUMNS,
     );
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();

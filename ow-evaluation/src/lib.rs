@@ -18,6 +18,7 @@ extern crate self as ow_wasm_action;
 
 pub mod actions;
 pub mod all;
+pub mod bars;
 pub mod cold_start;
 pub mod executor;
 pub mod floor;

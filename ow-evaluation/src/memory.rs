@@ -38,6 +38,26 @@ pub struct MemoryArgs {
     pub profile: Profile,
 }
 
+/// The columns of the `memory` table.
+pub(crate) const COLUMNS: &[&str] = &[
+    "engine",
+    "measurement",
+    "module",
+    "module KiB",
+    "containers",
+    "RSS MiB",
+    "RSS file-backed MiB",
+    "added MiB",
+    "added file-backed MiB",
+    "added KiB per container",
+];
+
+/// The `measurement` of the idle executor's row.
+pub(crate) const IDLE: &str = "idle executor";
+
+/// The `measurement` of the rows of N containers of the one large module.
+pub(crate) const ONE_MODULE: &str = "N containers of one module";
+
 /// An executor and a client of it that adds warm containers.
 struct Containers {
     server: Server,
@@ -160,18 +180,7 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
     let mut table = Table::new(
         "memory",
         "Resident memory of the executor (executor mode, warm containers: /start, /init, one /run)",
-        &[
-            "engine",
-            "measurement",
-            "module",
-            "module KiB",
-            "containers",
-            "RSS MiB",
-            "RSS file-backed MiB",
-            "added MiB",
-            "added file-backed MiB",
-            "added KiB per container",
-        ],
+        COLUMNS,
     );
     let steps = setup.engines.len() as u64
         * (1 + modules.len() as u64 * per_size as u64
@@ -190,13 +199,7 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
         let idle_rss = idle.rss().await?;
         drop(idle);
         bar.inc(1);
-        table.push(row(
-            engine,
-            "idle executor",
-            None,
-            0,
-            memory_columns(idle_rss, None),
-        ));
+        table.push(row(engine, IDLE, None, 0, memory_columns(idle_rss, None)));
         for (name, module) in &modules {
             bar.set_message(format!(
                 "{engine}: {per_size} containers of the {name} module"
@@ -232,7 +235,7 @@ pub async fn run(setup: &Setup, args: &MemoryArgs) -> anyhow::Result<Report> {
             let label = if distinct {
                 "N containers of N modules"
             } else {
-                "N containers of one module"
+                ONE_MODULE
             };
             bar.set_message(format!("{engine}: {label}"));
             let mut containers = Containers::start(setup, engine).await?;

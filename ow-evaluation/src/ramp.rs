@@ -137,6 +137,22 @@ async fn ramp(
     Ok((steps, plateaued, finished.first_error))
 }
 
+/// The columns of the `ramp-burst` table.
+pub(crate) const BURST_COLUMNS: &[&str] = &[
+    "engine",
+    "burst",
+    "activations",
+    "wall s",
+    "p50 ms",
+    "p99 ms",
+    "server CPU s",
+    "peak RSS MiB",
+    "failed",
+];
+
+/// The `burst` of its two rows per engine: a fresh executor's, then the same executor's.
+pub(crate) const BURSTS: [&str; 2] = ["first (fresh executor)", "second (same executor)"];
+
 /// What one burst measured.
 struct Burst {
     wall: Duration,
@@ -248,17 +264,7 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
         &format!(
             "Burst: {burst_size} concurrent `sleep` 300 ms activations, each on a new connection (executor mode)"
         ),
-        &[
-            "engine",
-            "burst",
-            "activations",
-            "wall s",
-            "p50 ms",
-            "p99 ms",
-            "server CPU s",
-            "peak RSS MiB",
-            "failed",
-        ],
+        BURST_COLUMNS,
     );
     let mut charts: Vec<(String, Vec<Series>)> = args
         .workloads
@@ -340,7 +346,7 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
             )
             .await?;
             let run = container(server.addr, setup.runs_wasm_simd(engine), &sleep).await?;
-            for round in ["first (fresh executor)", "second (same executor)"] {
+            for round in BURSTS {
                 let measured = burst(&server, &run, burst_size).await?;
                 bursts.push(vec![
                     json!(engine),

@@ -101,6 +101,23 @@ pub async fn measure(
     })
 }
 
+/// The columns of the `throughput` table.
+pub(crate) const COLUMNS: &[&str] = &[
+    "workload",
+    "abi",
+    "connection",
+    "server",
+    "requests/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "vs http-floor",
+    "vs native",
+    "client CPU µs/req",
+    "server CPU µs/req",
+    "failed",
+];
+
 /// A server of one row: an engine or a baseline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Target {
@@ -236,21 +253,7 @@ pub async fn run(setup: &Setup, args: &ThroughputArgs) -> anyhow::Result<Report>
             args.connections,
             duration.as_secs_f64()
         ),
-        &[
-            "workload",
-            "abi",
-            "connection",
-            "server",
-            "requests/s",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "vs http-floor",
-            "vs native",
-            "client CPU µs/req",
-            "server CPU µs/req",
-            "failed",
-        ],
+        COLUMNS,
     );
     for (workload, target, mode, measured) in &results {
         let floor = rate(workload.name, &Target::Baseline(Baseline::Floor), *mode);
