@@ -28,3 +28,15 @@ pub(crate) fn deserialize_trusted(engine: &Engine, bytes: &[u8]) -> Result<Modul
         reason: format!("{e:#}"),
     })
 }
+
+/// Loads the artifact `precompile` made of a module a moment ago, in this process (how the
+/// engine compiles: see `engine::build_compiler`).
+pub(crate) fn deserialize_own(engine: &Engine, artifact: &[u8]) -> Result<Module, InitError> {
+    #[allow(unsafe_code)]
+    // SAFETY: `artifact` is the unmodified output of `Engine::precompile_module` of an engine
+    // of this Wasmtime with the settings of `engine` (both come from `build_engine`), which is
+    // what `Module::deserialize` requires.
+    let module = unsafe { Module::deserialize(engine, artifact) };
+    module
+        .map_err(|e| InitError::InvalidModule(format!("its compiled code cannot be loaded: {e:#}")))
+}

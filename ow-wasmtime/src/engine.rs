@@ -57,6 +57,20 @@ pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<Engine> {
         .map_err(|e| anyhow::anyhow!("cannot build the Wasmtime engine: {e:#}"))
 }
 
+/// Builds an engine that only compiles: the serving engine's settings with a single instance
+/// slot, so its artifacts load into any engine [`build_engine`] makes. An engine keeps the
+/// compiler's working memory of each compile (Cranelift's contexts, sized by the largest
+/// function it compiled) for its next one; compiling with an engine of its own that is
+/// dropped afterwards gives that memory back: 0.7–2 MiB of an executor's resident memory after
+/// its first compile, for under 1% of a compile's time (building this engine and loading its
+/// artifact, about a millisecond against 130–150 ms of Cranelift for `echo`).
+pub(crate) fn build_compiler() -> anyhow::Result<Engine> {
+    build_engine(&EngineConfig {
+        max_instances: 1,
+        ..EngineConfig::default()
+    })
+}
+
 /// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until dropped.
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,

@@ -100,7 +100,9 @@ impl Engine for WasmtimeEngine {
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Module, InitError> {
-        Module::new(&self.engine, wasm).map_err(|e| InitError::InvalidModule(format!("{e:#}")))
+        // Compiled apart and loaded as the artifact it is: see `engine::build_compiler`.
+        let artifact = precompile(wasm).map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
+        artifact::deserialize_own(&self.engine, &artifact)
     }
 
     fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Module, InitError> {
@@ -170,8 +172,7 @@ fn value_type(ty: &wasmtime::ValType) -> ValueType {
 /// Compiles a portable module to a Wasmtime artifact that an executor started with
 /// `--trust-precompiled` loads without compiling.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let engine = engine::build_engine(&EngineConfig::default())?;
-    engine
+    engine::build_compiler()?
         .precompile_module(wasm)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
 }

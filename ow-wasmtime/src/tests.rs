@@ -23,3 +23,17 @@ fn the_linkers_provide_exactly_wasi_preview_1_and_http_get_where_granted() {
     with_net.insert(("http".to_owned(), "get".to_owned()));
     assert_eq!(engine.engine().provided_imports(true), with_net);
 }
+
+#[test]
+fn a_module_compiled_at_init_is_what_the_precompiler_makes_of_it() {
+    use ow_common::host::Engine as _;
+    let engine = Wasmtime::start(&EngineConfig::default()).expect("the engine builds");
+    use ow_common::testing::ow_wasm_action_artifacts as artifacts;
+    let wasm = artifacts::read(artifacts::ADD);
+    let compiled = engine.engine().compile(&wasm).expect("add compiles");
+    assert_eq!(
+        engine.engine().serialize(&compiled),
+        Some(crate::precompile(&wasm).expect("add precompiles")),
+        "compiling apart loads the same code an executor trusting artifacts would load"
+    );
+}
