@@ -97,7 +97,35 @@ struct Figure<'a> {
     short_of: Option<String>,
 }
 
-impl Figure<'_> {
+impl<'a> Figure<'a> {
+    /// A figure that must stay at or below `limit`, in its own unit.
+    fn at_most(
+        bar: &'a str,
+        engine: &'a str,
+        measured: String,
+        value: Option<f64>,
+        limit: f64,
+    ) -> Self {
+        Self {
+            bar,
+            engine,
+            measured,
+            value,
+            need: Need::AtMost(limit),
+            baseline: None,
+            short_of: None,
+        }
+    }
+
+    /// Notes that the figure was measured at `size` of `unit` where the bar is at `bar_size`,
+    /// when that is less.
+    fn measured_at(self, size: f64, bar_size: f64, unit: &str) -> Self {
+        Self {
+            short_of: (size < bar_size).then(|| format!("{size} {unit}")),
+            ..self
+        }
+    }
+
     /// The figure's row of the bars table.
     fn row(self) -> Vec<Value> {
         let (held_against, ratio, met) = match (self.need, self.value, self.baseline) {
@@ -224,27 +252,16 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
                     else {
                         continue;
                     };
-                    bars.push(
-                        Figure {
-                            bar,
-                            engine,
-                            measured: format!(
-                                "{}, {}, N = {n}, {column} ms",
-                                mode.name(),
-                                code.name()
-                            ),
-                            value: cold.number(row, column)?,
-                            need: Need::AtMost(limit),
-                            baseline: None,
-                            short_of: None,
-                        }
-                        .row(),
-                    );
+                    let measured =
+                        format!("{}, {}, N = {n}, {column} ms", mode.name(), code.name());
+                    let value = cold.number(row, column)?;
+                    bars.push(Figure::at_most(bar, engine, measured, value, limit).row());
                 }
             }
         }
     }
     if let Some(burst) = Lookup::find(reports, "ramp-burst") {
+        const BAR: &str = "10,000 concurrent `sleep` 300 ms activations: done within 1.5 s";
         const ACTIVATIONS: f64 = 10_000.0;
         for engine in engines {
             for which in ramp::BURSTS {
@@ -253,23 +270,17 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
                     continue;
                 };
                 let activations = burst.number(row, "activations")?.unwrap_or_default();
+                let wall = burst.number(row, "wall s")?;
                 bars.push(
-                    Figure {
-                        bar: "10,000 concurrent `sleep` 300 ms activations: done within 1.5 s",
-                        engine,
-                        measured: format!("{which} burst, wall s"),
-                        value: burst.number(row, "wall s")?,
-                        need: Need::AtMost(1.5),
-                        baseline: None,
-                        short_of: (activations < ACTIVATIONS)
-                            .then(|| format!("{activations} activations")),
-                    }
-                    .row(),
+                    Figure::at_most(BAR, engine, format!("{which} burst, wall s"), wall, 1.5)
+                        .measured_at(activations, ACTIVATIONS, "activations")
+                        .row(),
                 );
             }
         }
     }
     if let Some(memory) = Lookup::find(reports, "memory") {
+        const BAR: &str = "1,000 warm containers of one 300 KiB module: add at most 10 MiB";
         const CONTAINERS: f64 = 1_000.0;
         for engine in engines {
             let Some(idle) = memory.row(&[
@@ -279,18 +290,9 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
             else {
                 continue;
             };
-            bars.push(
-                Figure {
-                    bar: "idle executor: at most 5 MiB",
-                    engine,
-                    measured: "RSS MiB".to_owned(),
-                    value: memory.number(idle, "RSS MiB")?,
-                    need: Need::AtMost(5.0),
-                    baseline: None,
-                    short_of: None,
-                }
-                .row(),
-            );
+            let rss = memory.number(idle, "RSS MiB")?;
+            let bar = "idle executor: at most 5 MiB";
+            bars.push(Figure::at_most(bar, engine, "RSS MiB".to_owned(), rss, 5.0).row());
         }
         for engine in engines {
             let mut most = None;
@@ -306,17 +308,12 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
             let Some((containers, row)) = most else {
                 continue;
             };
+            let added = memory.number(row, "added MiB")?;
+            let measured = format!("{containers} containers, added MiB");
             bars.push(
-                Figure {
-                    bar: "1,000 warm containers of one 300 KiB module: add at most 10 MiB",
-                    engine,
-                    measured: format!("{containers} containers, added MiB"),
-                    value: memory.number(row, "added MiB")?,
-                    need: Need::AtMost(10.0),
-                    baseline: None,
-                    short_of: (containers < CONTAINERS).then(|| format!("{containers} containers")),
-                }
-                .row(),
+                Figure::at_most(BAR, engine, measured, added, 10.0)
+                    .measured_at(containers, CONTAINERS, "containers")
+                    .row(),
             );
         }
     }
