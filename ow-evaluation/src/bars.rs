@@ -1,10 +1,10 @@
 //! The performance bars ow-wasm is held to, read off the tables the other subcommands measured
 //! in the same run (`all` prints it with them): for each bar and engine, the figure, what it is
 //! held against (a baseline measured beside it, or the bar's own value), the ratio and the
-//! verdict. A figure measured at a smaller size than its bar's (the quick profile's burst and
-//! container count) is missed if it is past the bar already, and otherwise gets no verdict but
-//! says at what size it was measured. The no-op
-//! activation bar is criterion's (`cargo bench -p ow-executor --bench activation`), not here.
+//! verdict. A figure measured at a smaller size than its bar's (the quick profile's burst) is
+//! missed if it is past the bar already, and otherwise gets no verdict but says at what size
+//! it was measured. The no-op activation bar is criterion's (`cargo bench -p ow-executor
+//! --bench activation`), not here.
 
 use crate::cold_start::{Code, Mode};
 use crate::floor::Baseline;
@@ -49,6 +49,7 @@ impl<'a> Lookup<'a> {
             .map(|table| Self { table })
     }
 
+    /// Where `column` is in each row.
     fn column(&self, column: &str) -> anyhow::Result<usize> {
         self.table
             .columns
@@ -280,8 +281,6 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
         }
     }
     if let Some(memory) = Lookup::find(reports, "memory") {
-        const BAR: &str = "1,000 warm containers of one 300 KiB module: add at most 10 MiB";
-        const CONTAINERS: f64 = 1_000.0;
         for engine in engines {
             let Some(idle) = memory.row(&[
                 ("engine", json!(engine)),
@@ -294,6 +293,8 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
             let bar = "idle executor: at most 5 MiB";
             bars.push(Figure::at_most(bar, engine, "RSS MiB".to_owned(), rss, 5.0).row());
         }
+        const BAR: &str = "1,000 warm containers of one 300 KiB module: add at most 10 MiB";
+        const CONTAINERS: f64 = 1_000.0;
         for engine in engines {
             let mut most = None;
             for row in memory.rows(&[

@@ -242,7 +242,13 @@ async fn round(
             }
         }
     }
-    let prefixes: Vec<(SocketAddr, String)> = starts.clone();
+    // Executor-mode containers outlive the round unless destroyed; runtime processes stop
+    // with their `Server`.
+    let to_destroy = if executor.is_some() {
+        starts.clone()
+    } else {
+        Vec::new()
+    };
     let mut pending = JoinSet::new();
     for ((addr, prefix), archive) in starts.into_iter().zip(archives) {
         let init = Request::post("", &actions::init_body(&archive));
@@ -252,16 +258,9 @@ async fn round(
     while let Some(timing) = pending.join_next().await {
         timings.push(timing??);
     }
-    if executor.is_some() {
-        for (addr, prefix) in prefixes {
-            post(
-                addr,
-                &Request::post(format!("{prefix}/destroy"), &json!({})),
-            )
-            .await?
-            .ok()
-            .context("/destroy")?;
-        }
+    for (addr, prefix) in to_destroy {
+        let destroy = Request::post(format!("{prefix}/destroy"), &json!({}));
+        post(addr, &destroy).await?.ok().context("/destroy")?;
     }
     drop(servers);
     Ok(timings)
