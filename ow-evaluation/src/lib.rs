@@ -4,7 +4,8 @@
 //! (the `hash` example compiled natively, in-process and as one process per request).
 //!
 //! One module per subcommand (`cold_start`, `throughput`, `ramp`, `realistic`, `memory`,
-//! `soak`, `all`), over shared parts: the executor process (`executor`), the load generator
+//! `soak`, `all`), the performance bars `all` reads off their tables (`bars`), over shared
+//! parts: the executor process (`executor`), the load generator
 //! (`load`), the baselines (`floor`, `native`), the actions and their bodies (`actions`),
 //! statistics (`stats`), tables (`report`) and charts (`plot`). The library never prints:
 //! each subcommand returns a [`report::Report`] that the binary prints and writes.
