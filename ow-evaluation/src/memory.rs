@@ -24,7 +24,7 @@ pub struct MemoryArgs {
     #[arg(long)]
     pub containers: Option<usize>,
     /// Container counts of the one-module and distinct-modules series (the distinct ones up to
-    /// `max_distinct`) [default: 1,10,100,1000, the largest the bar's count].
+    /// `max_distinct`) [default: 1,10,100,1000, up to the bar's 1,000 in either profile].
     #[arg(long, value_delimiter = ',')]
     pub counts: Vec<usize>,
     /// The largest count of distinct modules (each is compiled) [quick: 100, full: 1000].
