@@ -29,14 +29,14 @@ pub(crate) fn deserialize_trusted(engine: &Engine, bytes: &[u8]) -> Result<Modul
     })
 }
 
-/// Loads the artifact `precompile` made of a module a moment ago, in this process (how the
-/// engine compiles: see `engine::build_compiler`).
+/// Loads the artifact the compiler engine made of a module a moment ago, in this process (how
+/// the engine compiles: see `engine::build_compiler`). The module compiled, so a failure here is
+/// the executor's (out of memory for the code, say), not the action's.
 pub(crate) fn deserialize_own(engine: &Engine, artifact: &[u8]) -> Result<Module, InitError> {
     #[allow(unsafe_code)]
     // SAFETY: `artifact` is the unmodified output of `Engine::precompile_module` of an engine
-    // of this Wasmtime with the settings of `engine` (both come from `build_engine`), which is
-    // what `Module::deserialize` requires.
+    // of this Wasmtime with the code settings of `engine` (both come from `engine::code_config`),
+    // which is what `Module::deserialize` requires.
     let module = unsafe { Module::deserialize(engine, artifact) };
-    module
-        .map_err(|e| InitError::InvalidModule(format!("its compiled code cannot be loaded: {e:#}")))
+    module.map_err(|e| InitError::Engine(format!("the compiled module cannot be loaded: {e:#}")))
 }

@@ -29,8 +29,7 @@ pub(crate) const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
 /// first indirect call.
 pub(crate) const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
 
-/// Builds the engine. Artifacts are only compatible with an engine built by the same code,
-/// which is why `ow-precompiler` calls this too.
+/// Builds the serving engine: [`code_config`] and the instance pool.
 pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<Engine> {
     let mut pooling = PoolingAllocationConfig::default();
     pooling
@@ -48,27 +47,31 @@ pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<Engine> {
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT);
     }
-    let mut wasmtime_config = Config::new();
-    wasmtime_config
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
-        .memory_init_cow(true);
+    let mut wasmtime_config = code_config();
+    wasmtime_config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     Engine::new(&wasmtime_config)
         .map_err(|e| anyhow::anyhow!("cannot build the Wasmtime engine: {e:#}"))
 }
 
-/// Builds an engine that only compiles: the serving engine's settings with a single instance
-/// slot, so its artifacts load into any engine [`build_engine`] makes. An engine keeps the
+/// Builds an engine that only compiles: the serving engine's code settings, so its artifacts
+/// load into any engine [`build_engine`] makes, without the instance pool (how instances are
+/// allocated is no part of an artifact), so it reserves no address space. An engine keeps the
 /// compiler's working memory of each compile (Cranelift's contexts, sized by the largest
 /// function it compiled) for its next one; compiling with an engine of its own that is
 /// dropped afterwards gives that memory back: 0.7–2 MiB of an executor's resident memory after
 /// its first compile, for under 1% of a compile's time (building this engine and loading its
 /// artifact, about a millisecond against 130–150 ms of Cranelift for `echo`).
 pub(crate) fn build_compiler() -> anyhow::Result<Engine> {
-    build_engine(&EngineConfig {
-        max_instances: 1,
-        ..EngineConfig::default()
-    })
+    Engine::new(&code_config())
+        .map_err(|e| anyhow::anyhow!("cannot build the Wasmtime compiler: {e:#}"))
+}
+
+/// The settings compiled code depends on, shared by the serving engine and the compiler: an
+/// artifact loads only into an engine whose settings match the one that made it.
+pub(crate) fn code_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true).memory_init_cow(true);
+    config
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until dropped.

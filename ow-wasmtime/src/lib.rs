@@ -101,8 +101,7 @@ impl Engine for WasmtimeEngine {
 
     fn compile(&self, wasm: &[u8]) -> Result<Module, InitError> {
         // Compiled apart and loaded as the artifact it is: see `engine::build_compiler`.
-        let artifact = precompile(wasm).map_err(|e| InitError::InvalidModule(format!("{e:#}")))?;
-        artifact::deserialize_own(&self.engine, &artifact)
+        artifact::deserialize_own(&self.engine, &compile_artifact(wasm)?)
     }
 
     fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Module, InitError> {
@@ -172,7 +171,14 @@ fn value_type(ty: &wasmtime::ValType) -> ValueType {
 /// Compiles a portable module to a Wasmtime artifact that an executor started with
 /// `--trust-precompiled` loads without compiling.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    engine::build_compiler()?
+    Ok(compile_artifact(wasm)?)
+}
+
+/// Compiles `wasm` with a compiler engine of its own (see `engine::build_compiler`): the
+/// module's fault if it does not compile, the executor's if the compiler cannot be built.
+fn compile_artifact(wasm: &[u8]) -> Result<Vec<u8>, InitError> {
+    let compiler = engine::build_compiler().map_err(|e| InitError::Engine(format!("{e:#}")))?;
+    compiler
         .precompile_module(wasm)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .map_err(|e| InitError::InvalidModule(format!("{e:#}")))
 }
