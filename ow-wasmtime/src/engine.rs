@@ -2,8 +2,7 @@
 //! activations be interrupted at their deadline.
 
 use ow_common::runtime::EngineConfig;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -74,41 +73,120 @@ pub(crate) fn code_config() -> Config {
     config
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until dropped.
+/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread while an activation
+/// runs, until dropped. With none running the thread waits: an idle executor (or an idle
+/// `runtime` container, one process per container) wakes no core 500 times a second.
 pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    shared: Arc<TickerShared>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// What the activations and the ticker's thread share.
+#[derive(Debug, Default)]
+struct TickerShared {
+    state: Mutex<TickerState>,
+    woken: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct TickerState {
+    /// Activations running now.
+    running: usize,
+    /// Whether the thread waits for one (and must be woken when one starts).
+    waiting: bool,
+    /// Whether the ticker was dropped.
+    stopped: bool,
+}
+
+/// Lets activations keep the epoch advancing: see [`Ticking::activation`].
+#[derive(Debug, Clone)]
+pub(crate) struct Ticking(Arc<TickerShared>);
+
+/// Keeps the epoch advancing until dropped: held by a running activation.
+#[derive(Debug)]
+pub(crate) struct ActivationTicks(Arc<TickerShared>);
+
 impl EpochTicker {
     pub(crate) fn start(engine: &Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(TickerShared::default());
         let engine = engine.weak();
         let thread = std::thread::Builder::new()
             .name("ow-wasmtime-epoch".to_owned())
             .spawn({
-                let stop = stop.clone();
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        match engine.upgrade() {
-                            Some(engine) => engine.increment_epoch(),
-                            None => break,
-                        }
-                    }
-                }
+                let shared = shared.clone();
+                move || shared.run(|| engine.upgrade().map(|engine| engine.increment_epoch()))
             })
             .expect("the OS can start the epoch ticker thread");
         Self {
-            stop,
+            shared,
             thread: Some(thread),
+        }
+    }
+
+    /// What activations hold to keep the epoch advancing.
+    pub(crate) fn ticking(&self) -> Ticking {
+        Ticking(self.shared.clone())
+    }
+
+    /// Whether the thread waits for an activation, ticking not.
+    #[cfg(test)]
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.shared.lock().waiting
+    }
+}
+
+impl Ticking {
+    /// The epoch advances from now until the returned guard is dropped (and as long as any
+    /// other activation holds one).
+    pub(crate) fn activation(&self) -> ActivationTicks {
+        let mut state = self.0.lock();
+        state.running += 1;
+        if state.waiting {
+            state.waiting = false;
+            self.0.woken.notify_one();
+        }
+        ActivationTicks(self.0.clone())
+    }
+}
+
+impl Drop for ActivationTicks {
+    fn drop(&mut self) {
+        self.0.lock().running -= 1;
+    }
+}
+
+impl TickerShared {
+    fn lock(&self) -> MutexGuard<'_, TickerState> {
+        self.state.lock().expect("epoch ticker lock")
+    }
+
+    /// The ticker thread: ticks every [`EPOCH_TICK`] while an activation runs, waits while
+    /// none does, and ends when the ticker or the engine (`tick` returns `None`) is gone.
+    fn run(&self, tick: impl Fn() -> Option<()>) {
+        let mut state = self.lock();
+        while !state.stopped {
+            if state.running == 0 {
+                state.waiting = true;
+                state = self
+                    .woken
+                    .wait_while(state, |state| state.waiting && !state.stopped)
+                    .expect("epoch ticker lock");
+                continue;
+            }
+            drop(state);
+            std::thread::sleep(EPOCH_TICK);
+            if tick().is_none() {
+                return;
+            }
+            state = self.lock();
         }
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.lock().stopped = true;
+        self.shared.woken.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

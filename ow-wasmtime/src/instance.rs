@@ -2,6 +2,7 @@
 //! from the action's `InstancePre`, the host side of the guest ABI over it, and how Wasmtime's
 //! errors read as a [`GuestStop`].
 
+use crate::engine::Ticking;
 use crate::stdio::CapturePipe;
 use ow_common::abi;
 use ow_common::host::abi::{GuestInstance, GuestMemory, Number, NumberType, call_abi};
@@ -117,6 +118,8 @@ impl ResourceLimiter for MemoryLimiter {
 pub struct WasmtimeLinked {
     pub(crate) pre: InstancePre<ActivationState>,
     pub(crate) config: ActionConfig,
+    /// Keeps the engine's epoch advancing while an activation runs.
+    pub(crate) ticking: Ticking,
 }
 
 impl std::fmt::Debug for WasmtimeLinked {
@@ -138,6 +141,8 @@ impl LinkedModule for WasmtimeLinked {
                 };
             }
         };
+        // While the store runs guest code, instantiation included, the epoch must advance.
+        let _ticks = self.ticking.activation();
         let run = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             let mut guest = WasmtimeGuest {

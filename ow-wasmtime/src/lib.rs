@@ -44,7 +44,7 @@ pub struct WasmtimeEngine {
     wasi_only: Linker<ActivationState>,
     /// WASI and `http`.`get`: for actions granted `net_access`.
     with_net: Linker<ActivationState>,
-    _ticker: engine::EpochTicker,
+    ticker: engine::EpochTicker,
 }
 
 impl std::fmt::Debug for WasmtimeEngine {
@@ -94,7 +94,7 @@ impl Engine for WasmtimeEngine {
         Ok(Self {
             wasi_only: linker(&engine, false)?,
             with_net: linker(&engine, true)?,
-            _ticker: engine::EpochTicker::start(&engine),
+            ticker: engine::EpochTicker::start(&engine),
             engine,
         })
     }
@@ -147,6 +147,7 @@ impl Engine for WasmtimeEngine {
         Ok(WasmtimeLinked {
             pre,
             config: config.clone(),
+            ticking: self.ticker.ticking(),
         })
     }
 }

@@ -37,3 +37,31 @@ fn a_module_compiled_at_init_is_what_the_precompiler_makes_of_it() {
         "compiling apart loads the same code an executor trusting artifacts would load"
     );
 }
+
+#[test]
+fn the_epoch_ticker_waits_while_no_activation_runs() {
+    let engine = Wasmtime::start(&EngineConfig::default()).expect("the engine builds");
+    let ticker = &engine.engine().ticker;
+    let waits_again = |why: &str| {
+        // Only a guard against a hang: the thread notices within a tick.
+        let given_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ticker.is_waiting() {
+            assert!(std::time::Instant::now() < given_up, "{why}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
+    waits_again("an engine that ran nothing keeps ticking");
+    let first = ticker.ticking().activation();
+    assert!(
+        !ticker.is_waiting(),
+        "a starting activation wakes the ticker"
+    );
+    let second = ticker.ticking().activation();
+    drop(first);
+    assert!(
+        !ticker.is_waiting(),
+        "the ticker ticks while any activation runs"
+    );
+    drop(second);
+    waits_again("the ticker goes on ticking after the last activation ended");
+}
