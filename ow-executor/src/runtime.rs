@@ -116,15 +116,8 @@ impl Container {
     /// Handles the body of `/init`.
     pub async fn init(&self, request: InitRequest<'_>) -> Result<(), ApiError> {
         {
-            // As the Node.js runtime does: a second init is refused before its body is looked at.
             let mut phase = self.phase.lock().expect("phase lock");
-            if !matches!(*phase, Phase::Uninitialized) {
-                self.logs.stderr_line(&format!(
-                    "Internal system error: {}",
-                    sentences::ALREADY_INITIALIZED
-                ));
-                return Err(ApiError::forbidden(sentences::ALREADY_INITIALIZED));
-            }
+            self.refuse_second_init(&phase)?;
             if request.value.code.trim().is_empty() {
                 return Err(ApiError::forbidden(sentences::MISSING_CODE));
             }
@@ -146,6 +139,24 @@ impl Container {
                 Err(error.into())
             }
         }
+    }
+
+    /// As the Node.js runtime does: a second init is refused before its body is looked at
+    /// (any JSON body; one that is not JSON is refused as such first, as its body parser does).
+    fn refuse_second_init(&self, phase: &Phase) -> Result<(), ApiError> {
+        if matches!(phase, Phase::Uninitialized) {
+            return Ok(());
+        }
+        self.logs.stderr_line(&format!(
+            "Internal system error: {}",
+            sentences::ALREADY_INITIALIZED
+        ));
+        Err(ApiError::forbidden(sentences::ALREADY_INITIALIZED))
+    }
+
+    /// [`Self::refuse_second_init`] for an init whose body is read no further.
+    fn refuse_if_initialized(&self) -> Result<(), ApiError> {
+        self.refuse_second_init(&self.phase.lock().expect("phase lock"))
     }
 
     async fn prepare(&self, request: &InitRequest<'_>) -> Result<Ready, InitError> {
@@ -271,7 +282,7 @@ async fn run_handler(State(container): State<Arc<Container>>, request: Request<B
 pub async fn answer_init(container: &Container, body: Body) -> Response {
     let outcome = async {
         let body = read_bounded(body, MAX_INIT_BODY_BYTES).await?;
-        let request = init_request(&body)?;
+        let request = init_request(&body, container)?;
         container.init(request).await
     };
     match outcome.await {
@@ -280,9 +291,11 @@ pub async fn answer_init(container: &Container, body: Body) -> Response {
     }
 }
 
-/// Reads an `/init` body: its code, hundreds of KiB, is borrowed, not copied.
-fn init_request(body: &[u8]) -> Result<InitRequest<'_>, ApiError> {
+/// Reads an `/init` body: its code, hundreds of KiB, is borrowed, not copied. A JSON body
+/// whose fields do not fit is a second init, not a bad request, once `container` has had one.
+fn init_request<'a>(body: &'a [u8], container: &Container) -> Result<InitRequest<'a>, ApiError> {
     read_protocol_body(body, |value| {
+        container.refuse_if_initialized()?;
         InitRequest::deserialize(value).map_err(|e| {
             ApiError::bad_request(format!(
                 "The init body does not match {{\"value\": {{\"code\", \"main\", \"env\"}}}}: {e}"

@@ -58,17 +58,26 @@ fn a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel(engine: Engine
     assert_eq!((sentinels(&stdout), sentinels(&stderr)), (1, 1));
 }
 
-fn a_second_init_is_refused_as_such_even_without_code(engine: EngineKind) {
+fn a_second_init_is_refused_as_such_whatever_its_fields_hold(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::ADD);
-    let answer = executor.post("/init", &json!({"value": {"code": ""}}));
-    assert_eq!(
-        (answer.status, answer.body),
-        (
-            403,
-            json!({"error": "Cannot initialize the action more than once."})
-        )
-    );
+    // Whatever its fields hold: the Node.js runtime looks at none of them.
+    for body in [
+        json!({"value": {"code": ""}}),
+        json!({"value": {"code": 5}}),
+        json!({"value": 5}),
+        json!({"value": {"code": "AGFzbQ==", "main": 7}}),
+    ] {
+        let answer = executor.post("/init", &body);
+        assert_eq!(
+            (answer.status, answer.body),
+            (
+                403,
+                json!({"error": "Cannot initialize the action more than once."})
+            ),
+            "{body}"
+        );
+    }
     assert_eq!(
         executor.run(json!({"param1": 1, "param2": 1})).body,
         json!({"result": 2})
@@ -530,7 +539,7 @@ per_engine!(
     the_executor_prints_nothing_but_activation_logs_and_sentinels,
     run_before_init_is_refused,
     a_second_init_is_refused_with_a_line_on_stderr_and_no_sentinel,
-    a_second_init_is_refused_as_such_even_without_code,
+    a_second_init_is_refused_as_such_whatever_its_fields_hold,
     init_without_code_is_refused_and_leaves_the_container_uninitialized,
     undecodable_code_fails_init_with_502_and_one_sentinel_per_stream,
     bad_base64_and_bad_zips_fail_init_with_a_sentence,
