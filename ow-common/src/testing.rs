@@ -507,6 +507,18 @@ pub mod cases {
             run(&add, json!({"param1": 2, "param2": 2})).await.outcome,
             Ok(json!({"result": 4}))
         );
+        // Keys stay in the action's order, at every depth, as `JSON.stringify` keeps them.
+        let unsorted = prepare_ok(
+            &*engine,
+            artifacts::wat::UNSORTED_RESULT,
+            ActionConfig::default(),
+        )
+        .await;
+        let outcome = run(&unsorted, json!({})).await.outcome.expect("a result");
+        assert_eq!(
+            serde_json::to_string(&outcome).expect("a result serializes"),
+            r#"{"zeta":1,"alpha":[{"b":2,"a":1}],"mid":{"y":1,"x":2}}"#
+        );
     }
 
     /// Wasm SIMD (`simd128`, part of Wasm 2.0) is what the engine says of it

@@ -227,6 +227,24 @@ fn an_application_error_is_still_200(engine: EngineKind) {
     );
 }
 
+fn the_result_is_answered_with_its_keys_in_the_actions_order(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &[]);
+    executor.init_ok(artifacts::wat::UNSORTED_RESULT);
+    let answer = executor.http(
+        "POST",
+        "/run",
+        &[("Content-Type", "application/json")],
+        br#"{"value": {}}"#,
+    );
+    assert_eq!(
+        (answer.status, answer.text()),
+        (
+            200,
+            r#"{"zeta":1,"alpha":[{"b":2,"a":1}],"mid":{"y":1,"x":2}}"#.to_owned()
+        )
+    );
+}
+
 fn a_result_that_is_not_a_dictionary_is_a_502(engine: EngineKind) {
     let executor = Executor::runtime(engine, &[]);
     executor.init_ok(artifacts::wat::NOT_A_DICTIONARY);
@@ -549,6 +567,7 @@ per_engine!(
     a_field_sent_twice_counts_once_the_last_as_in_json_parse,
     parameters_and_results_pass_verbatim_objects_and_arrays,
     an_application_error_is_still_200,
+    the_result_is_answered_with_its_keys_in_the_actions_order,
     a_result_that_is_not_a_dictionary_is_a_502,
     a_trap_is_a_502_with_the_platform_sentence_and_the_trap_in_the_logs,
     an_exit_with_a_code_is_a_502_with_the_code_in_the_logs,
