@@ -219,7 +219,8 @@ pub async fn run(setup: &Setup, args: &RealisticArgs) -> anyhow::Result<Report> 
                 measured.failed
             ));
         }
-        let seconds = duration.as_secs_f64();
+        // The window the samples are from, not the one asked for: sleeps oversleep.
+        let seconds = measured.window.as_secs_f64();
         // Every request, then each class (hot or rare, CPU- or I/O-bound).
         let classes = [
             None,

@@ -83,9 +83,15 @@ pub async fn run(setup: &Setup, args: &SoakArgs) -> anyhow::Result<Report> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         bar.finish_and_clear();
-        let elapsed = load.elapsed();
         let failed = load.failed();
         let finished = load.finish().await?;
+        // When the last activation ended, not when the progress loop last looked.
+        let elapsed = finished
+            .samples
+            .iter()
+            .map(|sample| sample.end)
+            .max()
+            .unwrap_or_default();
         if let Some(error) = finished.first_error {
             report.notes.push(format!(
                 "{engine}: {failed} activations failed, the first: {error}"

@@ -62,6 +62,8 @@ pub struct Measured {
     pub server_cpu_us: f64,
     /// The samples of the measured window.
     pub samples: Vec<Sample>,
+    /// How long the measured window was, by the load's own clock.
+    pub window: Duration,
 }
 
 /// Runs `clients` closed-loop clients against `server` for `warmup`, then measures for
@@ -98,6 +100,7 @@ pub async fn measure(
         client_cpu_us: (client1 - client0).as_secs_f64() * 1e6 / requests,
         server_cpu_us: (server1 - server0).as_secs_f64() * 1e6 / requests,
         samples,
+        window: to - from,
     })
 }
 
