@@ -61,9 +61,12 @@ fn cold_start_reports_every_engine() {
             "add",
         ],
     );
-    assert!(stdout.contains("| engine | mode | code | N |"), "{stdout}");
+    assert!(
+        stdout.contains("| engine | mode | code | module KiB | N |"),
+        "{stdout}"
+    );
     let rows = csv(out.path(), "cold-start");
-    assert_eq!(rows[0][..4], ["engine", "mode", "code", "N"]);
+    assert_eq!(rows[0][..5], ["engine", "mode", "code", "module KiB", "N"]);
     assert!(rows.len() >= 3, "a row per engine and N: {rows:?}");
     assert!(
         rows[1..]
