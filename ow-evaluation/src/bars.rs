@@ -101,6 +101,26 @@ struct Figure<'a> {
 }
 
 impl<'a> Figure<'a> {
+    /// A figure held to `need`, measured at the bar's size and without failures until told.
+    fn new(
+        bar: &'a str,
+        engine: &'a str,
+        measured: String,
+        value: Option<f64>,
+        need: Need,
+    ) -> Self {
+        Self {
+            bar,
+            engine,
+            measured,
+            value,
+            need,
+            baseline: None,
+            short_of: None,
+            failed: 0,
+        }
+    }
+
     /// A figure that must stay at or below `limit`, in its own unit.
     fn at_most(
         bar: &'a str,
@@ -109,15 +129,22 @@ impl<'a> Figure<'a> {
         value: Option<f64>,
         limit: f64,
     ) -> Self {
+        Self::new(bar, engine, measured, value, Need::AtMost(limit))
+    }
+
+    /// A figure that must reach `fraction` of `baseline`'s (its name and figure, measured in
+    /// the same run).
+    fn fraction_of(
+        bar: &'a str,
+        engine: &'a str,
+        measured: String,
+        value: Option<f64>,
+        fraction: f64,
+        baseline: (&'a str, Option<f64>),
+    ) -> Self {
         Self {
-            bar,
-            engine,
-            measured,
-            value,
-            need: Need::AtMost(limit),
-            baseline: None,
-            short_of: None,
-            failed: 0,
+            baseline: Some(baseline),
+            ..Self::new(bar, engine, measured, value, Need::FractionOf(fraction))
         }
     }
 
@@ -226,17 +253,16 @@ pub fn table(reports: &[Report], engines: &[String]) -> anyhow::Result<Table> {
                     ),
                     None => (None, None),
                 };
+                let measured = format!("`{workload}`, keep-alive, requests/s");
                 bars.push(
-                    Figure {
+                    Figure::fraction_of(
                         bar,
                         engine,
-                        measured: format!("`{workload}`, keep-alive, requests/s"),
-                        value: figure,
-                        need: Need::FractionOf(fraction),
-                        baseline: Some((baseline.name(), base)),
-                        short_of: None,
-                        failed: 0,
-                    }
+                        measured,
+                        figure,
+                        fraction,
+                        (baseline.name(), base),
+                    )
                     .failing(failed)
                     .row(),
                 );
@@ -359,7 +385,7 @@ mod tests {
 
     /// A table of the real columns `columns`, with `rows` given as `(column, value)` pairs
     /// (columns not given are null).
-    fn table(name: &str, columns: &[&str], rows: &[&[(&str, Value)]]) -> Table {
+    fn table(name: &str, columns: &[&str], rows: &[Vec<(&str, Value)>]) -> Table {
         let mut table = Table::new(name, name, columns);
         for given in rows {
             table.push(
@@ -377,10 +403,11 @@ mod tests {
         table
     }
 
-    fn report(tables: Vec<Table>) -> Report {
+    /// The bars table of a run that measured `tables`, for [`engines`].
+    fn bars_of(tables: Vec<Table>) -> anyhow::Result<Table> {
         let mut report = Report::new("test");
         report.tables = tables;
-        report
+        super::table(&[report], &engines())
     }
 
     /// The `(measured, figure, ratio, verdict)` of each row for `engine` under `bar`.
@@ -430,13 +457,7 @@ mod tests {
             row("hash", Connection::KeepAlive, "wasmtime", 800.0),
             row("hash", Connection::KeepAlive, "native", 1_000.0),
         ];
-        let rows: Vec<&[(&str, Value)]> = rows.iter().map(Vec::as_slice).collect();
-        let reports = [report(vec![table(
-            "throughput",
-            throughput::COLUMNS,
-            &rows,
-        )])];
-        let bars = super::table(&reports, &engines()).unwrap();
+        let bars = bars_of(vec![table("throughput", throughput::COLUMNS, &rows)]).unwrap();
         let floor_bar = "warm /run over keep-alive: at least 0.70 of http-floor";
         let add = "`add`, keep-alive, requests/s".to_owned();
         let stdio_add = "`stdio_add`, keep-alive, requests/s".to_owned();
@@ -498,13 +519,7 @@ mod tests {
             row(Code::Wasm, 188, 1, 120.0, 130.0),
             row(Code::Precompiled, 300, 64, 3.0, 9.0),
         ];
-        let rows: Vec<&[(&str, Value)]> = rows.iter().map(Vec::as_slice).collect();
-        let reports = [report(vec![table(
-            "cold-start",
-            cold_start::COLUMNS,
-            &rows,
-        )])];
-        let bars = super::table(&reports, &engines()).unwrap();
+        let bars = bars_of(vec![table("cold-start", cold_start::COLUMNS, &rows)]).unwrap();
         let init = verdicts(&bars, "/init: median at most 1 ms", "wasmtime");
         assert_eq!(
             init.iter()
@@ -541,32 +556,20 @@ mod tests {
 
     #[test]
     fn a_figure_measured_short_of_the_bars_size_gets_no_verdict() {
+        let burst = |engine: &str, which: usize, activations: u64, wall: f64, failed: u64| {
+            vec![
+                ("engine", json!(engine)),
+                ("burst", json!(ramp::BURSTS[which])),
+                ("activations", json!(activations)),
+                ("wall s", json!(wall)),
+                ("failed", json!(failed)),
+            ]
+        };
         let bursts = [
-            vec![
-                ("engine", json!("wasmtime")),
-                ("burst", json!(ramp::BURSTS[0])),
-                ("activations", json!(1000)),
-                ("wall s", json!(0.4)),
-            ],
-            vec![
-                ("engine", json!("wasmtime")),
-                ("burst", json!(ramp::BURSTS[1])),
-                ("activations", json!(10_000)),
-                ("wall s", json!(1.6)),
-            ],
-            vec![
-                ("engine", json!("wamr")),
-                ("burst", json!(ramp::BURSTS[0])),
-                ("activations", json!(2000)),
-                ("wall s", json!(1.7)),
-            ],
-            vec![
-                ("engine", json!("wamr")),
-                ("burst", json!(ramp::BURSTS[1])),
-                ("activations", json!(10_000)),
-                ("wall s", json!(0.2)),
-                ("failed", json!(9_000)),
-            ],
+            burst("wasmtime", 0, 1000, 0.4, 0),
+            burst("wasmtime", 1, 10_000, 1.6, 0),
+            burst("wamr", 0, 2000, 1.7, 0),
+            burst("wamr", 1, 10_000, 0.2, 9_000),
         ];
         let memory_rows = [
             vec![
@@ -587,13 +590,11 @@ mod tests {
                 ("added MiB", json!(9.0)),
             ],
         ];
-        let bursts: Vec<&[(&str, Value)]> = bursts.iter().map(Vec::as_slice).collect();
-        let memory_rows: Vec<&[(&str, Value)]> = memory_rows.iter().map(Vec::as_slice).collect();
-        let reports = [
-            report(vec![table("ramp-burst", ramp::BURST_COLUMNS, &bursts)]),
-            report(vec![table("memory", memory::COLUMNS, &memory_rows)]),
-        ];
-        let bars = super::table(&reports, &engines()).unwrap();
+        let bars = bars_of(vec![
+            table("ramp-burst", ramp::BURST_COLUMNS, &bursts),
+            table("memory", memory::COLUMNS, &memory_rows),
+        ])
+        .unwrap();
         let burst = verdicts(
             &bars,
             "10,000 concurrent `sleep` 300 ms activations: done within 1.5 s",
@@ -634,15 +635,15 @@ mod tests {
 
     #[test]
     fn a_table_without_a_column_the_bars_read_is_an_error() {
-        let reports = [report(vec![table(
+        let error = bars_of(vec![table(
             "memory",
             &["engine", "measurement"],
-            &[&[
+            &[vec![
                 ("engine", json!("wasmtime")),
                 ("measurement", json!(memory::IDLE)),
             ]],
-        )])];
-        let error = super::table(&reports, &engines()).unwrap_err();
+        )])
+        .unwrap_err();
         assert!(
             error.to_string().contains("the memory table has no column"),
             "{error:#}"
