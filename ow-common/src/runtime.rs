@@ -273,6 +273,32 @@ pub struct EngineConfig {
     pub memory_cache: CachePolicy,
     /// Where compiled modules are kept across restarts, if anywhere. Default none.
     pub disk_cache: Option<DiskCacheConfig>,
+    /// Where portable modules are compiled. Default: in this process.
+    pub compile_in: CompilePlace,
+}
+
+/// Where portable modules are compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CompilePlace {
+    /// In the serving process, on a blocking thread (what a library or a test that has no
+    /// compiler program does).
+    #[default]
+    ThisProcess,
+    /// In a process of its own for each compile (see `host::compiler_process`), for engines
+    /// with artifacts; an engine without any compiles in this process. The serving process
+    /// then never runs the compiler: its code and working memory stay out of the server's
+    /// resident memory, and a compiler that crashes fails one `/init`, not the server.
+    CompilerProcess(CompilerCommand),
+}
+
+/// The command that starts a compiler process: `program`, then `args`, then the engine's name.
+/// It reads a portable module on stdin and writes the engine's artifact on stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompilerCommand {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments before the engine's name.
+    pub args: Vec<String>,
 }
 
 /// The on-disk compiled-module cache: a directory the executor owns, and how much it keeps.
@@ -294,6 +320,7 @@ impl Default for EngineConfig {
             max_instances: DEFAULT_MAX_INSTANCES,
             memory_cache: CachePolicy::default(),
             disk_cache: None,
+            compile_in: CompilePlace::ThisProcess,
         }
     }
 }
@@ -314,6 +341,12 @@ impl EngineConfig {
     /// Sets [`EngineConfig::disk_cache`].
     pub fn disk_cache(&mut self, cache: Option<DiskCacheConfig>) -> &mut Self {
         self.disk_cache = cache;
+        self
+    }
+
+    /// Sets [`EngineConfig::compile_in`].
+    pub fn compile_in(&mut self, place: CompilePlace) -> &mut Self {
+        self.compile_in = place;
         self
     }
 
@@ -356,6 +389,10 @@ pub trait WasmRuntime: Send + Sync + 'static {
     /// Whether the engine runs Wasm SIMD (`simd128`) code; one that does not refuses it at
     /// prepare.
     fn runs_wasm_simd(&self) -> bool;
+
+    /// The format of the engine's precompiled artifacts, if it has any: what a compiler
+    /// process writes for it ([`CompilePlace::CompilerProcess`]).
+    fn artifact_format(&self) -> Option<ModuleFormat>;
 
     /// What the engine is doing right now.
     fn stats(&self) -> EngineStats;

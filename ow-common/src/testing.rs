@@ -11,8 +11,8 @@ use crate::capabilities::Capabilities;
 use crate::code::{ModuleCode, ModuleFormat};
 use crate::protocol::sentences;
 use crate::runtime::{
-    ActionConfig, Activation, BoxFuture, Completion, DiskCacheConfig, EngineConfig, InitError,
-    Limits, PreparedAction, RunError, WasmRuntime,
+    ActionConfig, Activation, BoxFuture, CompilePlace, CompilerCommand, Completion,
+    DiskCacheConfig, EngineConfig, InitError, Limits, PreparedAction, RunError, WasmRuntime,
 };
 use ow_wasm_action_artifacts as artifacts;
 use serde_json::{Value, json};
@@ -256,6 +256,7 @@ macro_rules! conformance_suite {
             identical_code_is_loaded_once_and_kept_while_used_or_recent,
             a_module_cached_on_disk_loads_without_a_compile_and_a_bad_entry_is_compiled_again,
             precached_code_is_a_memory_cache_hit_at_prepare,
+            a_compiler_process_compiles_for_an_engine_with_artifacts,
         );
     };
     (@cases ($factory:expr) $($case:ident),* $(,)?) => {
@@ -1468,6 +1469,86 @@ pub mod cases {
             1,
             "nothing more cached"
         );
+    }
+
+    /// Compiles in a compiler process: an engine with artifacts loads what the process wrote
+    /// and runs it; a module the process refuses is the module's fault, in the process's
+    /// words; an artifact that does not load is the executor's. An engine without artifacts
+    /// compiles in its own process and starts none. (The compiler here is a shell script that
+    /// answers with an artifact the engine wrote to its disk cache, or fails; the executor's
+    /// real one, `ow-executor compile`, is tested with the executor.)
+    pub async fn a_compiler_process_compiles_for_an_engine_with_artifacts(subject: Subject) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let started = dir.path().join("started");
+        let compiling_with = |answer: &str| {
+            // The script notes the engine it was started for, reads the module, answers.
+            let script = format!(
+                "echo \"$1\" > '{}'; cat >/dev/null; {answer}",
+                started.display()
+            );
+            engine_with(subject, |config| {
+                config.compile_in(CompilePlace::CompilerProcess(CompilerCommand {
+                    program: "/bin/sh".into(),
+                    args: vec!["-c".to_owned(), script, "compiler".to_owned()],
+                }));
+            })
+        };
+        let started_for = || std::fs::read_to_string(&started).ok();
+
+        let refusing = compiling_with("echo 'no, says the compiler' >&2; exit 65");
+        let refused = prepare(
+            &*refusing,
+            artifacts::read(artifacts::ADD),
+            ActionConfig::default(),
+        )
+        .await;
+        if refusing.artifact_format().is_none() {
+            assert!(refused.is_ok(), "compiled in this process: {refused:?}");
+            assert_eq!(started_for(), None, "no compiler process was started");
+            return;
+        }
+        assert_eq!(started_for(), Some(format!("{}\n", refusing.name())));
+        assert_eq!(
+            refused.err(),
+            Some(InitError::InvalidModule("no, says the compiler".to_owned()))
+        );
+
+        let echoing = compiling_with("printf 'not an artifact'");
+        match prepare(
+            &*echoing,
+            artifacts::read(artifacts::ADD),
+            ActionConfig::default(),
+        )
+        .await
+        {
+            Err(InitError::Engine(message)) => assert!(
+                message.contains("the compiler process's artifact cannot be loaded"),
+                "{message}"
+            ),
+            other => panic!("expected the executor's error, got {other:?}"),
+        }
+
+        // A real artifact of add, as the engine writes it to its disk cache.
+        let cache = tempfile::tempdir().expect("a temporary directory");
+        let writing = engine_with(subject, |config| {
+            config.disk_cache(Some(DiskCacheConfig {
+                dir: cache.path().to_owned(),
+                policy: CachePolicy::default(),
+            }));
+        });
+        prepare_ok(&*writing, artifacts::ADD, ActionConfig::default()).await;
+        let entry = std::fs::read(only_entry(cache.path())).unwrap();
+        let header = crate::host::disk_cache::entry_header(&[]).len();
+        let artifact = dir.path().join("add.artifact");
+        std::fs::write(&artifact, &entry[header..]).unwrap();
+
+        let compiling = compiling_with(&format!("cat '{}'", artifact.display()));
+        let add = prepare_ok(&*compiling, artifacts::ADD, ActionConfig::default()).await;
+        assert_eq!(
+            run(&add, json!({"param1": 4, "param2": 5})).await.outcome,
+            Ok(json!({"result": 9}))
+        );
+        assert_eq!(compiling.stats().compiles, 1);
     }
 }
 

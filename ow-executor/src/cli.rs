@@ -6,7 +6,9 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 use ow_common::cache::{CachePolicy, Eviction};
 use ow_common::limits::ActionLimits;
-use ow_common::runtime::{DEFAULT_MAX_INSTANCES, DiskCacheConfig, EngineConfig};
+use ow_common::runtime::{
+    CompilePlace, CompilerCommand, DEFAULT_MAX_INSTANCES, DiskCacheConfig, EngineConfig,
+};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,20 @@ pub enum Command {
     /// Prints the engines compiled into this executor, the default first, as a JSON array:
     /// each one's name, whether it loads precompiled artifacts and whether it runs Wasm SIMD.
     Engines,
+
+    /// The compiler process a serving executor starts for each compile: reads a portable
+    /// module on stdin and writes the engine's artifact on stdout (exit status 65 and the
+    /// reason on stderr when the module does not compile).
+    #[command(hide = true)]
+    Compile(CompileArgs),
+}
+
+/// Arguments of `ow-executor compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The engine to compile for.
+    #[arg(value_enum)]
+    pub engine: EngineKind,
 }
 
 /// The serving modes.
@@ -176,7 +192,8 @@ impl EngineArgs {
             .trust_precompiled(self.trust_precompiled)
             .max_instances(self.max_instances)
             .memory_cache(cache.memory_policy())
-            .disk_cache(disk_cache);
+            .disk_cache(disk_cache)
+            .compile_in(CompilePlace::CompilerProcess(compiler_command()));
         config
     }
 
@@ -187,6 +204,21 @@ impl EngineArgs {
             self.engine,
             self.config(default_cache_dir),
         )?))
+    }
+}
+
+/// This executor's own program as the compiler process: `ow-executor compile ENGINE`. On
+/// Linux it is the running program itself, even if its file has been replaced since it
+/// started, so that compiler and server are always the same build.
+fn compiler_command() -> CompilerCommand {
+    let program = if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap_or_default()
+    };
+    CompilerCommand {
+        program,
+        args: vec!["compile".to_owned()],
     }
 }
 
@@ -521,6 +553,36 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(refused).is_err(), "{refused:?}");
         }
+    }
+
+    /// Every serving mode compiles in this executor's own program, run as `compile ENGINE`
+    /// (the subcommand is tested with the executable), and says so in its configuration.
+    #[test]
+    fn every_serving_mode_compiles_in_a_compiler_process_of_its_own_program() {
+        let compiler = CompilePlace::CompilerProcess(CompilerCommand {
+            program: PathBuf::from("/proc/self/exe"),
+            args: vec!["compile".to_owned()],
+        });
+        for mode in ["runtime", "executor", "standalone"] {
+            let Command::Serve(serving) = Cli::try_parse_from(["ow-executor", mode])
+                .expect("the mode parses")
+                .command
+            else {
+                panic!("{mode} is a serving mode");
+            };
+            let engine = match &serving {
+                ServingMode::Runtime(args) => &args.engine,
+                ServingMode::Executor(args) => &args.engine,
+                ServingMode::Standalone(args) => &args.engine,
+            };
+            assert_eq!(engine.config(None).compile_in, compiler, "{mode}");
+        }
+        let default = EngineKind::default();
+        let parsed = Cli::try_parse_from(["ow-executor", "compile", default.name()]);
+        let Command::Compile(compile) = parsed.expect("compile parses").command else {
+            panic!("compile parses as compile");
+        };
+        assert_eq!(compile.engine, default);
     }
 
     #[test]

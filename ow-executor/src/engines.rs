@@ -115,6 +115,19 @@ impl EngineKind {
         })
     }
 
+    /// Serves as this engine's compiler process (`ow-executor compile ENGINE`).
+    pub fn serve_compiler(self) -> std::process::ExitCode {
+        use ow_common::host::compiler_process::serve;
+        match self {
+            #[cfg(feature = "wasmtime")]
+            Self::Wasmtime => serve::<ow_wasmtime::WasmtimeEngine>(),
+            #[cfg(feature = "wasmer")]
+            Self::Wasmer => serve::<ow_wasmer::WasmerEngine>(),
+            #[cfg(feature = "wamr")]
+            Self::Wamr => serve::<ow_wamr::WamrEngine>(),
+        }
+    }
+
     /// The names of every engine compiled in, for sentences.
     pub fn names() -> String {
         Self::ALL

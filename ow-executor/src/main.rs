@@ -1,5 +1,6 @@
 //! `ow-executor`: parses arguments, installs diagnostics, builds the engine, pre-caches what
-//! `--precache` names and serves; or lists the engines compiled in (`ow-executor engines`).
+//! `--precache` names and serves; or lists the engines compiled in (`ow-executor engines`); or
+//! is the compiler process a serving executor starts for each compile (`ow-executor compile`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
             }
             return ExitCode::SUCCESS;
         }
+        Command::Compile(args) => return args.engine.serve_compiler(),
     };
     let result = telemetry::init(cli.log_file.as_deref()).and_then(|()| {
         tokio::runtime::Builder::new_multi_thread()

@@ -145,6 +145,16 @@ impl Engine for WamrEngine {
         })
     }
 
+    /// Refuses: WAMR's artifacts are made by its AOT compiler.
+    fn compile_artifact(_wasm: &[u8]) -> Result<Vec<u8>, InitError> {
+        Err(InitError::Engine(
+            "WAMR precompiles with its AOT compiler wamrc, which no package registry ships, so \
+             this executor's WAMR runs portable .wasm only: send the .wasm itself, or zip it \
+             with `ow-precompiler --engine none action.wasm -o action.zip`."
+                .to_owned(),
+        ))
+    }
+
     fn compile(&self, wasm: &[u8]) -> Result<WamrModule, InitError> {
         let deferred = match startup::defer(wasm) {
             Ok(deferred) => deferred,
@@ -254,10 +264,6 @@ fn check_linked(imports: &[ffi::Import]) -> Result<(), InitError> {
 
 /// Would compile a portable module to a WAMR AOT artifact; refuses, because that needs WAMR's
 /// compiler.
-pub fn precompile(_wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    anyhow::bail!(
-        "WAMR precompiles with its AOT compiler wamrc, which no package registry ships, so this \
-         executor's WAMR runs portable .wasm only: send the .wasm itself, or zip it with \
-         `ow-precompiler --engine none action.wasm -o action.zip`."
-    )
+pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok(WamrEngine::compile_artifact(wasm)?)
 }

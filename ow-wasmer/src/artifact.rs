@@ -36,14 +36,15 @@ pub(crate) const FORMAT_VERSION: u32 = MetadataHeader::CURRENT_VERSION;
 /// Where the payload starts.
 const PAYLOAD_OFFSET: usize = MAGIC.len() + MetadataHeader::LEN;
 
-/// Compiles `wasm` and serializes it as an artifact.
-pub(crate) fn serialize(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// Compiles `wasm` and serializes it as an artifact: the module's fault if it does not
+/// compile (in the words of an in-process compile), the executor's if it cannot be serialized.
+pub(crate) fn serialize(wasm: &[u8]) -> Result<Vec<u8>, InitError> {
     let engine = module_engine();
-    let module = Module::from_binary(&engine, wasm)
-        .map_err(|e| anyhow::anyhow!("the module does not compile: {e}"))?;
+    let module =
+        Module::from_binary(&engine, wasm).map_err(|e| InitError::InvalidModule(e.to_string()))?;
     let artifact = module
         .serialize()
-        .map_err(|e| anyhow::anyhow!("cannot serialize the compiled module: {e}"))?;
+        .map_err(|e| InitError::Engine(format!("cannot serialize the compiled module: {e}")))?;
     Ok(artifact.to_vec())
 }
 

@@ -163,6 +163,10 @@ impl Engine for WasmerEngine {
         Ok(WasmerModule::new(module, engine))
     }
 
+    fn compile_artifact(wasm: &[u8]) -> Result<Vec<u8>, InitError> {
+        artifact::serialize(wasm)
+    }
+
     fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<WasmerModule, InitError> {
         artifact::load(artifact)
     }
@@ -262,5 +266,5 @@ fn value_type(ty: &wasmer::Type) -> ValueType {
 /// `wasmer-universal`, then `WASMER\0\0` and Wasmer's artifact format version (24) as a
 /// little-endian u32; it runs only on hosts with the CPU features of the one that made it.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    artifact::serialize(wasm)
+    Ok(WasmerEngine::compile_artifact(wasm)?)
 }

@@ -101,7 +101,16 @@ impl Engine for WasmtimeEngine {
 
     fn compile(&self, wasm: &[u8]) -> Result<Module, InitError> {
         // Compiled apart and loaded as the artifact it is: see `engine::build_compiler`.
-        artifact::deserialize_own(&self.engine, &compile_artifact(wasm)?)
+        artifact::deserialize_own(&self.engine, &Self::compile_artifact(wasm)?)
+    }
+
+    /// Compiles `wasm` with a compiler engine of its own (see `engine::build_compiler`): the
+    /// module's fault if it does not compile, the executor's if the compiler cannot be built.
+    fn compile_artifact(wasm: &[u8]) -> Result<Vec<u8>, InitError> {
+        let compiler = engine::build_compiler().map_err(|e| InitError::Engine(format!("{e:#}")))?;
+        compiler
+            .precompile_module(wasm)
+            .map_err(|e| InitError::InvalidModule(format!("{e:#}")))
     }
 
     fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Module, InitError> {
@@ -172,14 +181,5 @@ fn value_type(ty: &wasmtime::ValType) -> ValueType {
 /// Compiles a portable module to a Wasmtime artifact that an executor started with
 /// `--trust-precompiled` loads without compiling.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    Ok(compile_artifact(wasm)?)
-}
-
-/// Compiles `wasm` with a compiler engine of its own (see `engine::build_compiler`): the
-/// module's fault if it does not compile, the executor's if the compiler cannot be built.
-fn compile_artifact(wasm: &[u8]) -> Result<Vec<u8>, InitError> {
-    let compiler = engine::build_compiler().map_err(|e| InitError::Engine(format!("{e:#}")))?;
-    compiler
-        .precompile_module(wasm)
-        .map_err(|e| InitError::InvalidModule(format!("{e:#}")))
+    Ok(WasmtimeEngine::compile_artifact(wasm)?)
 }

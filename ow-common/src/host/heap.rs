@@ -5,7 +5,9 @@
 //! each compile would leave the executor's resident memory that much higher for good. Measured
 //! with `ow-evaluation memory`: the first container of a 300 KiB module added 25.6 MiB on
 //! Wasmtime, 12.3 MiB once the compile's free memory is returned (about 0.5 ms of work after a
-//! Wasmtime compile of tens of milliseconds, 40 µs after WAMR's load).
+//! Wasmtime compile of tens of milliseconds, 40 µs after WAMR's load). Engines with artifacts
+//! now compile in a compiler process (see `compiler_process`); reading and loading its artifact
+//! still frees buffers the size of the code, and WAMR still loads in this process.
 //!
 //! This module holds the one unsafe call of `ow-common`.
 

@@ -9,11 +9,13 @@
 //! * the activation flow: a slot until the deadline, log capture with its budget
 //!   ([`capture`]), the stdio result line, `proc_exit(0)`, how a stop reads as an error,
 //! * the host side of every guest ABI ([`abi`]) and of `http`.`get` ([`http`]),
+//! * where a portable module is compiled: here, or in a compiler process ([`compiler_process`]),
 //! * returning a compile's freed memory to the system (`heap`).
 
 pub mod abi;
 pub mod admission;
 pub mod capture;
+pub mod compiler_process;
 pub mod disk_cache;
 mod heap;
 pub mod http;
@@ -23,8 +25,8 @@ pub mod slots;
 
 use crate::code::{ModuleCode, ModuleFormat};
 use crate::runtime::{
-    ActionConfig, Activation, BoxFuture, Completion, EngineConfig, EngineStats, InitError,
-    PreparedAction, RunError, WasmRuntime,
+    ActionConfig, Activation, BoxFuture, CompilePlace, Completion, EngineConfig, EngineStats,
+    InitError, PreparedAction, RunError, WasmRuntime,
 };
 use abi::{ExportedFunction, GuestAbi, Number};
 use admission::Load;
@@ -71,13 +73,20 @@ pub trait Engine: Send + Sync + Sized + 'static {
     /// Builds the engine. Called once per process.
     fn new(config: &EngineConfig) -> anyhow::Result<Self>;
 
-    /// Validates and compiles a portable core module.
+    /// Validates and compiles a portable core module, in this process.
     fn compile(&self, wasm: &[u8]) -> Result<Self::Module, InitError>;
 
+    /// Validates and compiles a portable core module to an artifact
+    /// [`Engine::load_trusted_artifact`] loads, without an engine built: what a compiler
+    /// process does ([`compiler_process::serve`]) and `ow-precompiler` writes. A module that
+    /// does not compile is [`InitError::InvalidModule`]. An engine without artifacts refuses.
+    fn compile_artifact(wasm: &[u8]) -> Result<Vec<u8>, InitError>;
+
     /// Loads one of the engine's own precompiled artifacts. Only called for bytes the
-    /// executor trusts: an artifact the operator vouched for (`--trust-precompiled`), or
-    /// what [`Engine::serialize`] made, read back from the executor's own cache directory
-    /// with its checksum intact. An artifact is native code.
+    /// executor trusts: an artifact the operator vouched for (`--trust-precompiled`), what
+    /// its own compiler process made ([`compiler_process`]), or what [`Engine::serialize`]
+    /// made, read back from the executor's own cache directory with its checksum intact. An
+    /// artifact is native code.
     fn load_trusted_artifact(&self, artifact: &[u8]) -> Result<Self::Module, InitError>;
 
     /// The module as an artifact [`Engine::load_trusted_artifact`] loads, for the on-disk
@@ -369,13 +378,28 @@ impl<E: Engine> Host<E> {
                 }
             }
         }
-        let module = {
+        let (module, artifact) = {
             let _compiling = heap::Compiling::start();
-            engine.compile(&code.bytes)?
+            match &inner.config.compile_in {
+                CompilePlace::CompilerProcess(command) if E::ARTIFACT.is_some() => {
+                    let artifact = compiler_process::compile(command, E::NAME, &code.bytes)?;
+                    let module = engine.load_trusted_artifact(&artifact).map_err(|e| {
+                        let reason = match e {
+                            InitError::IncompatibleArtifact { reason, .. } => reason,
+                            other => other.to_string(),
+                        };
+                        InitError::Engine(format!(
+                            "the compiler process's artifact cannot be loaded: {reason}"
+                        ))
+                    })?;
+                    (module, Some(artifact))
+                }
+                _ => (engine.compile(&code.bytes)?, None),
+            }
         };
         inner.compiles.fetch_add(1, Ordering::Relaxed);
         if let Some(disk) = &inner.disk
-            && let Some(artifact) = engine.serialize(&module)
+            && let Some(artifact) = artifact.or_else(|| engine.serialize(&module))
             && let Err(error) = disk.write(&code.hash, &artifact)
         {
             tracing::warn!(
@@ -449,6 +473,10 @@ impl<E: Engine> WasmRuntime for Host<E> {
 
     fn runs_wasm_simd(&self) -> bool {
         E::WASM_SIMD
+    }
+
+    fn artifact_format(&self) -> Option<ModuleFormat> {
+        E::ARTIFACT
     }
 
     fn prepare(

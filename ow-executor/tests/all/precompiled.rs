@@ -1,8 +1,10 @@
 //! `ow-precompiler` output, run by `ow-executor runtime --trust-precompiled` on the engine it
 //! was made for, and refused without the flag. An engine with no artifacts of its own (WAMR)
-//! gets no artifact from the precompiler, and runs the portable zip.
+//! gets no artifact from the precompiler, and runs the portable zip. The compiler process
+//! (`ow-executor compile ENGINE`, which a serving executor starts for each compile) writes
+//! artifacts the same executor runs.
 
-use crate::harness::{Executor, init_body};
+use crate::harness::{Executor, init_body, zip};
 use clap::ValueEnum;
 use ow_executor::engines::EngineKind;
 use ow_precompiler::Target;
@@ -78,7 +80,80 @@ fn a_portable_zip_from_the_precompiler_runs_anywhere(engine: EngineKind) {
     );
 }
 
+/// Runs `ow-executor compile ENGINE` with `module` on its stdin.
+fn compiler_process(engine: EngineKind, module: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ow-executor"))
+        .args(["compile", engine.name()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the compiler process starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(module).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn the_compiler_process_writes_an_artifact_its_engine_runs(engine: EngineKind) {
+    let compiled = compiler_process(engine, &artifacts::read(artifacts::ADD));
+    let stderr = String::from_utf8_lossy(&compiled.stderr);
+    let Some(format) = engine.artifact() else {
+        assert_eq!(compiled.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("wamrc"), "{stderr}");
+        assert!(compiled.stdout.is_empty());
+        return;
+    };
+    assert!(compiled.status.success(), "{stderr}");
+    assert_eq!(
+        ow_common::code::ModuleFormat::sniff(&compiled.stdout),
+        format,
+        "{} wrote its own artifact",
+        engine.name()
+    );
+    let executor = Executor::runtime(engine, &["--trust-precompiled"]);
+    let answer = executor.post("/init", &init_body(&zip(&compiled.stdout)));
+    assert_eq!((answer.status, answer.body), (200, json!({"ok": true})));
+    let answer = executor.run(json!({"param1": 20, "param2": 22}));
+    assert_eq!((answer.status, answer.body), (200, json!({"result": 42})));
+}
+
+/// A module that does not compile is the module's fault: the status a serving executor reads
+/// as such, and the engine's reason. The same reason reaches the user of a serving executor.
+fn a_module_the_compiler_process_refuses_is_refused_with_its_reason(engine: EngineKind) {
+    let not_wasm = b"\0asm\x01\0\0\0\x01\xff";
+    let compiled = compiler_process(engine, not_wasm);
+    let stderr = String::from_utf8_lossy(&compiled.stderr);
+    if engine.artifact().is_none() {
+        assert_eq!(compiled.status.code(), Some(1), "{stderr}");
+        return;
+    }
+    assert_eq!(
+        compiled.status.code(),
+        Some(ow_common::host::compiler_process::INVALID_MODULE_EXIT.into()),
+        "{stderr}"
+    );
+    assert!(compiled.stdout.is_empty());
+    let reason = stderr.trim_end();
+    assert!(!reason.is_empty());
+    let executor = Executor::runtime(engine, &[]);
+    let answer = executor.post("/init", &init_body(&zip(not_wasm)));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": format!(
+                "The action code is not a valid WebAssembly module: {reason}"
+            )})
+        )
+    );
+}
+
 per_engine!(
+    the_compiler_process_writes_an_artifact_its_engine_runs,
+    a_module_the_compiler_process_refuses_is_refused_with_its_reason,
     an_artifact_runs_on_its_engine_when_trusted,
     an_artifact_is_refused_without_trust,
     a_portable_zip_from_the_precompiler_runs_anywhere,
