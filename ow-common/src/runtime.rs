@@ -531,6 +531,18 @@ pub enum InitError {
     Engine(String),
 }
 
+impl InitError {
+    /// What went wrong, as a tool other than the executor says it (the compiler process,
+    /// `ow-precompiler`): an engine failure without the sentence that blames the executor,
+    /// anything else as a user reads it.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Engine(reason) => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// `it exports the functions a, b` (at most ten named), for [`InitError::NoEntryPoint`].
 fn exported_functions(functions: &[String]) -> String {
     const NAMED: usize = 10;

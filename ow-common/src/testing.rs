@@ -1472,13 +1472,15 @@ pub mod cases {
     }
 
     /// Compiles in a compiler process: an engine with artifacts loads what the process wrote
-    /// and runs it; a module the process refuses is the module's fault, in the process's
-    /// words; an artifact that does not load is the executor's. An engine without artifacts
-    /// compiles in its own process and starts none. (The compiler here is a shell script that
-    /// answers with an artifact the engine wrote to its disk cache, or fails; the executor's
-    /// real one, `ow-executor compile`, is tested with the executor.)
+    /// and runs it, and keeps those very bytes in its disk cache, so that a restart compiles
+    /// nothing; a module the process refuses is the module's fault, in the process's words; an
+    /// artifact that does not load is the executor's; neither leaves a cache entry. An engine
+    /// without artifacts compiles in its own process and starts none. (The compiler here is a
+    /// shell script that answers with an artifact the engine wrote to a disk cache of its own,
+    /// or fails; the executor's real one, `ow-executor compile`, is tested with the executor.)
     pub async fn a_compiler_process_compiles_for_an_engine_with_artifacts(subject: Subject) {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let served = tempfile::tempdir().expect("a temporary directory");
         let started = dir.path().join("started");
         let compiling_with = |answer: &str| {
             // The script notes the engine it was started for, reads the module, answers.
@@ -1487,21 +1489,22 @@ pub mod cases {
                 started.display()
             );
             engine_with(subject, |config| {
-                config.compile_in(CompilePlace::CompilerProcess(CompilerCommand {
-                    program: "/bin/sh".into(),
-                    args: vec!["-c".to_owned(), script, "compiler".to_owned()],
-                }));
+                config
+                    .compile_in(CompilePlace::CompilerProcess(CompilerCommand {
+                        program: "/bin/sh".into(),
+                        args: vec!["-c".to_owned(), script, "compiler".to_owned()],
+                    }))
+                    .disk_cache(Some(DiskCacheConfig {
+                        dir: served.path().to_owned(),
+                        policy: CachePolicy::default(),
+                    }));
             })
         };
         let started_for = || std::fs::read_to_string(&started).ok();
+        let add = || artifacts::read(artifacts::ADD);
 
         let refusing = compiling_with("echo 'no, says the compiler' >&2; exit 65");
-        let refused = prepare(
-            &*refusing,
-            artifacts::read(artifacts::ADD),
-            ActionConfig::default(),
-        )
-        .await;
+        let refused = prepare(&*refusing, add(), ActionConfig::default()).await;
         if refusing.artifact_format().is_none() {
             assert!(refused.is_ok(), "compiled in this process: {refused:?}");
             assert_eq!(started_for(), None, "no compiler process was started");
@@ -1512,23 +1515,19 @@ pub mod cases {
             refused.err(),
             Some(InitError::InvalidModule("no, says the compiler".to_owned()))
         );
+        assert_eq!(entries(served.path()).len(), 0, "nothing cached");
 
         let echoing = compiling_with("printf 'not an artifact'");
-        match prepare(
-            &*echoing,
-            artifacts::read(artifacts::ADD),
-            ActionConfig::default(),
-        )
-        .await
-        {
+        match prepare(&*echoing, add(), ActionConfig::default()).await {
             Err(InitError::Engine(message)) => assert!(
                 message.contains("the compiler process's artifact cannot be loaded"),
                 "{message}"
             ),
             other => panic!("expected the executor's error, got {other:?}"),
         }
+        assert_eq!(entries(served.path()).len(), 0, "nothing cached");
 
-        // A real artifact of add, as the engine writes it to its disk cache.
+        // A real artifact of add, as the engine writes it to a disk cache of its own.
         let cache = tempfile::tempdir().expect("a temporary directory");
         let writing = engine_with(subject, |config| {
             config.disk_cache(Some(DiskCacheConfig {
@@ -1537,28 +1536,56 @@ pub mod cases {
             }));
         });
         prepare_ok(&*writing, artifacts::ADD, ActionConfig::default()).await;
-        let entry = std::fs::read(only_entry(cache.path())).unwrap();
         let header = crate::host::disk_cache::entry_header(&[]).len();
-        let artifact = dir.path().join("add.artifact");
-        std::fs::write(&artifact, &entry[header..]).unwrap();
+        let artifact = std::fs::read(only_entry(cache.path())).unwrap()[header..].to_vec();
+        let artifact_file = dir.path().join("add.artifact");
+        std::fs::write(&artifact_file, &artifact).unwrap();
 
-        let compiling = compiling_with(&format!("cat '{}'", artifact.display()));
-        let add = prepare_ok(&*compiling, artifacts::ADD, ActionConfig::default()).await;
+        let compiling = compiling_with(&format!("cat '{}'", artifact_file.display()));
+        let action = prepare_ok(&*compiling, artifacts::ADD, ActionConfig::default()).await;
         assert_eq!(
-            run(&add, json!({"param1": 4, "param2": 5})).await.outcome,
+            run(&action, json!({"param1": 4, "param2": 5}))
+                .await
+                .outcome,
             Ok(json!({"result": 9}))
         );
         assert_eq!(compiling.stats().compiles, 1);
+        let entry = std::fs::read(only_entry(served.path())).unwrap();
+        assert!(
+            entry[header..] == artifact[..],
+            "the cache keeps what the compiler process wrote"
+        );
+
+        // A restart reads it back: no compile, no compiler process.
+        std::fs::remove_file(&started).unwrap();
+        let restarted = compiling_with("exit 65");
+        let action = prepare_ok(&*restarted, artifacts::ADD, ActionConfig::default()).await;
+        assert_eq!(
+            run(&action, json!({"param1": 1, "param2": 1}))
+                .await
+                .outcome,
+            Ok(json!({"result": 2}))
+        );
+        assert_eq!(restarted.stats().compiles, 0);
+        assert_eq!(started_for(), None, "no compiler process was started");
     }
+}
+
+/// Every entry file under a disk cache directory.
+fn entries(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(engine_dirs) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    engine_dirs
+        .flat_map(|engine_dir| std::fs::read_dir(engine_dir.unwrap().path()).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "module"))
+        .collect()
 }
 
 /// The one entry file under a disk cache directory.
 fn only_entry(root: &std::path::Path) -> std::path::PathBuf {
-    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .flat_map(|engine_dir| std::fs::read_dir(engine_dir.unwrap().path()).unwrap())
-        .map(|entry| entry.unwrap().path())
-        .collect();
+    let entries = entries(root);
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries.into_iter().next().unwrap()
 }

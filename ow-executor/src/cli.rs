@@ -198,12 +198,21 @@ impl EngineArgs {
     }
 
     /// The engines these flags describe, the default one built (which creates the cache
-    /// directory, so a directory the executor cannot use stops it before it serves).
+    /// directory, so a directory the executor cannot use stops it before it serves). An
+    /// executor that cannot find its own program to start compiler processes with stops here
+    /// too, rather than answer every compile with a 500.
     pub fn build(&self, default_cache_dir: Option<&Path>) -> anyhow::Result<Arc<Engines>> {
-        Ok(Arc::new(Engines::new(
-            self.engine,
-            self.config(default_cache_dir),
-        )?))
+        let config = self.config(default_cache_dir);
+        if let CompilePlace::CompilerProcess(compiler) = &config.compile_in {
+            std::fs::metadata(&compiler.program).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot find this executor's own program ({}) to start compiler processes \
+                     with: {e}",
+                    compiler.program.display()
+                )
+            })?;
+        }
+        Ok(Arc::new(Engines::new(self.engine, config)?))
     }
 }
 
@@ -558,6 +567,7 @@ mod tests {
     /// Every serving mode compiles in this executor's own program, run as `compile ENGINE`
     /// (the subcommand is tested with the executable), and says so in its configuration.
     #[test]
+    #[cfg(target_os = "linux")]
     fn every_serving_mode_compiles_in_a_compiler_process_of_its_own_program() {
         let compiler = CompilePlace::CompilerProcess(CompilerCommand {
             program: PathBuf::from("/proc/self/exe"),

@@ -117,7 +117,7 @@ impl EngineKind {
 
     /// Serves as this engine's compiler process (`ow-executor compile ENGINE`).
     pub fn serve_compiler(self) -> std::process::ExitCode {
-        use ow_common::host::compiler_process::serve;
+        use crate::compiler_process::serve;
         match self {
             #[cfg(feature = "wasmtime")]
             Self::Wasmtime => serve::<ow_wasmtime::WasmtimeEngine>(),

@@ -265,5 +265,5 @@ fn check_linked(imports: &[ffi::Import]) -> Result<(), InitError> {
 /// Would compile a portable module to a WAMR AOT artifact; refuses, because that needs WAMR's
 /// compiler.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    Ok(WamrEngine::compile_artifact(wasm)?)
+    WamrEngine::compile_artifact(wasm).map_err(|e| anyhow::anyhow!(e.reason()))
 }

@@ -266,5 +266,5 @@ fn value_type(ty: &wasmer::Type) -> ValueType {
 /// `wasmer-universal`, then `WASMER\0\0` and Wasmer's artifact format version (24) as a
 /// little-endian u32; it runs only on hosts with the CPU features of the one that made it.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    Ok(WasmerEngine::compile_artifact(wasm)?)
+    WasmerEngine::compile_artifact(wasm).map_err(|e| anyhow::anyhow!(e.reason()))
 }

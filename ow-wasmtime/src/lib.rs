@@ -181,5 +181,5 @@ fn value_type(ty: &wasmtime::ValType) -> ValueType {
 /// Compiles a portable module to a Wasmtime artifact that an executor started with
 /// `--trust-precompiled` loads without compiling.
 pub fn precompile(wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
-    Ok(WasmtimeEngine::compile_artifact(wasm)?)
+    WasmtimeEngine::compile_artifact(wasm).map_err(|e| anyhow::anyhow!(e.reason()))
 }

@@ -1,9 +1,9 @@
-//! Compiling a portable module in a process of its own ([`CompilePlace::CompilerProcess`]):
-//! both ends of it. The serving process starts the compiler command with the engine's name,
-//! writes the module to its stdin and reads the engine's artifact from its stdout
-//! ([`compile`]); the compiler process ([`serve`]) compiles and exits. The artifact is then
-//! loaded like one read back from the module cache: it is what this executor's own program
-//! made, over pipes no one else holds.
+//! Compiling a portable module in a process of its own ([`CompilePlace::CompilerProcess`]),
+//! the serving process's end of it: [`compile`] starts the compiler command with the engine's
+//! name, writes the module to its stdin and reads the engine's artifact from its stdout. The
+//! artifact is then loaded like one read back from the module cache: it is what this
+//! executor's own program made, over pipes no one else holds. (The compiler's end is
+//! `ow-executor compile`.)
 //!
 //! Why: a compile runs about 7 MiB of the compiler's code and allocates its working memory by
 //! the MiB. In the serving process both stayed resident after the compile (the code pages as
@@ -20,14 +20,17 @@
 //!
 //! [`CompilePlace::CompilerProcess`]: crate::runtime::CompilePlace::CompilerProcess
 
-use super::Engine;
 use crate::runtime::{CompilerCommand, InitError};
-use std::io::{Read, Write};
-use std::process::{Command, ExitCode, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 /// The compiler process's exit status when the module does not compile (sysexits'
 /// `EX_DATAERR`); its stderr then holds the reason.
 pub const INVALID_MODULE_EXIT: u8 = 65;
+
+/// The most of a compiler process's stderr that an error quotes: a reason is a line or two,
+/// and a crash's backtrace is no answer to send an HTTP client.
+const MAX_QUOTED_STDERR: usize = 4096;
 
 /// Compiles `wasm` for the engine `engine` in a compiler process started with `command`, and
 /// returns the artifact it wrote.
@@ -36,7 +39,7 @@ pub(super) fn compile(
     engine: &str,
     wasm: &[u8],
 ) -> Result<Vec<u8>, InitError> {
-    let program = command.program.display();
+    let process = described(command, engine);
     let mut child = Command::new(&command.program)
         .args(&command.args)
         .arg(engine)
@@ -45,7 +48,7 @@ pub(super) fn compile(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            InitError::Engine(format!("cannot start the compiler process {program}: {e}"))
+            InitError::Engine(format!("cannot start the compiler process {process}: {e}"))
         })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     // The module goes in while the artifact comes out, so that neither pipe fills up and
@@ -57,57 +60,60 @@ pub(super) fn compile(
         (writer.join().expect("the writer does not panic"), output)
     });
     let output = output
-        .map_err(|e| InitError::Engine(format!("the compiler process {program} was lost: {e}")))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stderr = stderr.trim_end();
+        .map_err(|e| InitError::Engine(format!("the compiler process {process} was lost: {e}")))?;
+    let stderr = quoted(&output.stderr);
     if output.status.code() == Some(i32::from(INVALID_MODULE_EXIT)) {
-        return Err(InitError::InvalidModule(stderr.to_owned()));
+        return Err(InitError::InvalidModule(
+            stderr.unwrap_or_else(|| "the compiler gave no reason".to_owned()),
+        ));
     }
     if !output.status.success() {
+        let said = stderr.map_or_else(String::new, |said| format!(": {said}"));
         return Err(InitError::Engine(format!(
-            "the compiler process {program} failed ({}): {stderr}",
+            "the compiler process {process} failed ({}){said}",
             output.status
         )));
     }
     if let Err(e) = written {
         return Err(InitError::Engine(format!(
-            "the module could not be written to the compiler process {program}: {e}"
+            "the module could not be written to the compiler process {process}: {e}"
         )));
     }
     if output.stdout.is_empty() {
         return Err(InitError::Engine(format!(
-            "the compiler process {program} wrote no artifact"
+            "the compiler process {process} wrote no artifact"
         )));
     }
     Ok(output.stdout)
 }
 
-/// The compiler process: reads a portable module on stdin, writes `E`'s artifact of it on
-/// stdout, and exits with [`INVALID_MODULE_EXIT`] and the reason on stderr when the module does
-/// not compile.
-pub fn serve<E: Engine>() -> ExitCode {
-    let mut wasm = Vec::new();
-    let compiled = std::io::stdin()
-        .lock()
-        .read_to_end(&mut wasm)
-        .map_err(|e| InitError::Engine(format!("cannot read the module from stdin: {e}")))
-        .and_then(|_| E::compile_artifact(&wasm));
-    let (status, written) = match compiled {
-        Ok(artifact) => {
-            let mut stdout = std::io::stdout().lock();
-            let written = stdout.write_all(&artifact).and_then(|()| stdout.flush());
-            (ExitCode::SUCCESS, written)
-        }
-        Err(InitError::InvalidModule(reason)) => (
-            ExitCode::from(INVALID_MODULE_EXIT),
-            writeln!(std::io::stderr(), "{reason}"),
-        ),
-        Err(error) => (ExitCode::FAILURE, writeln!(std::io::stderr(), "{error}")),
-    };
-    match written {
-        Ok(()) => status,
-        Err(_) => ExitCode::FAILURE,
+/// The compiler process as its messages name it: the command line it is started with.
+fn described(command: &CompilerCommand, engine: &str) -> String {
+    let mut words = vec![command.program.display().to_string()];
+    words.extend(command.args.iter().cloned());
+    words.push(engine.to_owned());
+    format!("`{}`", words.join(" "))
+}
+
+/// What a compiler process said on stderr, trimmed and cut at [`MAX_QUOTED_STDERR`]; `None`
+/// if nothing.
+fn quoted(stderr: &[u8]) -> Option<String> {
+    let said = String::from_utf8_lossy(stderr);
+    let said = said.trim();
+    if said.is_empty() {
+        return None;
     }
+    if said.len() <= MAX_QUOTED_STDERR {
+        return Some(said.to_owned());
+    }
+    let mut cut = MAX_QUOTED_STDERR;
+    while !said.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Some(format!(
+        "{} [cut at {MAX_QUOTED_STDERR} bytes]",
+        &said[..cut]
+    ))
 }
 
 #[cfg(test)]
@@ -142,22 +148,49 @@ mod tests {
             }
             other => panic!("expected an invalid module, got {other:?}"),
         }
+        let silent = compile(&shell("cat >/dev/null; exit 65"), "wasmtime", b"\0asm");
+        assert_eq!(
+            silent.err(),
+            Some(InitError::InvalidModule(
+                "the compiler gave no reason".to_owned()
+            ))
+        );
     }
 
     #[test]
     fn a_compiler_process_that_fails_otherwise_is_the_executors_fault() {
         for (script, words) in [
-            ("echo 'out of memory' >&2; exit 1", "exit status: 1"),
-            ("kill -9 $$", "signal: 9"),
+            (
+                "echo 'out of memory' >&2; exit 1",
+                "(exit status: 1): out of memory",
+            ),
+            ("kill -9 $$", "(signal: 9 (SIGKILL))"),
             ("cat >/dev/null", "wrote no artifact"),
         ] {
             match compile(&shell(script), "wasmtime", &[0; 1 << 20]) {
                 Err(InitError::Engine(message)) => {
                     assert!(message.contains(words), "{script}: {message}");
-                    assert!(message.contains("/bin/sh"), "{script}: {message}");
+                    assert!(message.contains("`/bin/sh -c "), "{script}: {message}");
+                    assert!(
+                        message.contains(" compiler wasmtime`"),
+                        "{script}: {message}"
+                    );
+                    assert!(!message.ends_with(": "), "{script}: {message}");
                 }
                 other => panic!("{script}: expected an engine error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_long_story_on_stderr_is_cut() {
+        let script = "cat >/dev/null; head -c 100000 /dev/zero | tr '\\0' x >&2; exit 1";
+        match compile(&shell(script), "wasmtime", b"\0asm") {
+            Err(InitError::Engine(message)) => {
+                assert!(message.len() < 5000, "{} bytes", message.len());
+                assert!(message.ends_with("xxx [cut at 4096 bytes]"), "{message}");
+            }
+            other => panic!("expected an engine error, got {other:?}"),
         }
     }
 
@@ -170,7 +203,9 @@ mod tests {
         match compile(&command, "wasmtime", b"\0asm") {
             Err(InitError::Engine(message)) => {
                 assert!(
-                    message.contains("cannot start the compiler process /nonexistent/ow-compiler"),
+                    message.contains(
+                        "cannot start the compiler process `/nonexistent/ow-compiler wasmtime`"
+                    ),
                     "{message}"
                 );
             }

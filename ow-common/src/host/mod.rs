@@ -78,7 +78,7 @@ pub trait Engine: Send + Sync + Sized + 'static {
 
     /// Validates and compiles a portable core module to an artifact
     /// [`Engine::load_trusted_artifact`] loads, without an engine built: what a compiler
-    /// process does ([`compiler_process::serve`]) and `ow-precompiler` writes. A module that
+    /// process does (`ow-executor compile`) and `ow-precompiler` writes. A module that
     /// does not compile is [`InitError::InvalidModule`]. An engine without artifacts refuses.
     fn compile_artifact(wasm: &[u8]) -> Result<Vec<u8>, InitError>;
 
