@@ -1541,15 +1541,15 @@ pub mod cases {
         let artifact_file = dir.path().join("add.artifact");
         std::fs::write(&artifact_file, &artifact).unwrap();
 
+        // Prepares and runs add on `engine`: how many compiles that took.
+        let compiles_to_add = |engine: Arc<dyn WasmRuntime>| async move {
+            let action = prepare_ok(&*engine, artifacts::ADD, ActionConfig::default()).await;
+            let sum = run(&action, json!({"param1": 4, "param2": 5})).await;
+            assert_eq!(sum.outcome, Ok(json!({"result": 9})));
+            engine.stats().compiles
+        };
         let compiling = compiling_with(&format!("cat '{}'", artifact_file.display()));
-        let action = prepare_ok(&*compiling, artifacts::ADD, ActionConfig::default()).await;
-        assert_eq!(
-            run(&action, json!({"param1": 4, "param2": 5}))
-                .await
-                .outcome,
-            Ok(json!({"result": 9}))
-        );
-        assert_eq!(compiling.stats().compiles, 1);
+        assert_eq!(compiles_to_add(compiling).await, 1);
         let entry = std::fs::read(only_entry(served.path())).unwrap();
         assert!(
             entry[header..] == artifact[..],
@@ -1558,15 +1558,7 @@ pub mod cases {
 
         // A restart reads it back: no compile, no compiler process.
         std::fs::remove_file(&started).unwrap();
-        let restarted = compiling_with("exit 65");
-        let action = prepare_ok(&*restarted, artifacts::ADD, ActionConfig::default()).await;
-        assert_eq!(
-            run(&action, json!({"param1": 1, "param2": 1}))
-                .await
-                .outcome,
-            Ok(json!({"result": 2}))
-        );
-        assert_eq!(restarted.stats().compiles, 0);
+        assert_eq!(compiles_to_add(compiling_with("exit 65")).await, 0);
         assert_eq!(started_for(), None, "no compiler process was started");
     }
 }
