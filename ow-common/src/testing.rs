@@ -1515,7 +1515,7 @@ pub mod cases {
             refused.err(),
             Some(InitError::InvalidModule("no, says the compiler".to_owned()))
         );
-        assert_eq!(entries(served.path()).len(), 0, "nothing cached");
+        assert_eq!(disk_cache_entries(served.path()).len(), 0, "nothing cached");
 
         let echoing = compiling_with("printf 'not an artifact'");
         match prepare(&*echoing, add(), ActionConfig::default()).await {
@@ -1525,7 +1525,7 @@ pub mod cases {
             ),
             other => panic!("expected the executor's error, got {other:?}"),
         }
-        assert_eq!(entries(served.path()).len(), 0, "nothing cached");
+        assert_eq!(disk_cache_entries(served.path()).len(), 0, "nothing cached");
 
         // A real artifact of add, as the engine writes it to a disk cache of its own.
         let cache = tempfile::tempdir().expect("a temporary directory");
@@ -1563,8 +1563,9 @@ pub mod cases {
     }
 }
 
-/// Every entry file under a disk cache directory.
-fn entries(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Every entry file under a disk cache directory, whatever the engine (none if the directory
+/// does not exist).
+pub fn disk_cache_entries(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(engine_dirs) = std::fs::read_dir(root) else {
         return Vec::new();
     };
@@ -1577,7 +1578,7 @@ fn entries(root: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 /// The one entry file under a disk cache directory.
 fn only_entry(root: &std::path::Path) -> std::path::PathBuf {
-    let entries = entries(root);
+    let entries = disk_cache_entries(root);
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries.into_iter().next().unwrap()
 }

@@ -154,7 +154,9 @@ impl Container {
         Err(ApiError::forbidden(sentences::ALREADY_INITIALIZED))
     }
 
-    /// [`Self::refuse_second_init`] for an init whose body is read no further.
+    /// [`Self::refuse_second_init`] before an init body's fields are read, so that fields of
+    /// the wrong type read as a second init; [`Self::init`] checks again under the lock it
+    /// changes the phase under, for two inits at once.
     fn refuse_if_initialized(&self) -> Result<(), ApiError> {
         self.refuse_second_init(&self.phase.lock().expect("phase lock"))
     }

@@ -106,10 +106,7 @@ fn quoted(stderr: &[u8]) -> Option<String> {
     if said.len() <= MAX_QUOTED_STDERR {
         return Some(said.to_owned());
     }
-    let mut cut = MAX_QUOTED_STDERR;
-    while !said.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = said.floor_char_boundary(MAX_QUOTED_STDERR);
     Some(format!(
         "{} [cut at {MAX_QUOTED_STDERR} bytes]",
         &said[..cut]

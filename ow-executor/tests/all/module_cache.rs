@@ -6,11 +6,12 @@
 use crate::harness::{Executor, init_body, zip};
 use crate::metrics::{sample, scrape};
 use crate::standalone::{annotation, create, invoke};
+use ow_common::testing::disk_cache_entries;
 use ow_executor::engines::EngineKind;
 use ow_wasm_action_artifacts as artifacts;
 use prometheus_parse::Scrape;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The engine's count of `metric` with `labels` (besides its engine label).
 fn count(scrape: &Scrape, engine: EngineKind, metric: &str, labels: &[(&str, &str)]) -> f64 {
@@ -48,18 +49,6 @@ fn cold_start(executor: &Executor, module: &str) {
     assert_eq!(run.status, 200, "run of {module}: {:?}", run.body);
     let destroyed = executor.post(&format!("/{id}/destroy"), &json!({}));
     assert_eq!(destroyed.status, 200);
-}
-
-/// Every entry file of the on-disk cache under `root`, whatever the engine.
-fn cache_files(root: &Path) -> Vec<PathBuf> {
-    let Ok(engine_dirs) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    engine_dirs
-        .flat_map(|engine_dir| std::fs::read_dir(engine_dir.unwrap().path()).unwrap())
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "module"))
-        .collect()
 }
 
 /// The result of a blocking invoke of standalone's `add` action.
@@ -100,7 +89,7 @@ fn a_standalone_restart_invokes_a_known_action_without_compiling(engine: EngineK
         1.0
     );
     assert!(
-        !cache_files(&data.path().join("module-cache")).is_empty(),
+        !disk_cache_entries(&data.path().join("module-cache")).is_empty(),
         "standalone keeps its module cache in its data directory"
     );
 }
@@ -172,7 +161,7 @@ fn a_corrupted_cache_file_is_compiled_again_not_loaded(engine: EngineKind) {
     let cache = tempfile::tempdir().unwrap();
     let cache_flag = ["--cache-dir", cache.path().to_str().unwrap()];
     Executor::runtime(engine, &cache_flag).init_ok(artifacts::ADD);
-    let files = cache_files(cache.path());
+    let files = disk_cache_entries(cache.path());
     let [entry] = files.as_slice() else {
         panic!("one module cached on disk: {files:?}");
     };
