@@ -1490,10 +1490,10 @@ pub mod cases {
             );
             engine_with(subject, |config| {
                 config
-                    .compile_in(CompilePlace::CompilerProcess(CompilerCommand {
-                        program: "/bin/sh".into(),
-                        args: vec!["-c".to_owned(), script, "compiler".to_owned()],
-                    }))
+                    .compile_in(CompilePlace::CompilerProcess(CompilerCommand::new(
+                        "/bin/sh",
+                        vec!["-c".to_owned(), script, "compiler".to_owned()],
+                    )))
                     .disk_cache(Some(DiskCacheConfig {
                         dir: served.path().to_owned(),
                         policy: CachePolicy::default(),

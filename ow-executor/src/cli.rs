@@ -5,9 +5,11 @@ use crate::engines::{EngineKind, Engines};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 use ow_common::cache::{CachePolicy, Eviction};
+use ow_common::host::compiler_process;
 use ow_common::limits::ActionLimits;
 use ow_common::runtime::{
-    CompilePlace, CompilerCommand, DEFAULT_MAX_INSTANCES, DiskCacheConfig, EngineConfig,
+    CompileLimits, CompilePlace, CompilerCommand, DEFAULT_MAX_INSTANCES, DiskCacheConfig,
+    EngineConfig,
 };
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,6 +39,9 @@ pub struct Cli {
 
 /// What to do: serve in one of the serving modes, or say what this build holds.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the serving modes' flags are larger than the other commands', and
+// boxing them would only make every match on them harder to read.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve in one of the serving modes.
     #[command(flatten)]
@@ -170,6 +175,10 @@ pub struct EngineArgs {
     /// The compiled-module caches.
     #[command(flatten)]
     pub cache: CacheArgs,
+
+    /// What a compile may take.
+    #[command(flatten)]
+    pub compile_limits: CompileLimitArgs,
 }
 
 impl EngineArgs {
@@ -193,14 +202,17 @@ impl EngineArgs {
             .max_instances(self.max_instances)
             .memory_cache(cache.memory_policy())
             .disk_cache(disk_cache)
-            .compile_in(CompilePlace::CompilerProcess(compiler_command()));
+            .compile_in(CompilePlace::CompilerProcess(compiler_command(
+                self.compile_limits.limits(),
+            )));
         config
     }
 
     /// The engines these flags describe, the default one built (which creates the cache
     /// directory, so a directory the executor cannot use stops it before it serves). An
-    /// executor that cannot find its own program to start compiler processes with stops here
-    /// too, rather than answer every compile with a 500.
+    /// executor that cannot find its own program to start compiler processes with, or cannot
+    /// give them `--compile-memory`, stops here too, rather than answer every compile with a
+    /// 500.
     pub fn build(&self, default_cache_dir: Option<&Path>) -> anyhow::Result<Arc<Engines>> {
         let config = self.config(default_cache_dir);
         if let CompilePlace::CompilerProcess(compiler) = &config.compile_in {
@@ -211,6 +223,17 @@ impl EngineArgs {
                     compiler.program.display()
                 )
             })?;
+            if let Some(most) = compiler_process::hard_memory_limit()
+                && most < compiler.limits.memory
+            {
+                anyhow::bail!(
+                    "--compile-memory {} is more than this executor can give a compiler \
+                     process: its own hard data limit (RLIMIT_DATA) is {}; lower \
+                     --compile-memory or raise the limit",
+                    ByteSize(compiler.limits.memory),
+                    ByteSize(most)
+                );
+            }
         }
         Ok(Arc::new(Engines::new(self.engine, config)?))
     }
@@ -219,15 +242,42 @@ impl EngineArgs {
 /// This executor's own program as the compiler process: `ow-executor compile ENGINE`. On
 /// Linux it is the running program itself, even if its file has been replaced since it
 /// started, so that compiler and server are always the same build.
-fn compiler_command() -> CompilerCommand {
+fn compiler_command(limits: CompileLimits) -> CompilerCommand {
     let program = if cfg!(target_os = "linux") {
         PathBuf::from("/proc/self/exe")
     } else {
         std::env::current_exe().unwrap_or_default()
     };
     CompilerCommand {
-        program,
-        args: vec!["compile".to_owned()],
+        limits,
+        ..CompilerCommand::new(program, vec!["compile".to_owned()])
+    }
+}
+
+/// What one compile of a portable module may take. Wasmtime and Wasmer compile in a compiler
+/// process of their own, which is stopped at either limit; WAMR loads modules in the serving
+/// process, without these limits.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Compiles")]
+pub struct CompileLimitArgs {
+    /// How long one module may take to compile (e.g. 60s, 5m). A module that takes longer
+    /// fails its /init (or its create, in standalone) as too large to compile here.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "OW_COMPILE_TIMEOUT")]
+    pub compile_timeout: Duration,
+
+    /// The most memory one module's compile may allocate (e.g. 512MiB, 4GiB). A module that
+    /// needs more fails its /init (or its create, in standalone) as too large to compile here.
+    #[arg(long, default_value_t = ByteSize(CompileLimits::default().memory), env = "OW_COMPILE_MEMORY")]
+    pub compile_memory: ByteSize,
+}
+
+impl CompileLimitArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> CompileLimits {
+        CompileLimits {
+            timeout: self.compile_timeout,
+            memory: self.compile_memory.0,
+        }
     }
 }
 
@@ -569,10 +619,10 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn every_serving_mode_compiles_in_a_compiler_process_of_its_own_program() {
-        let compiler = CompilePlace::CompilerProcess(CompilerCommand {
-            program: PathBuf::from("/proc/self/exe"),
-            args: vec!["compile".to_owned()],
-        });
+        let compiler = CompilePlace::CompilerProcess(CompilerCommand::new(
+            "/proc/self/exe",
+            vec!["compile".to_owned()],
+        ));
         for mode in ["runtime", "executor", "standalone"] {
             let Command::Serve(serving) = Cli::try_parse_from(["ow-executor", mode])
                 .expect("the mode parses")
@@ -593,6 +643,31 @@ mod tests {
             panic!("compile parses as compile");
         };
         assert_eq!(compile.engine, default);
+    }
+
+    #[test]
+    fn the_compile_flags_limit_every_compiler_process() {
+        let parsed = Cli::try_parse_from([
+            "ow-executor",
+            "executor",
+            "--compile-timeout",
+            "90s",
+            "--compile-memory",
+            "512MiB",
+        ]);
+        let Command::Serve(ServingMode::Executor(args)) = parsed.expect("it parses").command else {
+            panic!("executor parses as executor");
+        };
+        let CompilePlace::CompilerProcess(compiler) = args.engine.config(None).compile_in else {
+            panic!("the executor compiles in compiler processes");
+        };
+        assert_eq!(
+            compiler.limits,
+            CompileLimits {
+                timeout: Duration::from_secs(90),
+                memory: 512 << 20,
+            }
+        );
     }
 
     #[test]

@@ -235,6 +235,23 @@ mod tests {
             refused(InitError::Code(CodeError::Missing)).0,
             StatusCode::BAD_REQUEST
         );
+        // A module too large to compile within the executor's limits is the request's too.
+        assert_eq!(
+            refused(InitError::CompileMemory(2 << 30)),
+            (
+                StatusCode::BAD_REQUEST,
+                "The action code cannot run: The action code needs more memory to compile than \
+                 this executor's limit of 2048 MiB."
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            refused(InitError::CompileTimeout(std::time::Duration::from_secs(
+                300
+            )))
+            .0,
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             refused(InitError::Engine("cannot start wamr".into())),
             (

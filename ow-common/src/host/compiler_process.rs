@@ -1,5 +1,5 @@
 //! Compiling a portable module in a process of its own ([`CompilePlace::CompilerProcess`]),
-//! the serving process's end of it: [`compile`] starts the compiler command with the engine's
+//! the serving process's end of it: `compile` starts the compiler command with the engine's
 //! name, writes the module to its stdin and reads the engine's artifact from its stdout. The
 //! artifact is then loaded like one read back from the module cache: it is what this
 //! executor's own program made, over pipes no one else holds. (The compiler's end is
@@ -16,13 +16,29 @@
 //! before.
 //!
 //! The exit status says whose fault a failure is: [`INVALID_MODULE_EXIT`] with the reason on
-//! stderr is the module's (it does not compile); anything else is the executor's.
+//! stderr is the module's (it does not compile); anything else is the executor's, but for the
+//! process's [`CompileLimits`]: a module whose compile outlasts the timeout, or makes the
+//! compiler abort on a failed allocation under its memory limit, is too large to compile here,
+//! which is the module's fault too. A process also keeps a compiler that hangs or eats the
+//! machine's memory from taking the server with it: an in-process compile (WAMR's load, or
+//! [`CompilePlace::ThisProcess`]) has no such limits.
 //!
 //! [`CompilePlace::CompilerProcess`]: crate::runtime::CompilePlace::CompilerProcess
+//! [`CompilePlace::ThisProcess`]: crate::runtime::CompilePlace::ThisProcess
+//! [`CompileLimits`]: crate::runtime::CompileLimits
 
+#[cfg(doc)]
+use crate::runtime::CompileLimits;
 use crate::runtime::{CompilerCommand, InitError};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::process::{Pid, Resource, Rlimit, Signal};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::time::Instant;
 
 /// The compiler process's exit status when the module does not compile (sysexits'
 /// `EX_DATAERR`); its stderr then holds the reason.
@@ -32,17 +48,27 @@ pub const INVALID_MODULE_EXIT: u8 = 65;
 /// and a crash's backtrace is no answer to send an HTTP client.
 const MAX_QUOTED_STDERR: usize = 4096;
 
+/// What Rust's standard library writes before it aborts on a failed allocation: a compiler
+/// process that hit its memory limit says it.
+const ALLOCATION_FAILED: &str = "memory allocation of ";
+
 /// Compiles `wasm` for the engine `engine` in a compiler process started with `command`, and
 /// returns the artifact it wrote.
+///
+/// The process runs in a process group of its own, with its memory limited before the module
+/// is written to it; at its timeout the whole group is killed, so nothing it started keeps
+/// the pipes open.
 pub(super) fn compile(
     command: &CompilerCommand,
     engine: &str,
     wasm: &[u8],
 ) -> Result<Vec<u8>, InitError> {
     let process = described(command, engine);
+    let limits = command.limits;
     let mut child = Command::new(&command.program)
         .args(&command.args)
         .arg(engine)
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,28 +76,69 @@ pub(super) fn compile(
         .map_err(|e| {
             InitError::Engine(format!("cannot start the compiler process {process}: {e}"))
         })?;
+    let deadline = Instant::now() + limits.timeout;
+    let group = Pid::from_child(&child);
+    let stop = || {
+        // The group is the child's pid, which stays ours until the child is waited for (it
+        // is only waited for below), so this cannot reach another process.
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    };
+    // The limit is in place before the process is given anything to compile. Set this way,
+    // after the start, it lets the standard library start the process with `posix_spawn`,
+    // far cheaper than `fork` for a server holding many instances' memory.
+    let memory = Rlimit {
+        current: Some(limits.memory),
+        maximum: Some(limits.memory),
+    };
+    if let Err(e) = rustix::process::prlimit(Some(group), Resource::Data, memory) {
+        stop();
+        let _ = child.wait();
+        return Err(InitError::Engine(format!(
+            "cannot limit the memory of the compiler process {process} to {} bytes: {e}",
+            limits.memory
+        )));
+    }
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    // The module goes in while the artifact comes out, so that neither pipe fills up and
-    // stalls both processes. A compiler that dies early breaks the pipe: its exit status
-    // says why, so the write's own error is only reported when the compiler succeeded.
-    let (written, output) = std::thread::scope(|scope| {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    // The module goes in while the artifact and the reasons come out, so that no pipe fills
+    // up and stalls both processes. A compiler that dies early breaks the pipe: its exit
+    // status says why, so the write's own error is only reported when the compiler succeeded.
+    let (written, outputs) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || stdin.write_all(wasm));
-        let output = child.wait_with_output();
-        (writer.join().expect("the writer does not panic"), output)
+        let outputs = read_until(stdout, stderr, deadline);
+        if !matches!(outputs, Ok(Some(_))) {
+            // Past its deadline, or its outputs unreadable: nothing more is wanted of it, and
+            // the writer must not wait on it.
+            stop();
+        }
+        (writer.join().expect("the writer does not panic"), outputs)
     });
-    let output = output
-        .map_err(|e| InitError::Engine(format!("the compiler process {process} was lost: {e}")))?;
-    let stderr = quoted(&output.stderr);
-    if output.status.code() == Some(i32::from(INVALID_MODULE_EXIT)) {
+    let status = child.wait();
+    let lost = |e: std::io::Error| {
+        InitError::Engine(format!("the compiler process {process} was lost: {e}"))
+    };
+    let Some((artifact, said)) = outputs.map_err(lost)? else {
+        return Err(InitError::CompileTimeout(limits.timeout));
+    };
+    let status = status.map_err(lost)?;
+    let stderr = quoted(&said);
+    if status.code() == Some(i32::from(INVALID_MODULE_EXIT)) {
         return Err(InitError::InvalidModule(
             stderr.unwrap_or_else(|| "the compiler gave no reason".to_owned()),
         ));
     }
-    if !output.status.success() {
+    if status.signal().is_some()
+        && stderr
+            .as_deref()
+            .is_some_and(|said| said.contains(ALLOCATION_FAILED))
+    {
+        return Err(InitError::CompileMemory(limits.memory));
+    }
+    if !status.success() {
         let said = stderr.map_or_else(String::new, |said| format!(": {said}"));
         return Err(InitError::Engine(format!(
-            "the compiler process {process} failed ({}){said}",
-            output.status
+            "the compiler process {process} failed ({status}){said}"
         )));
     }
     if let Err(e) = written {
@@ -79,12 +146,73 @@ pub(super) fn compile(
             "the module could not be written to the compiler process {process}: {e}"
         )));
     }
-    if output.stdout.is_empty() {
+    if artifact.is_empty() {
         return Err(InitError::Engine(format!(
             "the compiler process {process} wrote no artifact"
         )));
     }
-    Ok(output.stdout)
+    Ok(artifact)
+}
+
+/// All that a compiler process writes on `stdout` and `stderr`, read until both end (when the
+/// process does), or `None` if `deadline` comes first. Both are read as they come, in this
+/// thread, so that neither pipe fills up and stalls the process.
+fn read_until(
+    stdout: ChildStdout,
+    stderr: ChildStderr,
+    deadline: Instant,
+) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let pipes = [
+        File::from(OwnedFd::from(stdout)),
+        File::from(OwnedFd::from(stderr)),
+    ];
+    let mut read = [Vec::new(), Vec::new()];
+    let mut ended = [false; 2];
+    let mut chunk = vec![0; 64 << 10];
+    while ended.contains(&false) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let open: Vec<usize> = (0..pipes.len()).filter(|&i| !ended[i]).collect();
+        let mut polled: Vec<PollFd<'_>> = open
+            .iter()
+            .map(|&i| PollFd::new(&pipes[i], PollFlags::IN))
+            .collect();
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        match rustix::event::poll(&mut polled, Some(&timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<usize> = open
+            .iter()
+            .zip(&polled)
+            .filter(|(_, fd)| !fd.revents().is_empty())
+            .map(|(&i, _)| i)
+            .collect();
+        for i in ready {
+            // Ready: one read returns what is there without waiting, 0 at the end.
+            match (&pipes[i]).read(&mut chunk) {
+                Ok(0) => ended[i] = true,
+                Ok(n) => read[i].extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let [artifact, said] = read;
+    Ok(Some((artifact, said)))
+}
+
+/// This process's own hard data limit (`RLIMIT_DATA`), if it has one: a compiler process it
+/// starts cannot be given a larger [`CompileLimits::memory`], and every compile would fail.
+///
+/// [`CompileLimits::memory`]: crate::runtime::CompileLimits::memory
+pub fn hard_memory_limit() -> Option<u64> {
+    rustix::process::getrlimit(Resource::Data).maximum
 }
 
 /// The compiler process as its messages name it: the command line it is started with.
@@ -116,14 +244,16 @@ fn quoted(stderr: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::CompileLimits;
+    use std::time::Duration;
 
     /// A compiler command that runs `script` in a shell, with the module on its stdin and the
     /// engine's name as `$1`.
     fn shell(script: &str) -> CompilerCommand {
-        CompilerCommand {
-            program: "/bin/sh".into(),
-            args: vec!["-c".to_owned(), script.to_owned(), "compiler".to_owned()],
-        }
+        CompilerCommand::new(
+            "/bin/sh",
+            vec!["-c".to_owned(), script.to_owned(), "compiler".to_owned()],
+        )
     }
 
     #[test]
@@ -191,12 +321,81 @@ mod tests {
         }
     }
 
+    /// [`shell`] within `limits`.
+    fn shell_within(script: &str, limits: CompileLimits) -> CompilerCommand {
+        CompilerCommand {
+            limits,
+            ..shell(script)
+        }
+    }
+
+    #[test]
+    fn a_compiler_process_past_its_timeout_is_stopped_with_all_it_started() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let started = dir.path().join("started");
+        // A process the compiler started, with the pipes closed so that only the group's
+        // stop ends it; then the compiler itself hangs.
+        let script = format!(
+            "sleep 60 >/dev/null 2>&1 & echo $! > '{}'; exec sleep 60",
+            started.display()
+        );
+        let limits = CompileLimits {
+            timeout: Duration::from_secs(2),
+            ..CompileLimits::default()
+        };
+        let compiled = compile(&shell_within(&script, limits), "wasmtime", b"\0asm");
+        assert_eq!(
+            compiled.err(),
+            Some(InitError::CompileTimeout(limits.timeout))
+        );
+        let pid = std::fs::read_to_string(&started).expect("the compiler started a process");
+        // Gone, or killed and not yet reaped by whoever inherited it.
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        let running = state.is_ok_and(|stat| {
+            let after_name = &stat[stat.rfind(')').expect("stat names the command") + 1..];
+            !after_name.trim_start().starts_with('Z')
+        });
+        assert!(
+            !running,
+            "process {} outlived its compiler's stop",
+            pid.trim()
+        );
+    }
+
+    #[test]
+    fn a_compiler_process_may_allocate_no_more_than_its_memory_limit() {
+        let limits = CompileLimits {
+            memory: 64 << 20,
+            ..CompileLimits::default()
+        };
+        // The shell's `ulimit -d` is the data limit in KiB.
+        let script = "cat >/dev/null; ulimit -d";
+        let artifact = compile(&shell_within(script, limits), "wasmtime", b"\0asm");
+        assert_eq!(artifact.unwrap(), b"65536\n");
+    }
+
+    #[test]
+    fn a_compiler_process_that_aborts_on_a_failed_allocation_ran_out_of_memory() {
+        let limits = CompileLimits {
+            memory: 64 << 20,
+            ..CompileLimits::default()
+        };
+        let script = "cat >/dev/null; echo 'memory allocation of 819216 bytes failed' >&2; \
+                      kill -ABRT $$";
+        let compiled = compile(&shell_within(script, limits), "wasmer", b"\0asm");
+        assert_eq!(compiled.err(), Some(InitError::CompileMemory(64 << 20)));
+        // The same words on a plain failure are no verdict on memory.
+        let exited = "cat >/dev/null; echo 'memory allocation of 8 bytes failed' >&2; exit 1";
+        let compiled = compile(&shell_within(exited, limits), "wasmer", b"\0asm");
+        assert!(
+            matches!(compiled, Err(InitError::Engine(_))),
+            "{compiled:?}"
+        );
+    }
+
     #[test]
     fn a_compiler_program_that_cannot_start_is_named() {
-        let command = CompilerCommand {
-            program: "/nonexistent/ow-compiler".into(),
-            args: Vec::new(),
-        };
+        let command = CompilerCommand::new("/nonexistent/ow-compiler", Vec::new());
         match compile(&command, "wasmtime", b"\0asm") {
             Err(InitError::Engine(message)) => {
                 assert!(

@@ -305,6 +305,109 @@ fn init_then_a_healthy_container(engine: EngineKind, args: &[&str], code: &[u8])
     refused
 }
 
+/// A module that exports `main`, one function of `additions` additions: 3 bytes of code each,
+/// and hundreds of bytes each of the compiler's memory (a function of 300,000 took 280 MiB on
+/// Wasmtime).
+fn one_long_function(additions: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, into: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                into.push(byte);
+                return;
+            }
+            into.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, content: &[u8], into: &mut Vec<u8>) {
+        into.push(id);
+        leb128(content.len(), into);
+        into.extend_from_slice(content);
+    }
+    // No locals; i32.const 0, then (i32.const 1, i32.add) again and again; end.
+    let mut body = vec![0x00, 0x41, 0x00];
+    for _ in 0..additions {
+        body.extend_from_slice(&[0x41, 0x01, 0x6a]);
+    }
+    body.push(0x0b);
+    let mut code = vec![0x01];
+    leb128(body.len(), &mut code);
+    code.extend_from_slice(&body);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[0x01, 0x60, 0x00, 0x01, 0x7f], &mut module); // type 0: () -> i32
+    section(3, &[0x01, 0x00], &mut module); // function 0 has type 0
+    section(7, b"\x01\x04main\x00\x00", &mut module); // export "main": function 0
+    section(10, &code, &mut module);
+    module
+}
+
+/// A module whose compile needs more memory than `--compile-memory` fails its own `/init` as
+/// the module's fault, naming the limit; the compiler process is stopped and the next
+/// container's init compiles. WAMR loads modules in the serving process, without the limit.
+fn a_module_past_the_compile_memory_limit_fails_its_init_and_the_next_init_succeeds(
+    engine: EngineKind,
+) {
+    let huge = one_long_function(400_000);
+    let refused = init_then_a_healthy_container(engine, &["--compile-memory", "128MiB"], &huge);
+    if engine.artifact().is_none() {
+        assert_eq!(refused.status, 200, "{refused:?}");
+        return;
+    }
+    assert_eq!(
+        (refused.status, error_of(&refused)),
+        (
+            502,
+            "The action code needs more memory to compile than this executor's limit of 128 MiB."
+        )
+    );
+}
+
+/// A compile that outlasts `--compile-timeout` fails its `/init` as the module's fault, naming
+/// the limit. (No compiler process starts within a millisecond.) WAMR loads modules in the
+/// serving process, without the limit.
+fn a_compile_past_the_compile_timeout_fails_its_init(engine: EngineKind) {
+    let executor = Executor::runtime(engine, &["--compile-timeout", "1ms"]);
+    let answer = executor.post("/init", &init_body(&artifacts::read(artifacts::ADD)));
+    if engine.artifact().is_none() {
+        assert_eq!(answer.status, 200, "{answer:?}");
+        return;
+    }
+    assert_eq!(
+        (answer.status, error_of(&answer)),
+        (
+            502,
+            "The action code did not compile within this executor's limit of 1 milliseconds."
+        )
+    );
+}
+
+/// A `--compile-memory` the executor cannot give its compiler processes (more than its own
+/// hard data limit) stops it at start, rather than fail every compile.
+#[test]
+fn a_compile_memory_limit_the_executor_cannot_give_stops_the_start_with_a_sentence() {
+    // dash's `ulimit -d` sets the soft and the hard limit, in KiB.
+    let output = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "ulimit -d 1048576 && exec \"$0\" executor --listen 127.0.0.1:0 --compile-memory 2GiB",
+            env!("CARGO_BIN_EXE_ow-executor"),
+        ])
+        .env_remove("OW_LOG")
+        .output()
+        .expect("ow-executor runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(
+            "ow-executor: --compile-memory 2GiB is more than this executor can give a compiler \
+             process: its own hard data limit (RLIMIT_DATA) is 1GiB; lower --compile-memory or \
+             raise the limit"
+        ),
+        "{stderr}"
+    );
+}
+
 fn artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler(engine: EngineKind) {
     let cases: [(ModuleFormat, &[u8], &str); 3] = [
         (
@@ -484,6 +587,8 @@ per_engine!(
     a_granted_dir_cannot_be_escaped_by_dot_dot_or_symlinks,
     artifacts_of_other_engines_are_refused_naming_them_and_the_precompiler,
     a_truncated_module_is_refused_as_invalid,
+    a_module_past_the_compile_memory_limit_fails_its_init_and_the_next_init_succeeds,
+    a_compile_past_the_compile_timeout_fails_its_init,
     a_zip_bomb_is_refused_without_unpacking_it,
     a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds,
     sigterm_lets_the_activation_in_flight_finish_then_exits_0,
