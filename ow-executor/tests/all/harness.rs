@@ -112,19 +112,11 @@ impl Executor {
     /// what it printed on stderr.
     #[cfg(test)]
     pub fn standalone_refused(data_dir: &Path) -> String {
-        let output = Command::new(env!("CARGO_BIN_EXE_ow-executor"))
-            .args(["standalone", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("OW_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("ow-executor runs");
-        assert!(
-            !output.status.success(),
-            "a second server started on {}",
-            data_dir.display()
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        refused_start(
+            Command::new(env!("CARGO_BIN_EXE_ow-executor"))
+                .args(["standalone", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(data_dir),
+        )
     }
 
     /// `ow-executor executor --engine ENGINE`.
@@ -544,6 +536,18 @@ impl Connection {
             self.buffered.extend_from_slice(&chunk[..read]);
         }
     }
+}
+
+/// Runs `command`, a start of `ow-executor` (without `OW_LOG`, so that only its own sentence
+/// reaches stderr), expecting it to refuse to start; returns what it printed on stderr.
+pub fn refused_start(command: &mut Command) -> String {
+    let output = command
+        .env_remove("OW_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ow-executor runs");
+    assert!(!output.status.success(), "it started: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// How many sentinel lines a stream holds.

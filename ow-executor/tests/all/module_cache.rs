@@ -3,7 +3,7 @@
 //! rather than loaded, `--precache` turns first cold starts into cache hits and names the
 //! files it skips, and the cache flags choose what is kept.
 
-use crate::harness::{Executor, init_body, zip};
+use crate::harness::{Executor, init_body, refused_start, zip};
 use crate::metrics::{sample, scrape};
 use crate::standalone::{annotation, create, invoke};
 use ow_common::testing::disk_cache_entries;
@@ -264,14 +264,11 @@ fn runtime_mode_precaches_in_silence() {
 fn a_precache_directory_that_cannot_be_read_stops_the_start_with_a_sentence() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("modules");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ow-executor"))
-        .args(["executor", "--listen", "127.0.0.1:0", "--precache"])
-        .arg(&missing)
-        .env_remove("OW_LOG")
-        .output()
-        .expect("ow-executor runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ow-executor"))
+            .args(["executor", "--listen", "127.0.0.1:0", "--precache"])
+            .arg(&missing),
+    );
     assert!(
         stderr.starts_with(&format!(
             "ow-executor: --precache {} is not a directory the executor can read; give it a \
