@@ -2,21 +2,30 @@
 //! compile of a portable module (the serving end is `ow_common::host::compiler_process`). It
 //! reads the module on stdin, writes the engine's artifact on stdout and exits; a module that
 //! does not compile exits with [`INVALID_MODULE_EXIT`] and the engine's reason on stderr, any
-//! other failure with status 1 and what went wrong.
+//! other failure with status 1 and what went wrong. It dies with the thread of the executor
+//! that started it, which waits for it to the end: a compiler whose executor is gone has no
+//! one to answer, and no one left to stop it at its deadline.
 
 use ow_common::host::Engine;
 use ow_common::host::compiler_process::INVALID_MODULE_EXIT;
 use ow_common::runtime::InitError;
+use rustix::process::Signal;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
 /// Compiles the module on stdin for `E` and writes the artifact on stdout.
 pub fn serve<E: Engine>() -> ExitCode {
     let mut wasm = Vec::new();
-    let compiled = std::io::stdin()
-        .lock()
-        .read_to_end(&mut wasm)
-        .map_err(|e| InitError::Engine(format!("cannot read the module from stdin: {e}")))
+    // Should the executor be gone already, its end of stdin is closed: the module read is cut
+    // short, and the compile fails at once.
+    let compiled = rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| InitError::Engine(format!("cannot die with the executor: {e}")))
+        .and_then(|()| {
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut wasm)
+                .map_err(|e| InitError::Engine(format!("cannot read the module from stdin: {e}")))
+        })
         .and_then(|_| E::compile_artifact(&wasm));
     let (status, written) = match compiled {
         Ok(artifact) => {

@@ -97,6 +97,33 @@ fn compiler_process(engine: EngineKind, module: &[u8]) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// A compiler process dies with the process that started it: one whose executor is gone is
+/// killed, not left compiling with no one to answer and no one to stop it at its deadline.
+#[test]
+fn a_compiler_process_dies_with_the_process_that_started_it() {
+    // The shell starts a compiler whose stdin a `sleep` keeps open, waits until the compiler
+    // blocks reading it (past its start: `wchan` says `pipe_read`, or after 10 s where the
+    // kernel does not say), and exits. A compiler still alive when the `sleep` ends would
+    // read an empty module and refuse it on stderr, which only the compiler holds.
+    let script = "sleep 30 2>/dev/null | \"$0\" compile \"$1\" >/dev/null & compiler=$!
+        tries=0
+        until grep -qs pipe_read /proc/$compiler/wchan || [ $tries -ge 1000 ]; do
+            tries=$((tries + 1)); sleep 0.01
+        done";
+    let output = std::process::Command::new("/bin/sh")
+        .args(["-c", script, env!("CARGO_BIN_EXE_ow-executor")])
+        .arg(EngineKind::default().name())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the shell runs");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "",
+        "the compiler outlived the process that started it"
+    );
+}
+
 fn the_compiler_process_writes_an_artifact_its_engine_runs(engine: EngineKind) {
     let compiled = compiler_process(engine, &artifacts::read(artifacts::ADD));
     let stderr = String::from_utf8_lossy(&compiled.stderr);
