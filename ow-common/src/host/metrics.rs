@@ -3,7 +3,7 @@
 //! module cache (hits, misses, loads, evictions, entries, bytes) and the instance slots (in
 //! use, waiting, total). The executor serves every engine's families at `GET /metrics`.
 
-use crate::runtime::{EngineStats, RunError};
+use crate::runtime::{EngineStats, InitError, RunError};
 use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -142,10 +142,11 @@ impl HostMetrics {
         self.activation_seconds.observe(duration.as_secs_f64());
     }
 
-    /// Counts a prepare that took `duration` and succeeded or not.
-    pub(crate) fn prepare(&self, succeeded: bool, duration: Duration) {
-        let result = if succeeded { "ok" } else { "refused" };
-        self.prepares.with_label_values(&[result]).inc();
+    /// Counts a prepare that took `duration`, with how it ended.
+    pub(crate) fn prepare(&self, outcome: Result<(), &InitError>, duration: Duration) {
+        self.prepares
+            .with_label_values(&[prepare_label(outcome)])
+            .inc();
         self.prepare_seconds.observe(duration.as_secs_f64());
     }
 
@@ -189,6 +190,18 @@ impl HostMetrics {
 /// Raises a counter kept elsewhere (the cache's own) to its current value.
 fn raise_to(counter: &IntCounter, value: u64) {
     counter.inc_by(value.saturating_sub(counter.get()));
+}
+
+/// The `result` label of a prepare: `ok`; `refused`, the action's fault; `compile_limit`, a
+/// module too large to compile within the executor's limits (the action's fault too, but the
+/// operator's limits to weigh); `failed`, the executor's own failure.
+fn prepare_label(outcome: Result<(), &InitError>) -> &'static str {
+    match outcome {
+        Ok(()) => "ok",
+        Err(InitError::CompileTimeout(_) | InitError::CompileMemory(_)) => "compile_limit",
+        Err(InitError::Engine(_)) => "failed",
+        Err(_) => "refused",
+    }
 }
 
 /// The `outcome` label of an activation.
@@ -238,7 +251,19 @@ mod tests {
             &Err(RunError::Timeout { limit_ms: 5 }),
             Duration::from_millis(5),
         );
-        metrics.prepare(true, Duration::from_millis(80));
+        metrics.prepare(Ok(()), Duration::from_millis(80));
+        metrics.prepare(
+            Err(&InitError::InvalidModule("no".to_owned())),
+            Duration::from_millis(1),
+        );
+        metrics.prepare(
+            Err(&InitError::CompileTimeout(Duration::from_secs(1))),
+            Duration::from_secs(1),
+        );
+        metrics.prepare(
+            Err(&InitError::Engine("lost".to_owned())),
+            Duration::from_millis(1),
+        );
         let mut stats = EngineStats {
             instances_in_use: 3,
             instance_slots: 10,
@@ -261,6 +286,13 @@ mod tests {
             value_of(&families, activations, &[("outcome", "timeout")]),
             Some(1.0)
         );
+        for result in ["ok", "refused", "compile_limit", "failed"] {
+            assert_eq!(
+                value_of(&families, "ow_prepares_total", &[("result", result)]),
+                Some(1.0),
+                "{result}"
+            );
+        }
         assert_eq!(
             value_of(
                 &families,

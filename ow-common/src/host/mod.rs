@@ -499,7 +499,7 @@ impl<E: Engine> WasmRuntime for Host<E> {
                 Some(loaded) => host.action(&code.hash, loaded, config),
                 None => off_the_workers(move || host.prepare_blocking(&code, config)).await,
             };
-            metrics.prepare(prepared.is_ok(), started.elapsed());
+            metrics.prepare(prepared.as_ref().map(|_| ()), started.elapsed());
             prepared
         })
     }

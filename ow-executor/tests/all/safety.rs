@@ -2,6 +2,7 @@
 //! clear error for its own request, and the executor goes on serving the next one.
 
 use crate::harness::{Answer, Executor, init_body, refused_start, zip};
+use crate::metrics::{sample, scrape};
 use ow_common::code::ModuleFormat;
 use ow_common::protocol::sentences::LOG_SENTINEL;
 use ow_executor::engines::EngineKind;
@@ -358,8 +359,8 @@ fn a_module_past_the_compile_memory_limit_fails_its_init_and_the_next_init_succe
 }
 
 /// A compile that outlasts `--compile-timeout` fails its `/init` as the module's fault, naming
-/// the limit. (No compiler process starts within a millisecond.) WAMR loads modules in the
-/// serving process, without the limit.
+/// the limit, and is counted as such for the operator. (No compiler process starts within a
+/// millisecond.) WAMR loads modules in the serving process, without the limit.
 fn a_compile_past_the_compile_timeout_fails_its_init(engine: EngineKind) {
     let executor = Executor::runtime(engine, &["--compile-timeout", "1ms"]);
     let answer = executor.post("/init", &init_body(&artifacts::read(artifacts::ADD)));
@@ -367,6 +368,16 @@ fn a_compile_past_the_compile_timeout_fails_its_init(engine: EngineKind) {
         engine,
         &answer,
         "The action code did not compile within this executor's limit of 1 milliseconds.",
+    );
+    let result = if engine.artifact().is_some() {
+        "compile_limit"
+    } else {
+        "ok"
+    };
+    let prepares = &[("engine", engine.name()), ("result", result)];
+    assert_eq!(
+        sample(&scrape(&executor), "ow_prepares_total", prepares),
+        Some(1.0)
     );
 }
 
