@@ -328,7 +328,8 @@ pub struct CompileLimits {
     /// The compiler process is stopped (its whole process group) once it has run this long.
     pub timeout: Duration,
     /// The most memory the compiler process may allocate, in bytes: its data limit
-    /// (`RLIMIT_DATA`, which counts heap and anonymous mappings, not the program's code).
+    /// (`RLIMIT_DATA`, which counts heap and anonymous mappings, thread stacks among them, not
+    /// the program's code). A compile uses at most 4 threads, about 2 MiB of stack each.
     pub memory: u64,
 }
 
@@ -575,8 +576,8 @@ pub enum InitError {
     CompileTimeout(Duration),
     /// Compiling the module needed more memory than the executor's [`CompileLimits::memory`].
     #[error(
-        "The action code needs more memory to compile than this executor's limit of {} MiB.",
-        .0 >> 20
+        "The action code needs more memory to compile than this executor's limit of {}.",
+        memory_amount(*.0)
     )]
     CompileMemory(u64),
     /// The engine failed for a reason that is not the action's fault.
@@ -593,6 +594,16 @@ impl InitError {
             Self::Engine(reason) => reason.clone(),
             other => other.to_string(),
         }
+    }
+}
+
+/// `512 MiB`, or `1000 bytes` when not a whole number of MiB, for [`InitError::CompileMemory`].
+fn memory_amount(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

@@ -239,18 +239,14 @@ impl EngineArgs {
     }
 }
 
-/// This executor's own program as the compiler process: `ow-executor compile ENGINE`. On
-/// Linux it is the running program itself, even if its file has been replaced since it
-/// started, so that compiler and server are always the same build.
+/// This executor's own program as the compiler process: `ow-executor compile ENGINE`, started
+/// as `/proc/self/exe`, the running program itself even if its file has been replaced since
+/// it started, so that compiler and server are always the same build. (The executor runs on
+/// Linux only: its compiler processes' limits are Linux's too.)
 fn compiler_command(limits: CompileLimits) -> CompilerCommand {
-    let program = if cfg!(target_os = "linux") {
-        PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().unwrap_or_default()
-    };
     CompilerCommand {
         limits,
-        ..CompilerCommand::new(program, vec!["compile".to_owned()])
+        ..CompilerCommand::new("/proc/self/exe", vec!["compile".to_owned()])
     }
 }
 
@@ -265,8 +261,9 @@ pub struct CompileLimitArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "OW_COMPILE_TIMEOUT")]
     pub compile_timeout: Duration,
 
-    /// The most memory one module's compile may allocate (e.g. 512MiB, 4GiB). A module that
-    /// needs more fails its /init (or its create, in standalone) as too large to compile here.
+    /// The most memory one module's compile may allocate (e.g. 512MiB, 4GiB), its threads'
+    /// stacks included (at most 4 threads, about 2 MiB each). A module that needs more fails
+    /// its /init (or its create, in standalone) as too large to compile here.
     #[arg(long, default_value_t = ByteSize(CompileLimits::default().memory), env = "OW_COMPILE_MEMORY")]
     pub compile_memory: ByteSize,
 }

@@ -7,19 +7,34 @@
 //! one to answer, and no one left to stop it at its deadline.
 
 use ow_common::host::Engine;
-use ow_common::host::compiler_process::INVALID_MODULE_EXIT;
+use ow_common::host::compiler_process::{INVALID_MODULE_EXIT, PARENT_PID_ENV};
 use ow_common::runtime::InitError;
 use rustix::process::Signal;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
+/// Asks for SIGKILL when the executor's thread that started this process ends. An executor
+/// that died before this (it is no longer the parent named in [`PARENT_PID_ENV`]) is an
+/// error at once. Started by hand, without that variable, there is no executor to die with.
+fn die_with_the_executor() -> Result<(), InitError> {
+    let Some(parent) = std::env::var_os(PARENT_PID_ENV) else {
+        return Ok(());
+    };
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| InitError::Engine(format!("cannot die with the executor: {e}")))?;
+    let parent_now = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
+    if parent.to_str() != Some(parent_now.to_string().as_str()) {
+        return Err(InitError::Engine(
+            "the executor that started this compiler is gone".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Compiles the module on stdin for `E` and writes the artifact on stdout.
 pub fn serve<E: Engine>() -> ExitCode {
     let mut wasm = Vec::new();
-    // Should the executor be gone already, its end of stdin is closed: the module read is cut
-    // short, and the compile fails at once.
-    let compiled = rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
-        .map_err(|e| InitError::Engine(format!("cannot die with the executor: {e}")))
+    let compiled = die_with_the_executor()
         .and_then(|()| {
             std::io::stdin()
                 .lock()

@@ -15,12 +15,11 @@
 //! version and that this host has the CPU features the code needs (artifacts are compiled
 //! for the CPU of the machine that made them), nothing else.
 
-use crate::compiler::module_engine;
+use crate::compiler::{self, module_engine};
 use crate::{ENGINE_NAME, WasmerModule, vm};
 use bytes::{Bytes, BytesMut};
 use ow_common::code::ModuleFormat;
 use ow_common::runtime::InitError;
-use wasmer::Module;
 use wasmer_compiler::serialize::SerializableModule;
 use wasmer_types::MetadataHeader;
 
@@ -39,9 +38,7 @@ const PAYLOAD_OFFSET: usize = MAGIC.len() + MetadataHeader::LEN;
 /// Compiles `wasm` and serializes it as an artifact: the module's fault if it does not
 /// compile (in the words of an in-process compile), the executor's if it cannot be serialized.
 pub(crate) fn serialize(wasm: &[u8]) -> Result<Vec<u8>, InitError> {
-    let engine = module_engine();
-    let module =
-        Module::from_binary(&engine, wasm).map_err(|e| InitError::InvalidModule(e.to_string()))?;
+    let (module, _engine) = compiler::compile(wasm)?;
     let artifact = module
         .serialize()
         .map_err(|e| InitError::Engine(format!("cannot serialize the compiled module: {e}")))?;

@@ -12,7 +12,7 @@
 //! and, after every `table.grow` on such a table, sets the exported one when the growth
 //! returned -1.
 
-use ow_common::runtime::MAX_TABLE_ELEMENTS;
+use ow_common::runtime::{InitError, MAX_TABLE_ELEMENTS};
 use std::sync::{Arc, Mutex};
 use wasmer::sys::wasmparser::Operator;
 use wasmer::sys::{
@@ -24,7 +24,7 @@ use wasmer::{
     ModuleInfo, Mutability, Type, Value,
 };
 use wasmer_types::entity::EntityRef;
-use wasmer_types::{GlobalIndex, MiddlewareError};
+use wasmer_types::{CompileError, GlobalIndex, MiddlewareError};
 
 /// The most elements a table may hold, as Wasmer counts them.
 pub(crate) const TABLE_CAP: u32 = {
@@ -39,6 +39,20 @@ pub(crate) const TABLE_GROWTH_REFUSED_EXPORT: &str = "__ow_wasmer_table_growth_r
 /// A new engine for one module: Cranelift for the host CPU, with the table-growth watch.
 /// Artifacts are only compatible with engines built this way, which is why
 /// [`crate::precompile`] uses it too.
+/// Compiles `wasm` in an engine of its own: a module that does not compile is the module's
+/// fault, in Wasmer's words; a compiler short of resources (memory for the code it made) is
+/// the executor's.
+pub(crate) fn compile(wasm: &[u8]) -> Result<(wasmer::Module, Engine), InitError> {
+    let engine = module_engine();
+    match wasmer::Module::from_binary(&engine, wasm) {
+        Ok(module) => Ok((module, engine)),
+        Err(CompileError::Resource(reason)) => Err(InitError::Engine(format!(
+            "the compiler ran out of resources: {reason}"
+        ))),
+        Err(refused) => Err(InitError::InvalidModule(refused.to_string())),
+    }
+}
+
 pub(crate) fn module_engine() -> Engine {
     let mut cranelift = Cranelift::new();
     cranelift.push_middleware(Arc::new(TableGrowthWatch::default()));

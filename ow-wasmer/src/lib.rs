@@ -157,9 +157,7 @@ impl Engine for WasmerEngine {
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<WasmerModule, InitError> {
-        let engine = compiler::module_engine();
-        let module = Module::from_binary(&engine, wasm)
-            .map_err(|e| InitError::InvalidModule(e.to_string()))?;
+        let (module, engine) = compiler::compile(wasm)?;
         Ok(WasmerModule::new(module, engine))
     }
 

@@ -9,30 +9,28 @@
 //! the MiB. In the serving process both stayed resident after the compile (the code pages as
 //! long as the process lived): measured with `ow-evaluation memory`, the first container of a
 //! 300 KiB module added 12.4 MiB to a Wasmtime executor, 7.3 MiB of it compiler code. A compiler
-//! that crashes or runs out of memory now fails one `/init`, not every action of the server.
-//! The cost is the process's start, 4–5 ms on the development machine, most of it the dynamic
-//! loader relocating the executable's 1.1 MiB of read-only data page by page: a tiny module's
-//! first `/init` takes 5–6 ms instead of 1, a Rust action's compile (100–200 ms) as long as
-//! before.
+//! that crashes now fails one `/init`, not every action of the server. The cost is the
+//! process's start, 4–5 ms on the development machine, most of it the dynamic loader relocating
+//! the executable's 1.1 MiB of read-only data page by page: a tiny module's first `/init` takes
+//! 5–6 ms instead of 1, a Rust action's compile (100–200 ms) as long as before.
 //!
 //! The exit status says whose fault a failure is: [`INVALID_MODULE_EXIT`] with the reason on
 //! stderr is the module's (it does not compile); anything else is the executor's, but for the
-//! process's [`CompileLimits`]: a module whose compile outlasts the timeout, or makes the
-//! compiler abort on a failed allocation under its memory limit, is too large to compile here,
-//! which is the module's fault too. A process also keeps a compiler that hangs or eats the
-//! machine's memory from taking the server with it: an in-process compile (WAMR's load, or
+//! process's [`CompileLimits`]: a module whose compile outlasts the timeout (the process is
+//! then killed), or makes the compiler abort on a failed allocation under its memory limit, is
+//! too large to compile here, which is the module's fault too. Each compile is bounded so, and
+//! the kernel's out-of-memory killer is told to take a compiler before the server; compiles
+//! running side by side may each take up to the limit. An in-process compile (WAMR's load, or
 //! [`CompilePlace::ThisProcess`]) has no such limits.
 //!
 //! [`CompilePlace::CompilerProcess`]: crate::runtime::CompilePlace::CompilerProcess
 //! [`CompilePlace::ThisProcess`]: crate::runtime::CompilePlace::ThisProcess
 //! [`CompileLimits`]: crate::runtime::CompileLimits
 
-#[cfg(doc)]
-use crate::runtime::CompileLimits;
 use crate::runtime::{CompilerCommand, InitError};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use rustix::process::{Pid, Resource, Rlimit, Signal};
+use rustix::process::{Pid, PidfdFlags, Resource, Rlimit, Signal};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::OwnedFd;
@@ -44,6 +42,11 @@ use std::time::Instant;
 /// `EX_DATAERR`); its stderr then holds the reason.
 pub const INVALID_MODULE_EXIT: u8 = 65;
 
+/// The environment variable that gives a compiler process the pid of the executor that started
+/// it: a compiler that finds another parent (its executor died before it could ask to die with
+/// it) stops at once.
+pub const PARENT_PID_ENV: &str = "OW_COMPILER_PARENT_PID";
+
 /// The most of a compiler process's stderr that an error quotes: a reason is a line or two,
 /// and a crash's backtrace is no answer to send an HTTP client.
 const MAX_QUOTED_STDERR: usize = 4096;
@@ -51,6 +54,13 @@ const MAX_QUOTED_STDERR: usize = 4096;
 /// What Rust's standard library writes before it aborts on a failed allocation: a compiler
 /// process that hit its memory limit says it.
 const ALLOCATION_FAILED: &str = "memory allocation of ";
+
+/// The most threads one compile uses. Wasmtime and Wasmer compile functions in parallel on a
+/// rayon pool, one thread per core unless told otherwise (`RAYON_NUM_THREADS`, which an
+/// operator may set for the executor and its compilers): each thread's stack counts against
+/// the memory limit (about 2 MiB), so that a limit fit for a 2-core machine refused a 200 KiB
+/// module at 48 threads, and a serving executor runs compiles side by side anyway.
+const MAX_COMPILE_THREADS: usize = 4;
 
 /// Compiles `wasm` for the engine `engine` in a compiler process started with `command`, and
 /// returns the artifact it wrote.
@@ -65,23 +75,40 @@ pub(super) fn compile(
 ) -> Result<Vec<u8>, InitError> {
     let process = described(command, engine);
     let limits = command.limits;
-    let mut child = Command::new(&command.program)
+    let mut starting = Command::new(&command.program);
+    starting
         .args(&command.args)
         .arg(engine)
         .process_group(0)
+        .env(PARENT_PID_ENV, std::process::id().to_string())
+        // A backtrace printed under the memory limit needs memory itself: a compiler that
+        // panicked there waited on a lock until its deadline instead of exiting.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            InitError::Engine(format!("cannot start the compiler process {process}: {e}"))
-        })?;
+        .stderr(Stdio::piped());
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        starting.env(
+            "RAYON_NUM_THREADS",
+            cores.min(MAX_COMPILE_THREADS).to_string(),
+        );
+    }
+    let mut child = starting.spawn().map_err(|e| {
+        InitError::Engine(format!("cannot start the compiler process {process}: {e}"))
+    })?;
     let deadline = Instant::now() + limits.timeout;
     let group = Pid::from_child(&child);
     let stop = || {
         // The group is the child's pid, which stays ours until the child is waited for (it
         // is only waited for below), so this cannot reach another process.
         let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    };
+    let failed = |child: &mut std::process::Child, what: String| {
+        stop();
+        let _ = child.wait();
+        InitError::Engine(format!("{what} of the compiler process {process}"))
     };
     // The limit is in place before the process is given anything to compile. Set this way,
     // after the start, it lets the standard library start the process with `posix_spawn`,
@@ -91,13 +118,18 @@ pub(super) fn compile(
         maximum: Some(limits.memory),
     };
     if let Err(e) = rustix::process::prlimit(Some(group), Resource::Data, memory) {
-        stop();
-        let _ = child.wait();
-        return Err(InitError::Engine(format!(
-            "cannot limit the memory of the compiler process {process} to {} bytes: {e}",
-            limits.memory
-        )));
+        let what = format!("cannot limit to {} bytes the memory", limits.memory);
+        return Err(failed(&mut child, format!("{what} ({e})")));
     }
+    // Should the machine run short of memory all the same, the kernel kills a compiler first.
+    if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "1000") {
+        tracing::warn!(%e, "a compiler process could not be made the out-of-memory killer's first choice");
+    }
+    // Its end is watched with its output, so that the deadline holds to the end.
+    let ended = match rustix::process::pidfd_open(group, PidfdFlags::empty()) {
+        Ok(ended) => ended,
+        Err(e) => return Err(failed(&mut child, format!("cannot watch the end ({e})"))),
+    };
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
@@ -106,7 +138,7 @@ pub(super) fn compile(
     // status says why, so the write's own error is only reported when the compiler succeeded.
     let (written, outputs) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || stdin.write_all(wasm));
-        let outputs = read_until(stdout, stderr, deadline);
+        let outputs = read_until(stdout, stderr, &ended, deadline);
         if !matches!(outputs, Ok(Some(_))) {
             // Past its deadline, or its outputs unreadable: nothing more is wanted of it, and
             // the writer must not wait on it.
@@ -122,21 +154,16 @@ pub(super) fn compile(
         return Err(InitError::CompileTimeout(limits.timeout));
     };
     let status = status.map_err(lost)?;
-    let stderr = quoted(&said);
     if status.code() == Some(i32::from(INVALID_MODULE_EXIT)) {
         return Err(InitError::InvalidModule(
-            stderr.unwrap_or_else(|| "the compiler gave no reason".to_owned()),
+            quoted(&said).unwrap_or_else(|| "the compiler gave no reason".to_owned()),
         ));
     }
-    if status.signal().is_some()
-        && stderr
-            .as_deref()
-            .is_some_and(|said| said.contains(ALLOCATION_FAILED))
-    {
+    if status.signal().is_some() && String::from_utf8_lossy(&said).contains(ALLOCATION_FAILED) {
         return Err(InitError::CompileMemory(limits.memory));
     }
     if !status.success() {
-        let said = stderr.map_or_else(String::new, |said| format!(": {said}"));
+        let said = quoted(&said).map_or_else(String::new, |said| format!(": {said}"));
         return Err(InitError::Engine(format!(
             "the compiler process {process} failed ({status}){said}"
         )));
@@ -154,12 +181,14 @@ pub(super) fn compile(
     Ok(artifact)
 }
 
-/// All that a compiler process writes on `stdout` and `stderr`, read until both end (when the
-/// process does), or `None` if `deadline` comes first. Both are read as they come, in this
-/// thread, so that neither pipe fills up and stalls the process.
+/// All that a compiler process writes on `stdout` and `stderr`, read until both end and the
+/// process has ended (`ended`, its pidfd, is readable), or `None` if `deadline` comes first.
+/// Both outputs are read as they come, in this thread, so that neither pipe fills up and
+/// stalls the process.
 fn read_until(
     stdout: ChildStdout,
     stderr: ChildStderr,
+    ended: &OwnedFd,
     deadline: Instant,
 ) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     let pipes = [
@@ -167,18 +196,22 @@ fn read_until(
         File::from(OwnedFd::from(stderr)),
     ];
     let mut read = [Vec::new(), Vec::new()];
-    let mut ended = [false; 2];
+    let mut pipe_ended = [false; 2];
+    let mut process_ended = false;
     let mut chunk = vec![0; 64 << 10];
-    while ended.contains(&false) {
+    while pipe_ended.contains(&false) || !process_ended {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(None);
         }
-        let open: Vec<usize> = (0..pipes.len()).filter(|&i| !ended[i]).collect();
+        let open: Vec<usize> = (0..pipes.len()).filter(|&i| !pipe_ended[i]).collect();
         let mut polled: Vec<PollFd<'_>> = open
             .iter()
             .map(|&i| PollFd::new(&pipes[i], PollFlags::IN))
             .collect();
+        if !process_ended {
+            polled.push(PollFd::new(ended, PollFlags::IN));
+        }
         let timeout = Timespec::try_from(left).unwrap_or(Timespec {
             tv_sec: i64::MAX,
             tv_nsec: 0,
@@ -187,16 +220,14 @@ fn read_until(
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
-        let ready: Vec<usize> = open
-            .iter()
-            .zip(&polled)
-            .filter(|(_, fd)| !fd.revents().is_empty())
-            .map(|(&i, _)| i)
-            .collect();
-        for i in ready {
+        let ready: Vec<bool> = polled.iter().map(|fd| !fd.revents().is_empty()).collect();
+        if !process_ended && ready[open.len()] {
+            process_ended = true;
+        }
+        for (&i, _) in open.iter().zip(&ready).filter(|(_, ready)| **ready) {
             // Ready: one read returns what is there without waiting, 0 at the end.
             match (&pipes[i]).read(&mut chunk) {
-                Ok(0) => ended[i] = true,
+                Ok(0) => pipe_ended[i] = true,
                 Ok(n) => read[i].extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -349,16 +380,38 @@ mod tests {
             Some(InitError::CompileTimeout(limits.timeout))
         );
         let pid = std::fs::read_to_string(&started).expect("the compiler started a process");
-        // Gone, or killed and not yet reaped by whoever inherited it.
-        let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
-        let running = state.is_ok_and(|stat| {
-            let after_name = &stat[stat.rfind(')').expect("stat names the command") + 1..];
-            !after_name.trim_start().starts_with('Z')
+        // Gone, or killed and not yet reaped by whoever inherited it. A killed process may take
+        // a moment to finish dying on a loaded machine; one that was not killed sleeps on.
+        let running = || {
+            let state = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+            state.is_ok_and(|stat| {
+                let after_name = &stat[stat.rfind(')').expect("stat names the command") + 1..];
+                !after_name.trim_start().starts_with('Z')
+            })
+        };
+        let given_up = std::time::Instant::now() + Duration::from_secs(20);
+        while running() {
+            assert!(
+                std::time::Instant::now() < given_up,
+                "process {} outlived its compiler's stop",
+                pid.trim()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_compiler_process_knows_its_executor_and_prints_no_backtrace_and_dies_first() {
+        let script = "cat >/dev/null; echo \"$OW_COMPILER_PARENT_PID ${RUST_BACKTRACE-none} \
+                      ${RUST_LIB_BACKTRACE-none} $RAYON_NUM_THREADS $(cat /proc/self/oom_score_adj)\"";
+        let said = compile(&shell(script), "wasmtime", b"\0asm").expect("it answers");
+        let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores.min(MAX_COMPILE_THREADS).to_string()
         });
-        assert!(
-            !running,
-            "process {} outlived its compiler's stop",
-            pid.trim()
+        assert_eq!(
+            String::from_utf8(said).unwrap(),
+            format!("{} none none {threads} 1000\n", std::process::id())
         );
     }
 

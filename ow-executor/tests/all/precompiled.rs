@@ -6,6 +6,7 @@
 
 use crate::harness::{Executor, init_body, zip};
 use clap::ValueEnum;
+use ow_common::host::compiler_process::PARENT_PID_ENV;
 use ow_executor::engines::EngineKind;
 use ow_precompiler::Target;
 use ow_wasm_action_artifacts as artifacts;
@@ -99,28 +100,51 @@ fn compiler_process(engine: EngineKind, module: &[u8]) -> std::process::Output {
 
 /// A compiler process dies with the process that started it: one whose executor is gone is
 /// killed, not left compiling with no one to answer and no one to stop it at its deadline.
+/// One that finds its executor gone already refuses to compile.
 #[test]
 fn a_compiler_process_dies_with_the_process_that_started_it() {
-    // The shell starts a compiler whose stdin a `sleep` keeps open, waits until the compiler
-    // blocks reading it (past its start: `wchan` says `pipe_read`, or after 10 s where the
-    // kernel does not say), and exits. A compiler still alive when the `sleep` ends would
-    // read an empty module and refuse it on stderr, which only the compiler holds.
-    let script = "sleep 30 2>/dev/null | \"$0\" compile \"$1\" >/dev/null & compiler=$!
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = dir.path().join("sleeper");
+    // The shell starts a compiler, naming itself as its executor, whose stdin a `sleep` keeps
+    // open; waits until the compiler blocks reading it (past its start: `wchan` says
+    // `pipe_read`, or after 10 s where the kernel does not say); and exits. A compiler still
+    // alive when the `sleep` ends would read an empty module and refuse it on stderr, which
+    // only the compiler holds.
+    let script = format!(
+        "{{ sh -c 'echo $$ > \"$1\"; exec sleep 30' sh '{}'; }} 2>/dev/null \
+            | {PARENT}=$$ \"$0\" compile \"$1\" >/dev/null & compiler=$!
         tries=0
         until grep -qs pipe_read /proc/$compiler/wchan || [ $tries -ge 1000 ]; do
             tries=$((tries + 1)); sleep 0.01
-        done";
+        done",
+        sleeper.display(),
+        PARENT = PARENT_PID_ENV,
+    );
     let output = std::process::Command::new("/bin/sh")
-        .args(["-c", script, env!("CARGO_BIN_EXE_ow-executor")])
+        .args(["-c", &script, env!("CARGO_BIN_EXE_ow-executor")])
         .arg(EngineKind::default().name())
         .stdin(std::process::Stdio::null())
         .output()
         .expect("the shell runs");
+    if let Ok(pid) = std::fs::read_to_string(&sleeper) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
         "",
         "the compiler outlived the process that started it"
+    );
+    // Started for an executor that is not its parent (one that died and left it to another).
+    let mut orphan = std::process::Command::new(env!("CARGO_BIN_EXE_ow-executor"));
+    orphan
+        .args(["compile", EngineKind::default().name()])
+        .env(PARENT_PID_ENV, "1");
+    let refused = orphan.output().expect("the compiler runs");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim_end(),
+        "the executor that started this compiler is gone"
     );
 }
 
