@@ -36,9 +36,6 @@ pub(crate) const TABLE_CAP: u32 = {
 /// tables (1) or not (0).
 pub(crate) const TABLE_GROWTH_REFUSED_EXPORT: &str = "__ow_wasmer_table_growth_refused";
 
-/// A new engine for one module: Cranelift for the host CPU, with the table-growth watch.
-/// Artifacts are only compatible with engines built this way, which is why
-/// [`crate::precompile`] uses it too.
 /// Compiles `wasm` in an engine of its own: a module that does not compile is the module's
 /// fault, in Wasmer's words; a compiler short of resources (memory for the code it made) is
 /// the executor's.
@@ -53,6 +50,9 @@ pub(crate) fn compile(wasm: &[u8]) -> Result<(wasmer::Module, Engine), InitError
     }
 }
 
+/// A new engine for one module: Cranelift for the host CPU, with the table-growth watch.
+/// Artifacts are only compatible with engines built this way, which is why
+/// [`crate::precompile`] uses it too.
 pub(crate) fn module_engine() -> Engine {
     let mut cranelift = Cranelift::new();
     cranelift.push_middleware(Arc::new(TableGrowthWatch::default()));

@@ -105,10 +105,10 @@ pub(super) fn compile(
         // is only waited for below), so this cannot reach another process.
         let _ = rustix::process::kill_process_group(group, Signal::KILL);
     };
-    let failed = |child: &mut std::process::Child, what: String| {
+    let failed = |child: &mut std::process::Child, message: String| {
         stop();
         let _ = child.wait();
-        InitError::Engine(format!("{what} of the compiler process {process}"))
+        InitError::Engine(message)
     };
     // The limit is in place before the process is given anything to compile. Set this way,
     // after the start, it lets the standard library start the process with `posix_spawn`,
@@ -118,8 +118,11 @@ pub(super) fn compile(
         maximum: Some(limits.memory),
     };
     if let Err(e) = rustix::process::prlimit(Some(group), Resource::Data, memory) {
-        let what = format!("cannot limit to {} bytes the memory", limits.memory);
-        return Err(failed(&mut child, format!("{what} ({e})")));
+        let message = format!(
+            "cannot limit the memory of the compiler process {process} to {} bytes: {e}",
+            limits.memory
+        );
+        return Err(failed(&mut child, message));
     }
     // Should the machine run short of memory all the same, the kernel kills a compiler first.
     if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "1000") {
@@ -128,7 +131,11 @@ pub(super) fn compile(
     // Its end is watched with its output, so that the deadline holds to the end.
     let ended = match rustix::process::pidfd_open(group, PidfdFlags::empty()) {
         Ok(ended) => ended,
-        Err(e) => return Err(failed(&mut child, format!("cannot watch the end ({e})"))),
+        Err(e) => {
+            let message =
+                format!("cannot watch for the end of the compiler process {process}: {e}");
+            return Err(failed(&mut child, message));
+        }
     };
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
