@@ -244,13 +244,11 @@ impl LinearMemory for CappedMemory {
 /// Loads a Wasmer artifact into `engine`, which the module must keep alive (its code lives
 /// in the engine).
 ///
-/// Only called for bytes the executor trusts (see `Engine::load_trusted_artifact` in
-/// `ow_common::host`): an artifact the operator vouched for by starting the executor with
-/// `--trust-precompiled` (their statement that action code comes from a source they trust),
-/// one the executor's own compiler process just made (the same program, over pipes only the
-/// two hold), or one the executor wrote to its own cache directory, read back with its
-/// checksum intact. An artifact is native code and a crafted one can do anything the executor
-/// can. What can be checked was, before this:
+/// Only called for bytes the executor trusts, from the three sources that
+/// `Engine::load_trusted_artifact` in `ow_common::host` names (the operator's
+/// `--trust-precompiled`, the executor's own compiler process, its own checksummed cache): an
+/// artifact is native code and a crafted one can do anything the executor can. What can be
+/// checked was, before this:
 /// [`crate::artifact`] read the header (Wasmer's magic, artifact version and length) and
 /// validated the layout of the whole archive (rkyv's bytecheck, which Wasmer's in-memory
 /// `Module::deserialize` skips), and copied it to a 16-byte-aligned buffer as rkyv needs.

@@ -6,13 +6,10 @@ use wasmtime::{Engine, Module};
 
 /// Loads a Wasmtime artifact.
 ///
-/// Only called for bytes the executor trusts (see `Engine::load_trusted_artifact` in
-/// `ow_common::host`): an artifact the operator vouched for by starting the executor with
-/// `--trust-precompiled` (their statement that action code comes from a source they trust),
-/// one the executor's own compiler process just made (the same program, over pipes only the
-/// two hold), or one the executor wrote to its own cache directory, read back with its
-/// checksum intact. An artifact is native code and a crafted one can do anything the executor
-/// can.
+/// Only called for bytes the executor trusts, from the three sources that
+/// `Engine::load_trusted_artifact` in `ow_common::host` names (the operator's
+/// `--trust-precompiled`, the executor's own compiler process, its own checksummed cache): an
+/// artifact is native code and a crafted one can do anything the executor can.
 pub(crate) fn deserialize_trusted(engine: &Engine, bytes: &[u8]) -> Result<Module, InitError> {
     if Engine::detect_precompiled(bytes).is_none() {
         return Err(InitError::IncompatibleArtifact {
@@ -22,9 +19,7 @@ pub(crate) fn deserialize_trusted(engine: &Engine, bytes: &[u8]) -> Result<Modul
         });
     }
     #[allow(unsafe_code)]
-    // SAFETY: the bytes come from one of the trusted sources above: the operator's
-    // `--trust-precompiled`, the executor's own compiler process, or its own checksummed
-    // cache. Wasmtime itself checks that the artifact was made by this Wasmtime version with
+    // SAFETY: the bytes come from one of the trusted sources above. Wasmtime itself checks that the artifact was made by this Wasmtime version with
     // a compatible configuration and refuses it otherwise.
     let module = unsafe { Module::deserialize(engine, bytes) };
     module.map_err(|e| InitError::IncompatibleArtifact {
