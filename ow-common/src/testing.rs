@@ -228,6 +228,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases ($factory)
             sdk_actions_answer_objects_and_arrays_verbatim,
             stdio_actions_read_stdin_and_answer_on_their_last_stdout_line,
+            an_sdk_action_reads_an_empty_stdin_to_its_end_at_once,
             wasm_simd_code_runs_where_the_engine_says_it_does,
             an_exported_function_is_called_with_the_parameters_args,
             args_that_do_not_fit_the_export_are_an_error_naming_what_it_takes,
@@ -564,6 +565,22 @@ pub mod cases {
         assert_eq!(text(&completion.logs.stderr), "a line on stderr\n");
         let completion = run(&action, json!({})).await;
         assert_eq!(completion.outcome, Ok(json!({"result": 0})));
+    }
+
+    /// SDK ABI: the parameters come through `__ow_alloc`, so stdin holds nothing, and a guest
+    /// reading it sees the end at once, neither an error nor a wait.
+    pub async fn an_sdk_action_reads_an_empty_stdin_to_its_end_at_once(subject: Subject) {
+        let engine = engine(subject);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::EMPTY_STDIN,
+            ActionConfig::default(),
+        )
+        .await;
+        for _ in 0..2 {
+            let completion = run(&action, json!({"param1": 2})).await;
+            assert_eq!(completion.outcome, Ok(json!({"stdin": "empty"})));
+        }
     }
 
     /// Export-call ABI: `main` names a function of numbers, the parameters' `args` are its

@@ -1,12 +1,18 @@
 //! One activation's stdio as WAMR needs it: real file descriptors.
 //!
-//! stdin is an in-memory file holding the parameters (the stdio ABI) or nothing. stdout and
-//! stderr are pipes: WAMR writes each guest `fd_write` straight into one (it buffers nothing),
-//! and the activation's future drains both into its [`LogCapture`] while the guest runs. The
-//! capture keeps what fits the log budget and drops the rest, so a guest flooding its output
-//! costs the executor a pipe buffer (64 KiB) per stream, never memory that grows with the flood;
-//! a guest that writes faster than the drain reads waits in `writev`, which the deadline
-//! interrupts. (An in-memory file for stdout would keep every byte until the activation ends.)
+//! stdin is an in-memory file holding the parameters (the stdio ABI). When it has nothing to
+//! hold (the SDK and export-call ABIs), it is a pipe whose writing end is already closed, so a
+//! read ends at once: three cheap system calls, where an empty in-memory file costs a
+//! shared-memory inode. Each activation gets its own stdin, never one shared: a guest can set
+//! an open file's flags, and another activation must not see them.
+//!
+//! stdout and stderr are pipes: WAMR writes each guest `fd_write` straight into one (it buffers
+//! nothing), and the activation's future drains both into its [`LogCapture`] while the guest
+//! runs. The capture keeps what fits the log budget and drops the rest, so a guest flooding its
+//! output costs the executor a pipe buffer (64 KiB) per stream, never memory that grows with
+//! the flood; a guest that writes faster than the drain reads waits in `writev`, which the
+//! deadline interrupts. (An in-memory file for stdout would keep every byte until the
+//! activation ends.)
 //!
 //! Should the activation be abandoned while the guest still writes, the read ends close with
 //! the future, and the guest's writes fail (`EPIPE`: Rust programs, the executor included,
@@ -48,19 +54,37 @@ pub(crate) struct OutputDrains {
 /// Opens one activation's stdio, with `stdin` as the guest's stdin. Must be called inside the
 /// tokio runtime that will drain the output.
 pub(crate) fn open(stdin: &[u8]) -> io::Result<(GuestStdio, OutputDrains)> {
-    let stdin = ffi::memfd_with(stdin)?;
-    let (stdout_reader, stdout) = io::pipe()?;
-    let (stderr_reader, stderr) = io::pipe()?;
+    let stdin = if stdin.is_empty() {
+        // The writing end closes here: reads see end of file.
+        let (reader, _writer) = io::pipe()?;
+        reader.into()
+    } else {
+        ffi::memfd_with(stdin)?
+    };
+    let (stdout_drain, stdout) = output_pipe()?;
+    let (stderr_drain, stderr) = output_pipe()?;
     let drains = OutputDrains {
-        stdout: pipe::Receiver::from_owned_fd(stdout_reader.into())?,
-        stderr: pipe::Receiver::from_owned_fd(stderr_reader.into())?,
+        stdout: stdout_drain,
+        stderr: stderr_drain,
     };
     let guest = GuestStdio {
         stdin,
-        stdout: stdout.into(),
-        stderr: stderr.into(),
+        stdout,
+        stderr,
     };
     Ok((guest, drains))
+}
+
+/// One output pipe: the host's reading end, registered with tokio, and the guest's writing end.
+/// Only the reading end is non-blocking: a guest writing to a full pipe waits in `writev`.
+fn output_pipe() -> io::Result<(pipe::Receiver, OwnedFd)> {
+    let (reader, writer) = io::pipe()?;
+    // A new pipe's reading end has no other status flag to keep (it is read-only, and
+    // `O_CLOEXEC` is a descriptor flag), so one `fcntl` sets it where tokio's checked
+    // constructor would take three system calls to inspect and set it.
+    rustix::fs::fcntl_setfl(&reader, rustix::fs::OFlags::NONBLOCK)?;
+    let drain = pipe::Receiver::from_owned_fd_unchecked(reader.into())?;
+    Ok((drain, writer.into()))
 }
 
 impl OutputDrains {
