@@ -19,8 +19,9 @@ pub(crate) fn deserialize_trusted(engine: &Engine, bytes: &[u8]) -> Result<Modul
         });
     }
     #[allow(unsafe_code)]
-    // SAFETY: the bytes come from one of the trusted sources above. Wasmtime itself checks that the artifact was made by this Wasmtime version with
-    // a compatible configuration and refuses it otherwise.
+    // SAFETY: the bytes come from one of the trusted sources above. Wasmtime itself checks
+    // that the artifact was made by this Wasmtime version with a compatible configuration and
+    // refuses it otherwise.
     let module = unsafe { Module::deserialize(engine, bytes) };
     module.map_err(|e| InitError::IncompatibleArtifact {
         found: ModuleFormat::WasmtimeArtifact,
