@@ -1,6 +1,7 @@
 //! The process-wide Wasmtime engine: its configuration and the epoch ticker that lets
 //! activations be interrupted at their deadline.
 
+use ow_common::host::MEMORY_KEEP_RESIDENT;
 use ow_common::runtime::EngineConfig;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -14,17 +15,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// The largest linear memory any action may be granted (OpenWhisk's maximum memory limit).
 pub(crate) const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
-/// How many bytes of a pooled linear memory stay resident when its instance is dropped: the
-/// pages an activation wrote, up to this much, are put back to the module's image with
-/// `memcpy`/`memset` (found with the `PAGEMAP_SCAN` ioctl) instead of being given back with
-/// `madvise`. Giving pages back costs a TLB shootdown (an interrupt to every other core running
-/// the process) on the way out, and a page fault plus another shootdown for the copy-on-write
-/// of an image page on the next activation's first write; a warm SDK action writes tens of
-/// pages. Past this much the rest is given back as before, which also bounds what an idle slot
-/// keeps.
-pub(crate) const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
-
-/// The same for a pooled table: a lazily initialised table writes its first page on the
+/// How many bytes of a pooled table stay resident when its instance is dropped, as
+/// [`MEMORY_KEEP_RESIDENT`] for memories: a lazily initialised table writes its first page on the
 /// first indirect call.
 pub(crate) const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
 

@@ -54,6 +54,17 @@ pub const STOP_GRACE: Duration = Duration::from_millis(50);
 /// blocking threads.
 pub const MAX_THREAD_BOUND_INSTANCES: u32 = 512;
 
+/// How many bytes of an engine's pooled linear memory stay resident when its instance is
+/// dropped: the pages an activation touched, up to this much, are zeroed (or put back to the
+/// module's image) in place instead of being given back to the kernel with `madvise`. Giving
+/// pages back costs a TLB shootdown (an interrupt to every other core running the process) on
+/// the way out, and a page fault (plus, for an image page, another shootdown for its
+/// copy-on-write) at the next activation's first touch; a warm SDK action touches tens of
+/// pages. Past this much the memory's pages are given back as before, which also bounds what
+/// an idle pooled memory keeps. Wasmtime's pool and Wasmer's (`ow-wasmer`'s `memory_pool`)
+/// both keep this much; WAMR pools no memory.
+pub const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
+
 /// What an engine crate provides: its own compile, link and instance types. Everything else
 /// an activation needs is [`Host`]'s.
 pub trait Engine: Send + Sync + Sized + 'static {
