@@ -234,6 +234,7 @@ macro_rules! conformance_suite {
             args_that_do_not_fit_the_export_are_an_error_naming_what_it_takes,
             a_main_naming_no_callable_export_is_refused_at_prepare,
             every_activation_gets_a_fresh_instance,
+            memory_an_activation_wrote_or_grew_is_gone_in_the_next,
             the_environment_and_ow_context_reach_each_activation,
             logs_are_captured_per_stream_and_cut_at_the_log_limit,
             an_application_error_is_a_result,
@@ -786,6 +787,33 @@ pub mod cases {
         .await;
         for _ in 0..3 {
             assert_eq!(run(&action, json!({})).await.outcome, Ok(json!({"n": 1})));
+        }
+    }
+
+    /// Nothing an activation did to its memory reaches the next, however the engine reuses
+    /// memory: bytes it wrote read zero, the memory starts at its declared size, and pages it
+    /// grew are out of bounds (a load from them traps).
+    pub async fn memory_an_activation_wrote_or_grew_is_gone_in_the_next(subject: Subject) {
+        let engine = engine(subject);
+        let action = prepare_ok(
+            &*engine,
+            artifacts::wat::MEMORY_REUSE,
+            ActionConfig::default(),
+        )
+        .await;
+        for _ in 0..3 {
+            assert_eq!(run(&action, json!({})).await.outcome, Ok(json!({})));
+            let probe = run(&action, json!({"probe": "past the declared page"})).await;
+            assert!(
+                matches!(probe.outcome, Err(RunError::Trap { .. })),
+                "{:?}",
+                probe.outcome
+            );
+            assert!(
+                last_stderr_line(&probe).contains("out of bounds"),
+                "{:?}",
+                probe.logs
+            );
         }
     }
 
