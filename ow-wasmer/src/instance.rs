@@ -5,6 +5,7 @@
 use crate::compiler::{TABLE_CAP, table_growth_refused};
 use crate::stdio::{CaptureFile, StdinBytes};
 use crate::stop::{EndOnDrop, Watch};
+use crate::vm::memory_pool::MemoryPool;
 use crate::vm::{InstanceTunables, ThreadBound};
 use crate::{Shared, WasmerModule, http};
 use ow_common::abi;
@@ -75,6 +76,7 @@ impl LinkedModule for WasmerLinked {
             action: self.action.clone(),
             wasi_runtime: self.shared.wasi_runtime.clone(),
             empty_fs: self.shared.empty_fs.clone(),
+            memory_pool: self.shared.memory_pool.clone(),
             watch: watch.clone(),
             _ended: EndOnDrop(watch.clone()),
             execution,
@@ -112,6 +114,7 @@ struct InstanceJob {
     action: Arc<ActionSetup>,
     wasi_runtime: Arc<dyn Runtime + Send + Sync>,
     empty_fs: Arc<dyn FileSystem + Send + Sync>,
+    memory_pool: Arc<MemoryPool>,
     watch: Arc<Watch>,
     _ended: EndOnDrop,
     execution: Execution,
@@ -121,7 +124,11 @@ impl InstanceJob {
     /// Makes the instance, runs the activation through its ABI and tears it down, on the
     /// calling thread, which it blocks.
     fn run(mut self) -> InstanceEnd {
-        let tunables = InstanceTunables::new(self.action.memory_bytes, TABLE_CAP);
+        let tunables = InstanceTunables::new(
+            self.action.memory_bytes,
+            TABLE_CAP,
+            self.memory_pool.clone(),
+        );
         let capped = tunables.capped();
         let mut engine = self.module.engine.clone();
         engine.set_tunables(tunables);

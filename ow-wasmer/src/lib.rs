@@ -26,6 +26,9 @@
 //!   [`MAX_TABLE_ELEMENTS`](ow_common::runtime::MAX_TABLE_ELEMENTS) elements, and a refused
 //!   growth of either reads as the memory limit. Wasmer reports no refused `table.grow`: a
 //!   compiler middleware makes the compiled code record one.
+//! * Linear memories are pooled: an instance's memory is an 8 GiB reservation of the engine's
+//!   [`memory_pool`](vm::memory_pool), zeroed and kept when the instance is dropped, so a warm
+//!   activation maps and unmaps nothing and faults in no page the last one touched.
 //! * `http`.`get` for actions granted `net_access`.
 //! * Precompiled artifacts ([`precompile`]) load when the operator trusts them, after their
 //!   header and layout are checked.
@@ -37,8 +40,7 @@
 //!   at a time on one thread with host interrupts on (`InterruptInstallGuard dropped out of
 //!   order`). So the engine has at most 512 instance slots (fewer with a lower
 //!   `--max-instances`), and later activations wait for one until their deadline.
-//! * Pooling or copy-on-write memory: every instance maps its memory afresh (reserving 8 GiB of
-//!   address space) and copies its data segments in.
+//! * Copy-on-write memory images: each instance copies its data segments into its memory.
 //! * Components, and WASIX: core modules importing WASI preview 1 only.
 //! * Portable artifacts: one compiled here needs the CPU features of the machine that made it.
 //! * Room for another user of SIGUSR1 in the process: Wasmer's host interrupt takes it.
@@ -67,6 +69,7 @@ use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use std::sync::Arc;
 use stop::Stopper;
 use threads::InstanceThreads;
+use vm::memory_pool::MemoryPool;
 use wasmer::{ExternType, Module};
 use wasmer_wasix::PluggableRuntime;
 use wasmer_wasix::runtime::Runtime;
@@ -94,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) wasi_runtime: Arc<dyn Runtime + Send + Sync>,
     /// The root of an action granted no directory.
     pub(crate) empty_fs: Arc<dyn FileSystem + Send + Sync>,
+    /// Instances' linear memories, reused.
+    pub(crate) memory_pool: Arc<MemoryPool>,
 }
 
 impl std::fmt::Debug for WasmerEngine {
@@ -146,12 +151,14 @@ impl Engine for WasmerEngine {
             let _context = threads.handle().enter();
             PluggableRuntime::new(Arc::new(TokioTaskManager::new(threads.handle().clone())))
         };
+        let memory_pool = Arc::new(MemoryPool::new(threads.instance_threads()));
         Ok(Self {
             shared: Arc::new(Shared {
                 threads,
                 stopper,
                 wasi_runtime: Arc::new(wasi_runtime),
                 empty_fs: Arc::new(EmptyFileSystem::default()),
+                memory_pool,
             }),
         })
     }

@@ -3,12 +3,17 @@
 //! * [`InstanceTunables`]: the memory and table caps of one store. Wasmer asks a store's
 //!   engine's `Tunables` to make every memory and table of an instance; these hand it capped
 //!   memories, lower every table's maximum to the cap, and remember a refused growth.
+//! * [`memory_pool`]: the linear memories those tunables make, reused from one activation to
+//!   the next instead of mapped and unmapped each time.
 //! * [`deserialize_trusted`]: loading a precompiled artifact, which is native code.
 //! * [`ThreadBound`]: lets the shared host side of the guest ABIs, whose futures are `Send`,
 //!   hold a Wasmer store, which is not, on the one thread that store lives on.
 
 #![allow(unsafe_code)]
 
+pub(crate) mod memory_pool;
+
+use memory_pool::{MemoryPool, PooledMemory};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +38,7 @@ pub(crate) struct InstanceTunables {
     max_pages: Pages,
     max_table_elements: u32,
     capped: Arc<AtomicBool>,
+    memory_pool: Arc<MemoryPool>,
 }
 
 impl std::fmt::Debug for InstanceTunables {
@@ -46,14 +52,19 @@ impl std::fmt::Debug for InstanceTunables {
 
 impl InstanceTunables {
     /// Tunables capping each memory at `memory_bytes` (whole pages) and each table at
-    /// `max_table_elements`.
-    pub(crate) fn new(memory_bytes: u64, max_table_elements: u32) -> Self {
+    /// `max_table_elements`, taking memories from `memory_pool`.
+    pub(crate) fn new(
+        memory_bytes: u64,
+        max_table_elements: u32,
+        memory_pool: Arc<MemoryPool>,
+    ) -> Self {
         let pages = (memory_bytes / PAGE_BYTES).min(MAX_PAGES);
         Self {
             base: BaseTunables::new(),
             max_pages: Pages(u32::try_from(pages).unwrap_or(u32::MAX)),
             max_table_elements,
             capped: Arc::new(AtomicBool::new(false)),
+            memory_pool,
         }
     }
 
@@ -125,11 +136,19 @@ impl Tunables for InstanceTunables {
         vm_definition_location: NonNull<VMMemoryDefinition>,
     ) -> Result<VMMemory, MemoryError> {
         self.check_memory(ty)?;
-        // SAFETY: Wasmer's contract for `vm_definition_location` (a valid, writable definition
-        // slot in the instance's VM context) is the caller's, passed on unchanged.
-        let inner = unsafe {
-            self.base
-                .create_vm_memory(ty, style, vm_definition_location)?
+        let inner = if PooledMemory::fits(ty, style) {
+            // SAFETY: Wasmer's contract for `vm_definition_location` (a valid, writable
+            // definition slot in the instance's VM context, there as long as the instance can
+            // use the memory) is the caller's, passed on unchanged.
+            let pooled =
+                unsafe { PooledMemory::new(self.memory_pool.clone(), ty, vm_definition_location)? };
+            VMMemory::from_custom(Box::new(pooled) as Box<dyn LinearMemory + Send + Sync>)
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                self.base
+                    .create_vm_memory(ty, style, vm_definition_location)?
+            }
         };
         Ok(self.capped_memory(inner))
     }
