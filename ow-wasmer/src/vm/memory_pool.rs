@@ -66,9 +66,19 @@ impl MemoryPool {
         }
     }
 
-    /// Zeroes a reservation and keeps it for the next instance; one that cannot be zeroed, or
-    /// that the pool has no room for, is unmapped.
+    /// Zeroes a reservation and keeps it for the next instance; one that the pool has no room
+    /// for (checked first, so it is not zeroed for nothing), or that cannot be zeroed, is
+    /// unmapped.
     fn give_back(&self, mut reservation: Reservation) {
+        if self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            >= self.max_idle
+        {
+            return;
+        }
         if let Err(error) = reservation.zero() {
             tracing::warn!("unmapping a Wasmer memory that could not be zeroed: {error}");
             return;
@@ -95,8 +105,6 @@ impl MemoryPool {
 struct Reservation {
     base: NonNull<u8>,
     accessible: usize,
-    /// `mincore`'s answer for the accessible pages, kept to be reused.
-    residency: Vec<u8>,
 }
 
 // SAFETY: a reservation is a mapping the process owns; whoever holds the value is the only
@@ -119,7 +127,6 @@ impl Reservation {
         let reservation = Self {
             base: NonNull::new(base.cast()).expect("mmap returns no null mapping"),
             accessible: 0,
-            residency: Vec::new(),
         };
         // Pages stay 4 KiB: zeroing what an activation touched then zeroes 4 KiB pages, not
         // whole 2 MiB huge pages. Only advice: a kernel without it still works.
@@ -184,22 +191,23 @@ impl Reservation {
         }
         let page = rustix::param::page_size();
         let pages = self.accessible / page;
-        self.residency.resize(pages, 0);
+        // Made for each call, not kept: an idle reservation would otherwise hold a byte per
+        // page of the largest memory it ever had.
+        let mut residency = vec![0u8; pages];
         // SAFETY: the range is this reservation's accessible pages, and the vector holds one
         // byte per page, as `mincore` writes.
-        let found =
-            unsafe { libc::mincore(self.at(0), self.accessible, self.residency.as_mut_ptr()) };
+        let found = unsafe { libc::mincore(self.at(0), self.accessible, residency.as_mut_ptr()) };
         if found != 0 {
             return Err(region(std::io::Error::last_os_error()));
         }
-        let resident = self.residency.iter().filter(|&&page| page & 1 == 1).count();
+        let resident = residency.iter().filter(|&&page| page & 1 == 1).count();
         if resident * page > MEMORY_KEEP_RESIDENT {
             return self.give_pages_back(0, self.accessible).map_err(region);
         }
         let mut start = 0;
         while start < pages {
-            let in_memory = self.residency[start] & 1 == 1;
-            let end = self.residency[start..]
+            let in_memory = residency[start] & 1 == 1;
+            let end = residency[start..]
                 .iter()
                 .position(|&page| (page & 1 == 1) != in_memory)
                 .map_or(pages, |run| start + run);
