@@ -158,16 +158,17 @@ impl LinkedModule for WamrLinked {
                 "cannot start a thread for a WAMR instance: {error}"
             )));
         }
-        let ran = async {
-            let (ended, ()) = tokio::join!(answered, drains.drain_into(&capture));
-            ended
-        };
-        let ended = stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await;
-        ended.unwrap_or_else(|_| {
-            refused(RunError::Internal(
+        let ran = drains.drain_until(&capture, answered);
+        match stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await {
+            // The host's reading ends are closed: now the guest's writing ends close too.
+            Ok((end, stdio)) => {
+                drop(stdio);
+                end
+            }
+            Err(_) => refused(RunError::Internal(
                 "the WAMR instance thread ended without an answer".to_owned(),
-            ))
-        })
+            )),
+        }
     }
 }
 
@@ -242,8 +243,10 @@ struct InstanceJob {
 }
 
 impl InstanceJob {
-    /// Makes the instance, runs the activation through its ABI and tears it down.
-    fn run(self) -> InstanceEnd {
+    /// Makes the instance, runs the activation through its ABI and tears it down; gives back
+    /// the guest's stdio with how the activation ended, for the activation's future to close
+    /// after its own ends of the pipes (see [`crate::stdio`]).
+    fn run(self) -> (InstanceEnd, GuestStdio) {
         let state = ActivationState {
             net_access: self.settings.net_access,
             memory_limit: self.settings.memory_limit,
@@ -256,11 +259,10 @@ impl InstanceJob {
             result,
             memory_capped: state.memory_capped.load(Ordering::Relaxed),
         };
-        // The instance is gone (it borrowed `state`); now the pipes close, ending the drains,
-        // and the slot is free.
-        drop(self.stdio);
-        drop(self.slot);
-        end
+        // The instance is gone (it borrowed `state`): the slot is free.
+        let Self { stdio, slot, .. } = self;
+        drop(slot);
+        (end, stdio)
     }
 
     fn instantiate_and_run(&self, state: &ActivationState) -> Result<Vec<u8>, GuestStop> {

@@ -14,6 +14,13 @@
 //! deadline interrupts. (An in-memory file for stdout would keep every byte until the
 //! activation ends.)
 //!
+//! Once the instance's thread answers, the guest has written all it will: the future reads
+//! what is left in both pipes without waiting for an end of file, and closes its reading ends
+//! before the guest's writing ends, which come back with the answer. Were the writing ends
+//! closed first (on the instance's thread), each close would wake the reactor with an end of
+//! file, and the reactor the activation's task: two cross-thread wake-ups per activation for
+//! nothing the activation needs.
+//!
 //! Should the activation be abandoned while the guest still writes, the read ends close with
 //! the future, and the guest's writes fail (`EPIPE`: Rust programs, the executor included,
 //! ignore `SIGPIPE`) until the guest is stopped.
@@ -29,7 +36,7 @@ use tokio::net::unix::pipe;
 const DRAIN_CHUNK_BYTES: usize = 16 * 1024;
 
 /// The descriptors WAMR gives the guest as fds 0, 1 and 2. Dropping them closes the pipes'
-/// writing ends, which ends the drains.
+/// writing ends.
 #[derive(Debug)]
 pub(crate) struct GuestStdio {
     stdin: OwnedFd,
@@ -88,12 +95,29 @@ fn output_pipe() -> io::Result<(pipe::Receiver, OwnedFd)> {
 }
 
 impl OutputDrains {
-    /// Hands everything the guest writes to `capture`, until both writing ends are closed.
-    pub(crate) async fn drain_into(self, capture: &LogCapture) {
-        tokio::join!(
-            drain(&self.stdout, LogStream::Stdout, capture),
-            drain(&self.stderr, LogStream::Stderr, capture)
-        );
+    /// Hands everything the guest writes to `capture` until `answered` (the instance's thread
+    /// answering, once the instance is gone) is ready, then what is left in the pipes, and
+    /// returns the answer. The pipes close here, before the writing ends the answer may carry.
+    pub(crate) async fn drain_until<T>(
+        self,
+        capture: &LogCapture,
+        answered: impl Future<Output = T>,
+    ) -> T {
+        let mut answered = std::pin::pin!(answered);
+        let answer = tokio::select! {
+            biased;
+            answer = &mut answered => answer,
+            // Both writing ends closed before the answer came: nothing more can be written.
+            ((), ()) = async {
+                tokio::join!(
+                    drain(&self.stdout, LogStream::Stdout, capture),
+                    drain(&self.stderr, LogStream::Stderr, capture)
+                )
+            } => answered.await,
+        };
+        read_rest(&self.stdout, LogStream::Stdout, capture);
+        read_rest(&self.stderr, LogStream::Stderr, capture);
+        answer
     }
 }
 
@@ -112,6 +136,22 @@ async fn drain(pipe: &pipe::Receiver, stream: LogStream, capture: &LogCapture) {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return,
             }
+        }
+    }
+}
+
+/// Reads what `pipe` holds now, without waiting: once the guest is gone, all it wrote is in the
+/// pipe. Reads the descriptor itself, as tokio's `try_read` would not read a pipe it has seen
+/// no readiness event for.
+fn read_rest(pipe: &pipe::Receiver, stream: LogStream, capture: &LogCapture) {
+    let mut chunk = [0; DRAIN_CHUNK_BYTES];
+    loop {
+        match rustix::io::read(pipe, &mut chunk) {
+            Ok(0) => return,
+            Ok(read) => capture.write(stream, &chunk[..read]),
+            Err(rustix::io::Errno::INTR) => {}
+            // `EAGAIN`: the pipe is empty (its reading end is non-blocking).
+            Err(_) => return,
         }
     }
 }
