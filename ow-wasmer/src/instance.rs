@@ -5,13 +5,13 @@
 use crate::compiler::{TABLE_CAP, table_growth_refused};
 use crate::stdio::{CaptureFile, StdinBytes};
 use crate::stop::{EndOnDrop, Watch};
-use crate::vm::memory_pool::MemoryPool;
 use crate::vm::{InstanceTunables, ThreadBound};
 use crate::{Shared, WasmerModule, http};
 use ow_common::abi;
 use ow_common::host::abi::{
     GuestInstance, GuestMemory, Number, NumberType, call_abi, complete_now,
 };
+use ow_common::host::memory_pool::MemoryPool;
 use ow_common::host::{Execution, GuestStop, InstanceEnd, LinkedModule, stop_at_deadline};
 use ow_common::runtime::{LogStream, RunError};
 use std::fmt;

@@ -27,7 +27,8 @@
 //!   growth of either reads as the memory limit. Wasmer reports no refused `table.grow`: a
 //!   compiler middleware makes the compiled code record one.
 //! * Linear memories are pooled: an instance's memory is an 8 GiB reservation of the engine's
-//!   [`memory_pool`](vm::memory_pool), zeroed and kept when the instance is dropped, so a warm
+//!   [`MemoryPool`] (shared with WAMR's, see [`pooled_memory`](vm::pooled_memory)), zeroed and
+//!   kept when the instance is dropped, so a warm
 //!   activation maps and unmaps nothing and faults in no page the last one touched.
 //! * `http`.`get` for actions granted `net_access`.
 //! * Precompiled artifacts ([`precompile`]) load when the operator trusts them, after their
@@ -64,12 +65,12 @@ use ow_common::abi;
 use ow_common::code::ModuleFormat;
 use ow_common::host::abi::{ExportedFunction, GuestAbi, ValueType};
 use ow_common::host::admission::WASI_P1_MODULE;
+use ow_common::host::memory_pool::MemoryPool;
 use ow_common::host::{Engine, Host, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use std::sync::Arc;
 use stop::Stopper;
 use threads::InstanceThreads;
-use vm::memory_pool::MemoryPool;
 use wasmer::{ExternType, Module};
 use wasmer_wasix::PluggableRuntime;
 use wasmer_wasix::runtime::Runtime;
@@ -151,7 +152,7 @@ impl Engine for WasmerEngine {
             let _context = threads.handle().enter();
             PluggableRuntime::new(Arc::new(TokioTaskManager::new(threads.handle().clone())))
         };
-        let memory_pool = Arc::new(MemoryPool::new(threads.instance_threads()));
+        let memory_pool = Arc::new(vm::pooled_memory::memory_pool(threads.instance_threads()));
         Ok(Self {
             shared: Arc::new(Shared {
                 threads,

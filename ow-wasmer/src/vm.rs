@@ -3,7 +3,7 @@
 //! * [`InstanceTunables`]: the memory and table caps of one store. Wasmer asks a store's
 //!   engine's `Tunables` to make every memory and table of an instance; these hand it capped
 //!   memories, lower every table's maximum to the cap, and remember a refused growth.
-//! * [`memory_pool`]: the linear memories those tunables make, reused from one activation to
+//! * [`pooled_memory`]: the linear memories those tunables make, reused from one activation to
 //!   the next instead of mapped and unmapped each time.
 //! * [`deserialize_trusted`]: loading a precompiled artifact, which is native code.
 //! * [`ThreadBound`]: lets the shared host side of the guest ABIs, whose futures are `Send`,
@@ -11,9 +11,10 @@
 
 #![allow(unsafe_code)]
 
-pub(crate) mod memory_pool;
+pub(crate) mod pooled_memory;
 
-use memory_pool::{MemoryPool, PooledMemory};
+use ow_common::host::memory_pool::MemoryPool;
+use pooled_memory::PooledMemory;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,7 +10,8 @@
 //!   ([`capture`]), the stdio result line, `proc_exit(0)`, how a stop reads as an error,
 //! * the host side of every guest ABI ([`abi`]) and of `http`.`get` ([`http`]),
 //! * where a portable module is compiled: here, or in a compiler process ([`compiler_process`]),
-//! * returning a compile's freed memory to the system (`heap`).
+//! * returning a compile's freed memory to the system (`heap`),
+//! * linear memories reused across activations, for engines that map their own ([`memory_pool`]).
 
 pub mod abi;
 pub mod admission;
@@ -19,6 +20,7 @@ pub mod compiler_process;
 pub mod disk_cache;
 mod heap;
 pub mod http;
+pub mod memory_pool;
 mod metrics;
 pub mod modules;
 pub mod slots;
@@ -61,8 +63,8 @@ pub const MAX_THREAD_BOUND_INSTANCES: u32 = 512;
 /// the way out, and a page fault (plus, for an image page, another shootdown for its
 /// copy-on-write) at the next activation's first touch; a warm SDK action touches tens of
 /// pages. Past this much the memory's pages are given back as before, which also bounds what
-/// an idle pooled memory keeps. Wasmtime's pool and Wasmer's (`ow-wasmer`'s `memory_pool`)
-/// both keep this much; WAMR pools no memory.
+/// an idle pooled memory keeps. Wasmtime's pool and [`memory_pool`] (Wasmer's and WAMR's)
+/// both keep this much.
 pub const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
 
 /// What an engine crate provides: its own compile, link and instance types. Everything else
