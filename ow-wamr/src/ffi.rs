@@ -1,11 +1,13 @@
-//! The crate's only unsafe code: WAMR's C API (through `wamrx-sys`) behind safe types, plus
-//! the one `memfd_create` the stdio needs.
+//! The crate's only unsafe code: WAMR's C API (through `wamrx-sys`) behind safe types, the
+//! allocator WAMR calls back ([`allocator`]: linear memories from a pool), plus the one
+//! `memfd_create` the stdio needs.
 //!
 //! What WAMR requires, and where it is kept:
 //!
-//! * The runtime is initialised once per process, and `http`.`get` and the memory-growth
-//!   callback are registered then, before any module is loaded ([`init_runtime`]). It is never
-//!   torn down: modules and instances may outlive any engine value.
+//! * The runtime is initialised once per process, with its allocator, and `http`.`get` and the
+//!   memory-growth callback are registered then, before any module is loaded
+//!   ([`init_runtime`]). It is never torn down: modules and instances may outlive any engine
+//!   value.
 //! * A loaded module is read-only and may be instantiated from many threads at once; it is
 //!   unloaded when dropped, and every [`Instance`] borrows its [`Module`], so no instance
 //!   outlives it.
@@ -20,6 +22,12 @@
 //! * A thread that runs WAMR calls `wasm_runtime_init_thread_env` first ([`enter_thread`]).
 
 #![allow(unsafe_code)]
+
+mod allocator;
+
+pub(crate) use allocator::keep_idle;
+#[cfg(test)]
+pub(crate) use allocator::lends as linear_memory_lends;
 
 use crate::instance::ActivationState;
 use ow_common::host::abi::{FunctionType, Number, NumberType, ValueType};
@@ -67,7 +75,7 @@ unsafe extern "C" {
     fn os_set_signal_number_for_blocking_op(signo: std::ffi::c_int);
 }
 
-/// Initialises WAMR for this process, once: the system allocator, the interpreter, a log level
+/// Initialises WAMR for this process, once: the [`allocator`], the interpreter, a log level
 /// that prints nothing (WAMR logs to the process's C stdout, which is the activation log stream
 /// in `runtime` mode), `http`.`get` and the memory-growth callback.
 pub(crate) fn init_runtime() -> Result<(), String> {
@@ -77,7 +85,8 @@ pub(crate) fn init_runtime() -> Result<(), String> {
             // installs the signal's handler) initialises, once.
             unsafe { os_set_signal_number_for_blocking_op(wakeup_signal()) };
             let mut args = w::RuntimeInitArgs {
-                mem_alloc_type: w::Alloc_With_System_Allocator,
+                mem_alloc_type: w::Alloc_With_Allocator,
+                mem_alloc_option: allocator::callbacks(),
                 running_mode: w::Mode_Interp,
                 ..w::RuntimeInitArgs::default()
             };

@@ -133,6 +133,7 @@ impl Engine for WamrEngine {
     fn new(config: &EngineConfig) -> anyhow::Result<Self> {
         ffi::init_runtime().map_err(|e| anyhow::anyhow!("cannot start WAMR: {e}"))?;
         let instances = config.max_instances.min(MAX_THREAD_BOUND_INSTANCES) as usize;
+        ffi::keep_idle(instances);
         Ok(Self {
             threads: Arc::new(Threads {
                 instances: Pool::new("ow-wamr-instance", instances, INSTANCE_THREAD_STACK_BYTES),

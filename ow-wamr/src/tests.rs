@@ -1,6 +1,7 @@
 //! The conformance suite every engine is held to, run on WAMR with its gaps, and what is WAMR's
 //! own: which imports it links, who runs a reactor's `_initialize`, the memory limit on an
-//! initial memory, output floods, and `http`.`get`'s own checks.
+//! initial memory, where linear memories come from, output floods, and `http`.`get`'s own
+//! checks.
 
 use crate::{Wamr, WamrEngine};
 use ow_common::code::ModuleCode;
@@ -413,6 +414,29 @@ fn an_initial_memory_over_the_limit_is_the_memory_limit() {
                 .outcome,
             Ok(json!({}))
         );
+    });
+}
+
+#[test]
+fn linear_memories_are_lent_by_the_crates_allocator() {
+    runtime().block_on(async {
+        let engine = engine();
+        let module = r#"(module
+          (memory (export "memory") 2)
+          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "__ow_main") (param i32 i32) (result i64)
+            (i64.or (i64.shl (i64.extend_i32_u (local.get 0)) (i64.const 32))
+                    (i64.extend_i32_u (local.get 1)))))"#;
+        let action = prepare(&engine, module, ActionConfig::default())
+            .await
+            .expect("it prepares");
+        // Other tests lend memories at the same time; the count only grows.
+        let before = crate::ffi::linear_memory_lends();
+        for _ in 0..3 {
+            let completion = run(&action, json!({}), Duration::from_secs(60)).await;
+            assert_eq!(completion.outcome, Ok(json!({})));
+        }
+        assert!(crate::ffi::linear_memory_lends() - before >= 3);
     });
 }
 
