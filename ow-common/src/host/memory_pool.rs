@@ -15,7 +15,12 @@
 //! * past that, the memory's pages are given back to the kernel (`MADV_DONTNEED`), as the
 //!   engine would, which also bounds what an idle reservation keeps;
 //! * pages the kernel does not report as resident are given back too: a page swapped out holds
-//!   data though it is not resident.
+//!   data though it is not resident;
+//! * only the [`WARM_RESERVATIONS`] given back last keep pages: when one more comes back, the
+//!   one that many places below it gives its pages back. A burst of activations therefore
+//!   leaves no more memory resident than a steady load of that many does, and a steady load
+//!   of at most that many at once, taking the reservations given back last, neither faults
+//!   nor gives back any page.
 //!
 //! A reservation is accessible up to the size its user sets and no further, so memory an
 //! earlier activation grew faults as any access past the memory does, and reads zero when it
@@ -28,6 +33,11 @@
 #![allow(unsafe_code)]
 
 use super::MEMORY_KEEP_RESIDENT;
+
+/// How many idle reservations, the ones given back last, keep the pages their activations
+/// touched (each at most [`MEMORY_KEEP_RESIDENT`]): as many as the connections of a
+/// typical load (the evaluation's keep-alive runs use 32).
+pub const WARM_RESERVATIONS: usize = 32;
 use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use std::ffi::c_void;
 use std::io;
@@ -98,6 +108,13 @@ impl MemoryPool {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < max_idle {
             idle.push(reservation);
+            // At most once per reservation that falls out of the warm ones, under the lock
+            // so that the order stays the pool's.
+            if let Some(cooling) = idle.len().checked_sub(WARM_RESERVATIONS + 1)
+                && let Err(error) = idle[cooling].give_all_pages_back()
+            {
+                tracing::warn!("an idle linear memory keeps its pages: {error}");
+            }
         }
     }
 
@@ -119,6 +136,8 @@ pub struct Reservation {
     base: NonNull<u8>,
     bytes: usize,
     accessible: usize,
+    /// Whether pages of it may be resident (it was zeroed in place, not given back whole).
+    holds_pages: bool,
 }
 
 // SAFETY: a reservation is a mapping the process owns; whoever holds the value is the only
@@ -142,6 +161,7 @@ impl Reservation {
             base: NonNull::new(base.cast()).expect("mmap returns no null mapping"),
             bytes,
             accessible: 0,
+            holds_pages: false,
         };
         // Pages stay 4 KiB: zeroing what an activation touched then zeroes 4 KiB pages, not
         // whole 2 MiB huge pages. Only advice: a kernel without it still works.
@@ -201,6 +221,7 @@ impl Reservation {
             }
         }
         self.accessible = bytes;
+        self.holds_pages |= self.accessible > 0;
         Ok(())
     }
 
@@ -222,7 +243,7 @@ impl Reservation {
         }
         let resident = residency.iter().filter(|&&page| page & 1 == 1).count();
         if resident * page > MEMORY_KEEP_RESIDENT {
-            return self.give_pages_back(0, self.accessible);
+            return self.give_all_pages_back();
         }
         let mut start = 0;
         while start < pages {
@@ -244,6 +265,7 @@ impl Reservation {
             }
             start = end;
         }
+        self.holds_pages = resident > 0;
         Ok(())
     }
 
@@ -261,6 +283,15 @@ impl Reservation {
         if written {
             bytes.fill(0);
         }
+    }
+
+    /// Gives every accessible page back to the kernel, if any may be resident.
+    fn give_all_pages_back(&mut self) -> io::Result<()> {
+        if self.holds_pages {
+            self.give_pages_back(0, self.accessible)?;
+            self.holds_pages = false;
+        }
+        Ok(())
     }
 
     /// Gives pages back to the kernel: they read zero when next touched.
@@ -360,6 +391,43 @@ mod tests {
         for offset in (0..bytes).step_by(4096) {
             assert_eq!(byte_at(&again, offset), 0, "at {offset}");
         }
+    }
+
+    /// How many of the reservation's accessible pages are resident.
+    fn resident_pages(reservation: &Reservation) -> usize {
+        let page = rustix::param::page_size();
+        let mut residency = vec![0u8; reservation.accessible().div_ceil(page)];
+        // SAFETY: the reservation's accessible pages, one byte per page.
+        let found = unsafe {
+            libc::mincore(
+                reservation.at(0),
+                reservation.accessible(),
+                residency.as_mut_ptr(),
+            )
+        };
+        assert_eq!(found, 0);
+        residency.iter().filter(|&&page| page & 1 == 1).count()
+    }
+
+    #[test]
+    fn only_the_reservations_given_back_last_keep_their_pages() {
+        let pool = MemoryPool::new(RESERVATION, WARM_RESERVATIONS + 8);
+        let mut burst: Vec<_> = (0..WARM_RESERVATIONS + 2)
+            .map(|_| taken(&pool, WASM_PAGE))
+            .collect();
+        for reservation in &mut burst {
+            write_at(reservation, 0, 1);
+        }
+        for reservation in burst {
+            pool.give_back(reservation);
+        }
+        let idle = pool.idle.lock().unwrap();
+        let resident: Vec<_> = idle.iter().map(resident_pages).collect();
+        assert_eq!(resident[..2], [0, 0], "the first two given back cooled");
+        assert!(
+            resident[2..].iter().all(|&pages| pages > 0),
+            "the last {WARM_RESERVATIONS} kept their pages: {resident:?}"
+        );
     }
 
     #[test]
