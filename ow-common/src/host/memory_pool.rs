@@ -14,8 +14,13 @@
 //!   unmapped;
 //! * past that, the memory's pages are given back to the kernel (`MADV_DONTNEED`), as the
 //!   engine would, which also bounds what an idle reservation keeps;
-//! * pages the kernel does not report as resident are given back too: a page swapped out holds
-//!   data though it is not resident;
+//! * pages the kernel does not report as resident are given back too when the system has swap
+//!   space: a page swapped out holds data though it is not resident. Without swap space, no
+//!   page is swapped out (turning swap off brings every page back in), so a page not resident
+//!   was never touched or was given back already, and reads zero. Giving it back anyway would
+//!   cost a system call per run of such pages, each with a TLB shootdown. Whether there is
+//!   swap space is asked before and after the pages' residency, so that swap turned on or off
+//!   in between counts as swap;
 //! * only the [`WARM_RESERVATIONS`] given back last keep pages: when one more comes back, the
 //!   one that many places below it gives its pages back. A burst of activations therefore
 //!   leaves no more memory resident than a steady load of that many does, and a steady load
@@ -235,6 +240,8 @@ impl Reservation {
         // Made for each call, not kept: an idle reservation would otherwise hold a byte per
         // page of the largest memory it ever had.
         let mut residency = vec![0u8; pages];
+        // Asked on both sides of `mincore`, so that swap turned on or off meanwhile counts.
+        let swap_before = has_swap_space();
         // SAFETY: the range is this reservation's accessible pages, and the vector holds one
         // byte per page, as `mincore` writes.
         let found = unsafe { libc::mincore(self.at(0), self.accessible, residency.as_mut_ptr()) };
@@ -245,6 +252,7 @@ impl Reservation {
         if resident * page > MEMORY_KEEP_RESIDENT {
             return self.give_all_pages_back();
         }
+        let swap_space = swap_before || has_swap_space();
         let mut start = 0;
         while start < pages {
             let in_memory = residency[start] & 1 == 1;
@@ -260,7 +268,7 @@ impl Reservation {
                 for page_offset in (offset..offset + len).step_by(page) {
                     self.zero_resident_page(page_offset, page.min(offset + len - page_offset));
                 }
-            } else {
+            } else if swap_space {
                 self.give_pages_back(offset, len)?;
             }
             start = end;
@@ -300,6 +308,11 @@ impl Reservation {
         unsafe { rustix::mm::madvise(self.at(offset), len, Advice::LinuxDontNeed) }
             .map_err(io::Error::from)
     }
+}
+
+/// Whether the system has swap space now.
+fn has_swap_space() -> bool {
+    rustix::system::sysinfo().totalswap > 0
 }
 
 impl Drop for Reservation {
