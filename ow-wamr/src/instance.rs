@@ -8,7 +8,7 @@ use crate::ffi::{
 };
 use crate::pool::Pool;
 use crate::startup::Startup;
-use crate::stdio::{self, GuestStdio};
+use crate::stdio::{self, GuestStdio, IdleOutputs};
 use ow_common::abi;
 use ow_common::host::abi::{
     GuestAbi, GuestInstance, GuestMemory, Number, NumberType, call_abi, complete_now,
@@ -103,6 +103,7 @@ pub struct WamrLinked {
     pub(crate) module: Arc<WamrModule>,
     pub(crate) settings: Arc<ActionSettings>,
     pub(crate) threads: Arc<Threads>,
+    pub(crate) outputs: Arc<IdleOutputs>,
 }
 
 impl std::fmt::Debug for WamrLinked {
@@ -127,7 +128,7 @@ impl LinkedModule for WamrLinked {
             slot,
         } = execution;
         let stdin_bytes: &[u8] = if stdin { &params } else { &[] };
-        let (stdio, drains) = match stdio::open(stdin_bytes) {
+        let (stdio, drains) = match stdio::open(stdin_bytes, &self.outputs) {
             Ok(opened) => opened,
             Err(error) => {
                 return refused(RunError::Internal(format!(
@@ -160,12 +161,17 @@ impl LinkedModule for WamrLinked {
         }
         let ran = drains.drain_until(&capture, answered);
         match stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await {
-            // The host's reading ends are closed: now the guest's writing ends close too.
-            Ok((end, stdio)) => {
+            (Ok((end, stdio)), true) => {
+                self.outputs.give_back(drains, stdio);
+                end
+            }
+            // Reading ends first: see `stdio`.
+            (Ok((end, stdio)), false) => {
+                drop(drains);
                 drop(stdio);
                 end
             }
-            Err(_) => refused(RunError::Internal(
+            (Err(_), _) => refused(RunError::Internal(
                 "the WAMR instance thread ended without an answer".to_owned(),
             )),
         }
