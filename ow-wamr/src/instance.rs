@@ -8,7 +8,7 @@ use crate::ffi::{
 };
 use crate::pool::Pool;
 use crate::startup::Startup;
-use crate::stdio::{self, GuestStdio, IdleOutputs};
+use crate::stdio::{self, GuestStdio, IdleStdio};
 use ow_common::abi;
 use ow_common::host::abi::{
     GuestAbi, GuestInstance, GuestMemory, Number, NumberType, call_abi, complete_now,
@@ -103,7 +103,7 @@ pub struct WamrLinked {
     pub(crate) module: Arc<WamrModule>,
     pub(crate) settings: Arc<ActionSettings>,
     pub(crate) threads: Arc<Threads>,
-    pub(crate) outputs: Arc<IdleOutputs>,
+    pub(crate) idle_stdio: Arc<IdleStdio>,
 }
 
 impl std::fmt::Debug for WamrLinked {
@@ -128,7 +128,7 @@ impl LinkedModule for WamrLinked {
             slot,
         } = execution;
         let stdin_bytes: &[u8] = if stdin { &params } else { &[] };
-        let (stdio, drains) = match stdio::open(stdin_bytes, &self.outputs) {
+        let (stdio, drains) = match stdio::open(stdin_bytes, &self.idle_stdio) {
             Ok(opened) => opened,
             Err(error) => {
                 return refused(RunError::Internal(format!(
@@ -162,7 +162,7 @@ impl LinkedModule for WamrLinked {
         let ran = drains.drain_until(&capture, answered);
         match stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await {
             (Ok((end, stdio)), true) => {
-                self.outputs.give_back(drains, stdio);
+                self.idle_stdio.give_back(drains, stdio);
                 end
             }
             // Reading ends first: see `stdio`.

@@ -73,7 +73,7 @@ use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use pool::Pool;
 use startup::Startup;
 use std::sync::Arc;
-use stdio::IdleOutputs;
+use stdio::IdleStdio;
 
 /// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
 pub const ENGINE_NAME: &str = "wamr";
@@ -90,15 +90,15 @@ const STOPPER_THREAD_STACK_BYTES: usize = 128 * 1024;
 /// The WAMR engine: loads and links actions and runs their instances on its own threads.
 pub struct WamrEngine {
     threads: Arc<Threads>,
-    /// Output pipes kept from one activation to the next.
-    outputs: Arc<IdleOutputs>,
+    /// Stdio descriptors kept from one activation to the next.
+    idle_stdio: Arc<IdleStdio>,
 }
 
 impl std::fmt::Debug for WamrEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WamrEngine")
             .field("threads", &self.threads)
-            .field("outputs", &self.outputs)
+            .field("idle_stdio", &self.idle_stdio)
             .finish()
     }
 }
@@ -147,7 +147,7 @@ impl Engine for WamrEngine {
                     STOPPER_THREAD_STACK_BYTES,
                 ),
             }),
-            outputs: Arc::default(),
+            idle_stdio: Arc::default(),
         })
     }
 
@@ -233,7 +233,7 @@ impl Engine for WamrEngine {
             module: module.clone(),
             settings: Arc::new(ActionSettings::new(config)?),
             threads: self.threads.clone(),
-            outputs: self.outputs.clone(),
+            idle_stdio: self.idle_stdio.clone(),
         })
     }
 

@@ -2,9 +2,9 @@
 //!
 //! stdin is an in-memory file holding the parameters (the stdio ABI). When it has nothing to
 //! hold (the SDK and export-call ABIs), it is a pipe whose writing end is already closed, so a
-//! read ends at once: three cheap system calls, where an empty in-memory file costs a
-//! shared-memory inode. Each activation gets its own stdin, never one shared: a guest can set
-//! an open file's flags, and another activation must not see them.
+//! read ends at once: cheaper than an empty in-memory file, which costs a shared-memory inode,
+//! and lent again like the output pipes (below). No two activations share a stdin at once: a
+//! guest can set an open file's flags, and another activation must not see them.
 //!
 //! stdout and stderr are pipes: WAMR writes each guest `fd_write` straight into one (it buffers
 //! nothing), and the activation's future drains both into its [`LogCapture`] while the guest
@@ -16,14 +16,14 @@
 //!
 //! Once the instance's thread answers, the guest has written all it will: the future reads
 //! what is left in both pipes without waiting for an end of file. The pipes are then empty,
-//! and both their ends go back to the engine's [`IdleOutputs`] for the next activation: making
-//! and closing two pipes, and adding them to and removing them from the reactor, was about
-//! half of a WAMR activation's work on the async workers. A guest can change one thing of its
-//! stdout and stderr that outlives it, their file status flags (`fd_fdstat_set_flags`: append,
-//! non-blocking), so those are cleared before the pipes are lent again. Pipes that are not
-//! kept close their reading ends before the writing ends: the other way round, each close of
-//! a writing end would wake the reactor with an end of file, and the reactor the activation's
-//! task, for nothing.
+//! and both their ends, with an empty stdin, go back to the engine's [`IdleStdio`] for the
+//! next activation: making and closing three pipes, and adding two to and removing them from
+//! the reactor, was about half of a WAMR activation's work on the async workers. A guest can
+//! change one thing of its stdio that outlives it, the file status flags
+//! (`fd_fdstat_set_flags`: append, non-blocking), so those are cleared before the descriptors
+//! are lent again. Pipes that are not kept close their reading ends before the writing ends:
+//! the other way round, each close of a writing end would wake the reactor with an end of
+//! file, and the reactor the activation's task, for nothing.
 //!
 //! Should the activation be abandoned while the guest still writes, the read ends close with
 //! the future, and the guest's writes fail (`EPIPE`: Rust programs, the executor included,
@@ -41,24 +41,35 @@ use tokio::runtime::{Handle, Id};
 /// How much one drain step reads at most (on the async worker's stack, not per activation).
 const DRAIN_CHUNK_BYTES: usize = 16 * 1024;
 
-/// How many activations' output pipes an engine keeps idle (four descriptors each): as many as
-/// the warm linear memories (`ow_common::host::memory_pool::WARM_RESERVATIONS`), for the same
+/// How many activations' stdio an engine keeps idle (five descriptors each): as many as the
+/// warm linear memories (`ow_common::host::memory_pool::WARM_RESERVATIONS`), for the same
 /// steady load.
-const IDLE_OUTPUTS: usize = ow_common::host::memory_pool::WARM_RESERVATIONS;
+const IDLE_STDIO: usize = ow_common::host::memory_pool::WARM_RESERVATIONS;
 
 /// The descriptors WAMR gives the guest as fds 0, 1 and 2. Dropping them closes the pipes'
 /// writing ends.
 #[derive(Debug)]
 pub(crate) struct GuestStdio {
-    stdin: OwnedFd,
+    stdin: Stdin,
     stdout: OwnedFd,
     stderr: OwnedFd,
+}
+
+/// What the guest reads as stdin.
+#[derive(Debug)]
+enum Stdin {
+    /// The reading end of a pipe whose writing end is closed: a read ends at once. Lent again,
+    /// like the output pipes.
+    Empty(OwnedFd),
+    /// An in-memory file holding the parameters, closed after the activation.
+    Params(OwnedFd),
 }
 
 impl GuestStdio {
     /// stdin, stdout and stderr, for WAMR.
     pub(crate) fn fds(&self) -> [BorrowedFd<'_>; 3] {
-        [self.stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()]
+        let (Stdin::Empty(stdin) | Stdin::Params(stdin)) = &self.stdin;
+        [stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()]
     }
 }
 
@@ -69,50 +80,56 @@ pub(crate) struct OutputDrains {
     stderr: pipe::Receiver,
     /// The runtime whose reactor the reading ends are registered with.
     runtime: Id,
+    /// An empty stdin kept for the next activation while this one reads its parameters.
+    spare_stdin: Option<OwnedFd>,
 }
 
-/// Both ends of an activation's two output pipes, empty, between activations.
+/// One activation's stdio between activations: both ends of two empty output pipes, and an
+/// empty stdin if there is one.
 #[derive(Debug)]
-struct Outputs {
+struct IdleSet {
     drains: OutputDrains,
     stdout: OwnedFd,
     stderr: OwnedFd,
 }
 
-/// An engine's idle output pipes, the ones given back last on top.
+/// An engine's idle stdio, the sets given back last on top.
 #[derive(Debug, Default)]
-pub(crate) struct IdleOutputs {
-    idle: Mutex<Vec<Outputs>>,
+pub(crate) struct IdleStdio {
+    idle: Mutex<Vec<IdleSet>>,
 }
 
-impl IdleOutputs {
-    /// Idle pipes registered with the current runtime's reactor, if there are any.
-    fn take(&self) -> Option<Outputs> {
-        let outputs = self
+impl IdleStdio {
+    /// An idle set registered with the current runtime's reactor, if there is one.
+    fn take(&self) -> Option<IdleSet> {
+        let set = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()?;
         // Only another runtime's (a test's, say) are left behind: they are closed.
-        (outputs.drains.runtime == Handle::current().id()).then_some(outputs)
+        (set.drains.runtime == Handle::current().id()).then_some(set)
     }
 
-    /// Keeps an activation's output pipes for the next, once `drain_until` has read them empty:
-    /// the guest's file status flags on them cleared, its stdin closed. Pipes that cannot be
-    /// cleared, or that there is no room for, are closed, reading ends first.
-    pub(crate) fn give_back(&self, drains: OutputDrains, guest: GuestStdio) {
+    /// Keeps an activation's stdio for the next, once `drain_until` has read the output pipes
+    /// empty: the guest's file status flags on the guest's ends cleared, a stdin holding
+    /// parameters closed. Descriptors whose flags cannot be cleared, or that there is no room
+    /// for, are closed, reading ends first.
+    pub(crate) fn give_back(&self, mut drains: OutputDrains, guest: GuestStdio) {
         let GuestStdio {
             stdin,
             stdout,
             stderr,
         } = guest;
-        drop(stdin);
-        let cleared = [&stdout, &stderr]
-            .into_iter()
-            .all(|end| rustix::fs::fcntl_setfl(end, rustix::fs::OFlags::empty()).is_ok());
+        let clear = |end: &OwnedFd| rustix::fs::fcntl_setfl(end, rustix::fs::OFlags::empty());
+        match stdin {
+            Stdin::Empty(stdin) => drains.spare_stdin = clear(&stdin).is_ok().then_some(stdin),
+            Stdin::Params(stdin) => drop(stdin),
+        }
+        let cleared = clear(&stdout).is_ok() && clear(&stderr).is_ok();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if cleared && idle.len() < IDLE_OUTPUTS {
-            idle.push(Outputs {
+        if cleared && idle.len() < IDLE_STDIO {
+            idle.push(IdleSet {
                 drains,
                 stdout,
                 stderr,
@@ -124,35 +141,41 @@ impl IdleOutputs {
     }
 }
 
-/// Opens one activation's stdio, with `stdin` as the guest's stdin, and output pipes from
-/// `idle` or new ones. Must be called inside the tokio runtime that will drain the output.
-pub(crate) fn open(stdin: &[u8], idle: &IdleOutputs) -> io::Result<(GuestStdio, OutputDrains)> {
-    let stdin = if stdin.is_empty() {
-        // The writing end closes here: reads see end of file.
-        let (reader, _writer) = io::pipe()?;
-        reader.into()
-    } else {
-        ffi::memfd_with(stdin)?
-    };
-    let Outputs {
-        drains,
+/// Opens one activation's stdio, with `stdin` as the guest's stdin, from a set of `idle` or
+/// new descriptors. Must be called inside the tokio runtime that will drain the output.
+pub(crate) fn open(stdin: &[u8], idle: &IdleStdio) -> io::Result<(GuestStdio, OutputDrains)> {
+    let IdleSet {
+        mut drains,
         stdout,
         stderr,
     } = match idle.take() {
-        Some(outputs) => outputs,
+        Some(set) => set,
         None => {
             let (stdout_drain, stdout) = output_pipe()?;
             let (stderr_drain, stderr) = output_pipe()?;
-            Outputs {
+            IdleSet {
                 drains: OutputDrains {
                     stdout: stdout_drain,
                     stderr: stderr_drain,
                     runtime: Handle::current().id(),
+                    spare_stdin: None,
                 },
                 stdout,
                 stderr,
             }
         }
+    };
+    let stdin = if stdin.is_empty() {
+        match drains.spare_stdin.take() {
+            Some(empty) => Stdin::Empty(empty),
+            None => {
+                // The writing end closes here: reads see end of file.
+                let (reader, _writer) = io::pipe()?;
+                Stdin::Empty(reader.into())
+            }
+        }
+    } else {
+        Stdin::Params(ffi::memfd_with(stdin)?)
     };
     let guest = GuestStdio {
         stdin,

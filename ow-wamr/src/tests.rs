@@ -1,6 +1,6 @@
 //! The conformance suite every engine is held to, run on WAMR with its gaps, and what is WAMR's
 //! own: which imports it links, who runs a reactor's `_initialize`, the memory limit on an
-//! initial memory, where linear memories come from, output floods and pipes lent again, and
+//! initial memory, where linear memories come from, output floods, stdio lent again, and
 //! `http`.`get`'s own checks.
 
 use crate::{Wamr, WamrEngine};
@@ -440,7 +440,7 @@ fn linear_memories_are_lent_by_the_crates_allocator() {
     });
 }
 
-/// An SDK action that sets stdout's and stderr's file status flags to append and
+/// An SDK action that sets the file status flags of its stdin, stdout and stderr to append and
 /// non-blocking (5), checks that they read so, and answers its parameters.
 const SETS_OUTPUT_FLAGS: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_fdstat_set_flags" (func $set (param i32 i32) (result i32)))
@@ -452,28 +452,31 @@ const SETS_OUTPUT_FLAGS: &str = r#"(module
     (if (i32.ne (i32.load16_u (i32.const 66)) (i32.const 5)) (then unreachable)))
   (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "__ow_main") (param i32 i32) (result i64)
+    (call $set_and_check (i32.const 0))
     (call $set_and_check (i32.const 1))
     (call $set_and_check (i32.const 2))
     (i64.or (i64.shl (i64.extend_i32_u (local.get 0)) (i64.const 32))
             (i64.extend_i32_u (local.get 1)))))"#;
 
-/// An SDK action that answers stdout's and stderr's file status flags, each a digit.
+/// An SDK action that answers the file status flags of its stdin, stdout and stderr, each a
+/// digit.
 const READS_OUTPUT_FLAGS: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_fdstat_get" (func $get (param i32 i32) (result i32)))
   (memory (export "memory") 1)
-  (data (i32.const 128) "{\"out\":0,\"err\":0}")
+  (data (i32.const 128) "{\"in\":0,\"out\":0,\"err\":0}")
   (func $digit (param $fd i32) (param $at i32)
     (if (call $get (local.get $fd) (i32.const 64)) (then unreachable))
     (i32.store8 (local.get $at)
       (i32.add (i32.const 48) (i32.load16_u (i32.const 66)))))
   (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
   (func (export "__ow_main") (param i32 i32) (result i64)
-    (call $digit (i32.const 1) (i32.const 135))
-    (call $digit (i32.const 2) (i32.const 143))
-    (i64.or (i64.shl (i64.const 128) (i64.const 32)) (i64.const 17))))"#;
+    (call $digit (i32.const 0) (i32.const 134))
+    (call $digit (i32.const 1) (i32.const 142))
+    (call $digit (i32.const 2) (i32.const 150))
+    (i64.or (i64.shl (i64.const 128) (i64.const 32)) (i64.const 24))))"#;
 
 #[test]
-fn output_pipes_lent_again_do_not_keep_the_last_guests_flags() {
+fn stdio_lent_again_does_not_keep_the_last_guests_flags() {
     runtime().block_on(async {
         let engine = engine();
         let sets = prepare(&engine, SETS_OUTPUT_FLAGS, ActionConfig::default())
@@ -483,12 +486,12 @@ fn output_pipes_lent_again_do_not_keep_the_last_guests_flags() {
             .await
             .expect("it prepares");
         let first = run(&reads, json!({}), Duration::from_secs(60)).await;
-        assert_eq!(first.outcome, Ok(json!({"out": 0, "err": 0})));
+        assert_eq!(first.outcome, Ok(json!({"in": 0, "out": 0, "err": 0})));
         let set = run(&sets, json!({}), Duration::from_secs(60)).await;
         assert_eq!(set.outcome, Ok(json!({})));
-        // The engine lends the pipes given back last: the ones the flags were set on.
+        // The engine lends the stdio given back last: the one the flags were set on.
         let after = run(&reads, json!({}), Duration::from_secs(60)).await;
-        assert_eq!(after.outcome, Ok(json!({"out": 0, "err": 0})));
+        assert_eq!(after.outcome, Ok(json!({"in": 0, "out": 0, "err": 0})));
     });
 }
 
