@@ -12,6 +12,10 @@
 //!   bounds the executor's memory however much an action prints.
 //! * Linear memory is capped at the action's memory limit (`max_memory_pages`); a growth the cap
 //!   refuses is noticed, so the trap that follows reads as the memory limit.
+//! * Linear memories are pooled: WAMR allocates them through the crate's allocator
+//!   (`ffi/allocator.rs`), which lends reservations of `ow-common`'s memory pool, zeroed and
+//!   kept when the instance is gone. An activation's stdio pipes go back to the engine once
+//!   read empty, for the next activation (see `stdio.rs`).
 //! * At its deadline an instance is stopped by `wasm_runtime_terminate`: a loop stops within a
 //!   millisecond; a wait in `http`.`get` ends at once. That holds for a module's start-up code
 //!   too (its start function, a WASI reactor's `_initialize`, and the other exports WAMR calls
