@@ -379,6 +379,18 @@ fn a_loop_in_any_start_up_export_stops_at_its_deadline() {
     });
 }
 
+/// An SDK action with a memory of `pages` that answers its parameters.
+fn sdk_echo_with_pages(pages: u32) -> String {
+    format!(
+        r#"(module
+          (memory (export "memory") {pages})
+          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
+          (func (export "__ow_main") (param i32 i32) (result i64)
+            (i64.or (i64.shl (i64.extend_i32_u (local.get 0)) (i64.const 32))
+                    (i64.extend_i32_u (local.get 1)))))"#
+    )
+}
+
 #[test]
 fn an_initial_memory_over_the_limit_is_the_memory_limit() {
     runtime().block_on(async {
@@ -387,12 +399,7 @@ fn an_initial_memory_over_the_limit_is_the_memory_limit() {
             memory_bytes: 1024 * 1024,
             ..Limits::default()
         };
-        let module = r#"(module
-          (memory (export "memory") 17)
-          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
-          (func (export "__ow_main") (param i32 i32) (result i64)
-            (i64.or (i64.shl (i64.extend_i32_u (local.get 0)) (i64.const 32))
-                    (i64.extend_i32_u (local.get 1)))))"#;
+        let module = &sdk_echo_with_pages(17);
         let config = ActionConfig {
             limits,
             ..ActionConfig::default()
@@ -421,13 +428,7 @@ fn an_initial_memory_over_the_limit_is_the_memory_limit() {
 fn linear_memories_are_lent_by_the_crates_allocator() {
     runtime().block_on(async {
         let engine = engine();
-        let module = r#"(module
-          (memory (export "memory") 2)
-          (func (export "__ow_alloc") (param i32) (result i32) (i32.const 1024))
-          (func (export "__ow_main") (param i32 i32) (result i64)
-            (i64.or (i64.shl (i64.extend_i32_u (local.get 0)) (i64.const 32))
-                    (i64.extend_i32_u (local.get 1)))))"#;
-        let action = prepare(&engine, module, ActionConfig::default())
+        let action = prepare(&engine, &sdk_echo_with_pages(2), ActionConfig::default())
             .await
             .expect("it prepares");
         // Other tests lend memories at the same time; the count only grows.
