@@ -38,17 +38,17 @@
 #![allow(unsafe_code)]
 
 use super::MEMORY_KEEP_RESIDENT;
-
-/// How many idle reservations, the ones given back last, keep the pages their activations
-/// touched (each at most [`MEMORY_KEEP_RESIDENT`]): as many as the connections of a
-/// typical load (the evaluation's keep-alive runs use 32).
-pub const WARM_RESERVATIONS: usize = 32;
 use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use std::ffi::c_void;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+
+/// How many idle reservations, the ones given back last, keep the pages their activations
+/// touched (each at most [`MEMORY_KEEP_RESIDENT`]): as many as the connections of a
+/// typical load (the evaluation's keep-alive runs use 32).
+pub const WARM_RESERVATIONS: usize = 32;
 
 /// An engine's idle reservations, each holding zeroes only.
 #[derive(Debug)]
@@ -78,14 +78,10 @@ impl MemoryPool {
         self.max_idle.fetch_max(max_idle, Ordering::Relaxed);
     }
 
-    /// The bytes of each reservation.
-    pub fn reservation_bytes(&self) -> usize {
-        self.reservation_bytes
-    }
-
     /// An idle reservation, the one given back last (its pages are the likeliest to be in
-    /// memory and in the caches), or a new one. Nothing of it is accessible until its user
-    /// says how much ([`Reservation::set_accessible`]).
+    /// memory and in the caches), or a new one. It holds zeroes only, and is accessible as far
+    /// as its last user left it (a new one: not at all) until its user says how much
+    /// ([`Reservation::set_accessible`]).
     pub fn take(&self) -> io::Result<Reservation> {
         let idle = self
             .idle
