@@ -161,14 +161,8 @@ impl LinkedModule for WamrLinked {
         }
         let ran = drains.drain_until(&capture, answered);
         match stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await {
-            (Ok((end, stdio)), true) => {
-                self.idle_stdio.give_back(drains, stdio);
-                end
-            }
-            // Reading ends first: see `stdio`.
-            (Ok((end, stdio)), false) => {
-                drop(drains);
-                drop(stdio);
+            (Ok((end, stdio)), read_empty) => {
+                self.idle_stdio.give_back(drains, stdio, read_empty);
                 end
             }
             (Err(_), _) => refused(RunError::Internal(
@@ -250,8 +244,8 @@ struct InstanceJob {
 
 impl InstanceJob {
     /// Makes the instance, runs the activation through its ABI and tears it down; gives back
-    /// the guest's stdio with how the activation ended, for the activation's future to close
-    /// after its own ends of the pipes (see [`crate::stdio`]).
+    /// the guest's stdio with how the activation ended, for the activation's future to lend
+    /// again or close after its own ends of the pipes (see [`crate::stdio`]).
     fn run(self) -> (InstanceEnd, GuestStdio) {
         let state = ActivationState {
             net_access: self.settings.net_access,

@@ -111,11 +111,16 @@ impl IdleStdio {
         (set.drains.runtime == Handle::current().id()).then_some(set)
     }
 
-    /// Keeps an activation's stdio for the next, once `drain_until` has read the output pipes
-    /// empty: the guest's file status flags on the guest's ends cleared, a stdin holding
-    /// parameters closed. Descriptors whose flags cannot be cleared, or that there is no room
-    /// for, are closed, reading ends first.
-    pub(crate) fn give_back(&self, mut drains: OutputDrains, guest: GuestStdio) {
+    /// Keeps an activation's stdio for the next when `drain_until` has read the output pipes
+    /// empty (`read_empty`): the guest's file status flags on the guest's ends cleared, a stdin
+    /// holding parameters closed. Descriptors not read empty, whose flags cannot be cleared,
+    /// or that there is no room for, are closed, reading ends first.
+    pub(crate) fn give_back(&self, mut drains: OutputDrains, guest: GuestStdio, read_empty: bool) {
+        if !read_empty {
+            drop(drains);
+            drop(guest);
+            return;
+        }
         let GuestStdio {
             stdin,
             stdout,
