@@ -293,7 +293,7 @@ pub enum CompilePlace {
 
 /// The command that starts a compiler process: `program`, then `args`, then the engine's name.
 /// It reads a portable module on stdin and writes the engine's artifact on stdout, within
-/// `limits`.
+/// `limits`, when `turns` gives it its turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompilerCommand {
     /// The program.
@@ -302,16 +302,123 @@ pub struct CompilerCommand {
     pub args: Vec<String>,
     /// How long and how much memory one compile may take.
     pub limits: CompileLimits,
+    /// How many compiler processes may run at once. Every engine given a clone of this
+    /// command shares the count.
+    pub turns: CompileTurns,
 }
 
 impl CompilerCommand {
-    /// `program` with `args`, within the default [`CompileLimits`].
+    /// `program` with `args`, within the default [`CompileLimits`] and [`CompileTurns`].
     pub fn new(program: impl Into<PathBuf>, args: Vec<String>) -> Self {
         Self {
             program: program.into(),
             args,
             limits: CompileLimits::default(),
+            turns: CompileTurns::default(),
         }
+    }
+}
+
+/// The bound on compiler processes running at once, shared by its clones: a compile waits for
+/// its turn, in the order the compiles asked, before its process starts.
+///
+/// Why: each compile may take its whole [`CompileLimits::memory`], so without a bound a burst
+/// of new modules could ask the machine for that much times the burst (64 first `/init`s at
+/// once started 64 compilers), and compilers beyond the cores only share them: the burst ends
+/// no sooner, but every compile in it ends late. With the bound, the memory compiles take is at
+/// most `most` times the limit, and the first compiles asked for end first.
+#[derive(Debug, Clone)]
+pub struct CompileTurns {
+    most: usize,
+    queue: Arc<TurnQueue>,
+}
+
+/// The tickets of [`CompileTurns`]: ticket `n` (counting from 0, in the order compiles asked)
+/// may run once `n < finished + most`, so at most `most` run and none overtakes another.
+#[derive(Debug, Default)]
+struct TurnQueue {
+    tickets: std::sync::Mutex<Tickets>,
+    turn_ended: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Tickets {
+    issued: u64,
+    finished: u64,
+}
+
+impl CompileTurns {
+    /// At most `most` compiler processes at once (at least one).
+    pub fn new(most: usize) -> Self {
+        Self {
+            most: most.max(1),
+            queue: Arc::default(),
+        }
+    }
+
+    /// How many compiler processes may run at once.
+    pub fn most(&self) -> usize {
+        self.most
+    }
+
+    /// Waits for this compile's turn, blocking the thread, and calls `waiting` first if the
+    /// turn is not there yet; the turn ends when the returned value is dropped.
+    pub fn wait(&self, waiting: impl FnOnce()) -> CompileTurn<'_> {
+        let queue = &self.queue;
+        let mut tickets = queue.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = tickets.issued;
+        tickets.issued += 1;
+        if ticket >= tickets.finished + self.most as u64 {
+            waiting();
+        }
+        while ticket >= tickets.finished + self.most as u64 {
+            tickets = queue
+                .turn_ended
+                .wait(tickets)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        CompileTurn { queue }
+    }
+
+    /// Compiles waiting for their turn now.
+    #[cfg(test)]
+    fn waiting(&self) -> u64 {
+        let tickets = self.queue.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let may_run = tickets.finished + self.most as u64;
+        tickets.issued.saturating_sub(may_run)
+    }
+}
+
+impl Default for CompileTurns {
+    /// One compiler process per core: a compile spreads its functions over the cores, but its
+    /// serial parts (reading the module, writing the artifact) leave them to another compile;
+    /// more at once would only share them.
+    fn default() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl PartialEq for CompileTurns {
+    /// Two bounds are the same setting when they allow as many compiles at once.
+    fn eq(&self, other: &Self) -> bool {
+        self.most == other.most
+    }
+}
+
+impl Eq for CompileTurns {}
+
+/// A compile's turn, from [`CompileTurns::wait`]; dropping it lets the next compile run.
+#[derive(Debug)]
+pub struct CompileTurn<'a> {
+    queue: &'a TurnQueue,
+}
+
+impl Drop for CompileTurn<'_> {
+    fn drop(&mut self) {
+        let mut tickets = self.queue.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        tickets.finished += 1;
+        drop(tickets);
+        self.queue.turn_ended.notify_all();
     }
 }
 
@@ -756,5 +863,57 @@ mod tests {
             writes: vec![write(1, Stdout, 100)],
         };
         assert_eq!(logs.lines(at(5)), vec![line(1, Stdout, "log")]);
+    }
+
+    /// Blocks until `turns` has `count` compiles waiting.
+    fn until_waiting(turns: &CompileTurns, count: u64) {
+        while turns.waiting() != count {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn compiles_past_the_bound_wait_and_take_their_turns_in_the_order_they_asked() {
+        let turns = CompileTurns::new(2);
+        let first = turns.wait(|| panic!("the first runs at once"));
+        let second = turns.wait(|| panic!("so does the second"));
+        let (ran, order) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for name in ["third", "fourth"] {
+                let (asking, ran) = (turns.clone(), ran.clone());
+                let queued = turns.waiting() + 1;
+                scope.spawn(move || {
+                    let _turn = asking.wait(|| ());
+                    ran.send(name).expect("the test listens");
+                });
+                until_waiting(&turns, queued);
+            }
+            assert_eq!(order.try_recv().ok(), None, "both wait while two run");
+            drop(second);
+            assert_eq!(
+                order.recv().ok(),
+                Some("third"),
+                "the first to ask goes first"
+            );
+            drop(first);
+            assert_eq!(order.recv().ok(), Some("fourth"));
+        });
+        assert_eq!(turns.waiting(), 0);
+    }
+
+    #[test]
+    fn a_bound_of_none_still_runs_one_compile_and_clones_share_the_count() {
+        let turns = CompileTurns::new(0);
+        assert_eq!(turns.most(), 1);
+        let running = turns.wait(|| ());
+        let other = turns.clone();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| drop(other.wait(|| ())));
+            until_waiting(&turns, 1);
+            drop(running);
+            waiter.join().expect("the waiting compile gets its turn");
+        });
+        assert_eq!(CompileTurns::new(3), CompileTurns::new(3));
+        assert_ne!(CompileTurns::new(3), CompileTurns::new(4));
     }
 }

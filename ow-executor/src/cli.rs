@@ -8,8 +8,8 @@ use ow_common::cache::{CachePolicy, Eviction};
 use ow_common::host::compiler_process;
 use ow_common::limits::ActionLimits;
 use ow_common::runtime::{
-    CompileLimits, CompilePlace, CompilerCommand, DEFAULT_MAX_INSTANCES, DiskCacheConfig,
-    EngineConfig,
+    CompileLimits, CompilePlace, CompileTurns, CompilerCommand, DEFAULT_MAX_INSTANCES,
+    DiskCacheConfig, EngineConfig,
 };
 use std::fmt;
 use std::net::SocketAddr;
@@ -204,6 +204,7 @@ impl EngineArgs {
             .disk_cache(disk_cache)
             .compile_in(CompilePlace::CompilerProcess(compiler_command(
                 self.compile_limits.limits(),
+                self.compile_limits.turns(),
             )));
         config
     }
@@ -243,9 +244,10 @@ impl EngineArgs {
 /// as `/proc/self/exe`, the running program itself even if its file has been replaced since
 /// it started, so that compiler and server are always the same build. (The executor runs on
 /// Linux only: its compiler processes' limits are Linux's too.)
-fn compiler_command(limits: CompileLimits) -> CompilerCommand {
+fn compiler_command(limits: CompileLimits, turns: CompileTurns) -> CompilerCommand {
     CompilerCommand {
         limits,
+        turns,
         ..CompilerCommand::new("/proc/self/exe", vec!["compile".to_owned()])
     }
 }
@@ -266,6 +268,12 @@ pub struct CompileLimitArgs {
     /// its /init (or its create, in standalone) as too large to compile here.
     #[arg(long, default_value_t = ByteSize(CompileLimits::default().memory), env = "OW_COMPILE_MEMORY")]
     pub compile_memory: ByteSize,
+
+    /// Compiler processes that may run at once, for every engine together; more compiles wait
+    /// their turn, in the order they came. The memory compiles take is at most this many times
+    /// --compile-memory [default: the number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), env = "OW_MAX_COMPILES")]
+    pub max_compiles: Option<u32>,
 }
 
 impl CompileLimitArgs {
@@ -274,6 +282,14 @@ impl CompileLimitArgs {
         CompileLimits {
             timeout: self.compile_timeout,
             memory: self.compile_memory.0,
+        }
+    }
+
+    /// The bound on compiles at once these flags describe.
+    pub fn turns(&self) -> CompileTurns {
+        match self.max_compiles {
+            Some(most) => CompileTurns::new(most as usize),
+            None => CompileTurns::default(),
         }
     }
 }
@@ -651,6 +667,8 @@ mod tests {
             "90s",
             "--compile-memory",
             "512MiB",
+            "--max-compiles",
+            "3",
         ]);
         let Command::Serve(ServingMode::Executor(args)) = parsed.expect("it parses").command else {
             panic!("executor parses as executor");
@@ -665,6 +683,28 @@ mod tests {
                 memory: 512 << 20,
             }
         );
+        assert_eq!(compiler.turns.most(), 3);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let Command::Serve(ServingMode::Executor(args)) =
+            Cli::try_parse_from(["ow-executor", "executor"])
+                .expect("it parses")
+                .command
+        else {
+            panic!("executor parses as executor");
+        };
+        let CompilePlace::CompilerProcess(compiler) = args.engine.config(None).compile_in else {
+            panic!("the executor compiles in compiler processes");
+        };
+        assert_eq!(
+            compiler.turns.most(),
+            cores,
+            "one compile per core unless told"
+        );
+        for refused in ["0", "1025", "many"] {
+            let parsed =
+                Cli::try_parse_from(["ow-executor", "executor", "--max-compiles", refused]);
+            assert!(parsed.is_err(), "--max-compiles {refused}");
+        }
     }
 
     #[test]

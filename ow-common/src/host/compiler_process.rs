@@ -20,12 +20,14 @@
 //! then killed), or makes the compiler abort on a failed allocation under its memory limit, is
 //! too large to compile here, which is the module's fault too. Each compile is bounded so, and
 //! the kernel's out-of-memory killer is told to take a compiler before the server; compiles
-//! running side by side may each take up to the limit. An in-process compile (WAMR's load, or
-//! [`CompilePlace::ThisProcess`]) has no such limits.
+//! running side by side may each take up to the limit, and [`CompileTurns`] bounds how many
+//! run at once. An in-process compile (WAMR's load, or [`CompilePlace::ThisProcess`]) has no
+//! such limits.
 //!
 //! [`CompilePlace::CompilerProcess`]: crate::runtime::CompilePlace::CompilerProcess
 //! [`CompilePlace::ThisProcess`]: crate::runtime::CompilePlace::ThisProcess
 //! [`CompileLimits`]: crate::runtime::CompileLimits
+//! [`CompileTurns`]: crate::runtime::CompileTurns
 
 use crate::runtime::{CompilerCommand, InitError};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -65,14 +67,23 @@ const MAX_COMPILE_THREADS: usize = 4;
 /// Compiles `wasm` for the engine `engine` in a compiler process started with `command`, and
 /// returns the artifact it wrote.
 ///
-/// The process runs in a process group of its own, with its memory limited before the module
-/// is written to it; at its timeout the whole group is killed, so nothing it started keeps
-/// the pipes open.
+/// The process starts when `command.turns` gives this compile its turn, which lasts until the
+/// process has ended. It runs in a process group of its own, with its memory limited before
+/// the module is written to it; at its timeout the whole group is killed, so nothing it
+/// started keeps the pipes open.
 pub(super) fn compile(
     command: &CompilerCommand,
     engine: &str,
     wasm: &[u8],
 ) -> Result<Vec<u8>, InitError> {
+    let _turn = command.turns.wait(|| {
+        let most = command.turns.most();
+        let processes = if most == 1 { "process" } else { "processes" };
+        tracing::debug!(
+            engine,
+            "a compile waits for its turn (at most {most} compiler {processes} at once)"
+        );
+    });
     let process = described(command, engine);
     let limits = command.limits;
     let mut starting = Command::new(&command.program);
@@ -282,7 +293,7 @@ fn quoted(stderr: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::CompileLimits;
+    use crate::runtime::{CompileLimits, CompileTurns};
     use std::time::Duration;
 
     /// A compiler command that runs `script` in a shell, with the module on its stdin and the
@@ -357,6 +368,38 @@ mod tests {
             }
             other => panic!("expected an engine error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn compiler_processes_past_the_bound_wait_for_their_turn_and_all_compile() {
+        let running = tempfile::tempdir().expect("a temporary directory");
+        // Each compiler marks itself running, lets the others start, and answers with how many
+        // it saw running.
+        let script = format!(
+            "cat >/dev/null; touch '{dir}/'$$; sleep 0.2; ls '{dir}' | wc -l; rm '{dir}/'$$",
+            dir = running.path().display()
+        );
+        let command = CompilerCommand {
+            turns: CompileTurns::new(2),
+            ..shell(&script)
+        };
+        let seen: Vec<usize> = std::thread::scope(|scope| {
+            let compiles: Vec<_> = (0..6)
+                .map(|_| scope.spawn(|| compile(&command, "wasmtime", b"\0asm")))
+                .collect();
+            compiles
+                .into_iter()
+                .map(|compile| {
+                    let artifact = compile.join().expect("no panic").expect("it compiles");
+                    let text = String::from_utf8(artifact).expect("a count");
+                    text.trim().parse().expect("a count")
+                })
+                .collect()
+        });
+        assert!(
+            seen.iter().all(|&count| (1..=2).contains(&count)),
+            "{seen:?}"
+        );
     }
 
     /// [`shell`] within `limits`.

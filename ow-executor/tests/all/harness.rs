@@ -122,11 +122,17 @@ impl Executor {
     /// `ow-executor executor --engine ENGINE`.
     #[cfg(test)]
     pub fn executor_mode(engine: EngineKind, args: &[&str]) -> Self {
+        Self::executor_mode_with_env(engine, args, &[])
+    }
+
+    /// `ow-executor executor --engine ENGINE`, with `env` added to its environment.
+    #[cfg(test)]
+    pub fn executor_mode_with_env(engine: EngineKind, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start(
             Path::new(env!("CARGO_BIN_EXE_ow-executor")),
             &["executor", "--engine", engine.name()],
             args,
-            &[],
+            env,
         )
     }
 

@@ -345,12 +345,15 @@ fn one_long_function(additions: usize) -> Vec<u8> {
 
 /// A module whose compile needs more memory than `--compile-memory` fails its own `/init` as
 /// the module's fault, naming the limit; the compiler process is stopped and the next
-/// container's init compiles. WAMR loads modules in the serving process, without the limit.
+/// container's init compiles, in the turn the refused compile gave back. WAMR loads modules in
+/// the serving process, without the limit.
 fn a_module_past_the_compile_memory_limit_fails_its_init_and_the_next_init_succeeds(
     engine: EngineKind,
 ) {
     let huge = one_long_function(400_000);
-    let refused = init_then_a_healthy_container(engine, &["--compile-memory", "128MiB"], &huge);
+    // One compile at a time: the next init's compile needs the turn the refused one had.
+    let args = ["--compile-memory", "128MiB", "--max-compiles", "1"];
+    let refused = init_then_a_healthy_container(engine, &args, &huge);
     assert_refused_past_a_compile_limit(
         engine,
         &refused,
@@ -379,6 +382,47 @@ fn a_compile_past_the_compile_timeout_fails_its_init(engine: EngineKind) {
         sample(&scrape(&executor), "ow_prepares_total", prepares),
         Some(1.0)
     );
+}
+
+/// With `--max-compiles 1`, compiles of distinct modules sent at once wait for their turn
+/// (the executor says so in its diagnostics) and every one of them compiles and runs. WAMR
+/// loads modules in the serving process, without turns.
+fn compiles_past_max_compiles_wait_their_turn_and_all_succeed(engine: EngineKind) {
+    let executor = Arc::new(Executor::executor_mode_with_env(
+        engine,
+        &["--max-compiles", "1"],
+        &[("OW_LOG", "info,ow_common=debug")],
+    ));
+    let add = artifacts::read(artifacts::ADD);
+    let inits: Vec<_> = (0..3u8)
+        .map(|n| {
+            // A custom section at the end makes each module distinct, so each is compiled.
+            let mut module = add.clone();
+            module.extend_from_slice(&[0x00, 0x03, 0x01, b'n', n]);
+            let executor = executor.clone();
+            std::thread::spawn(move || {
+                let started = executor.post("/start", &json!({}));
+                assert_eq!(started.status, 200, "{started:?}");
+                let id = started.body["containerId"].as_str().unwrap().to_owned();
+                let init = executor.post(&format!("/{id}/init"), &init_body(&zip(&module)));
+                assert_eq!(init.status, 200, "{init:?}");
+                let value = json!({"value": {"param1": n, "param2": 2}});
+                executor.post(&format!("/{id}/run"), &value)
+            })
+        })
+        .collect();
+    for (n, init) in inits.into_iter().enumerate() {
+        let answer = init.join().expect("the container answers");
+        assert_eq!(
+            (answer.status, answer.body),
+            (200, json!({"result": n + 2}))
+        );
+    }
+    if engine.artifact().is_some() {
+        executor.wait_for_diagnostic(
+            "a compile waits for its turn (at most 1 compiler process at once)",
+        );
+    }
 }
 
 /// `answer` to an `/init` past a compile limit is a 502 that says `sentence`, on an engine that
@@ -593,6 +637,7 @@ per_engine!(
     a_truncated_module_is_refused_as_invalid,
     a_module_past_the_compile_memory_limit_fails_its_init_and_the_next_init_succeeds,
     a_compile_past_the_compile_timeout_fails_its_init,
+    compiles_past_max_compiles_wait_their_turn_and_all_succeed,
     a_zip_bomb_is_refused_without_unpacking_it,
     a_run_body_over_the_limit_is_a_413_and_the_next_run_succeeds,
     sigterm_lets_the_activation_in_flight_finish_then_exits_0,
