@@ -3,8 +3,8 @@
 //! throughput plateaus (no step beating the best by 5% for 3 steps) or the client limit is
 //! reached, for `hash` alone, `sleep` alone and a half-and-half mix. Then a burst: B
 //! concurrent `sleep` activations at once, each on its own connection, and the wall time
-//! until the last one answers, with the executor's CPU and its peak resident memory over the
-//! burst; twice on one fresh executor, because the first burst also pays for everything the
+//! until the last one answers, with the executor's CPU, its peak resident memory over the
+//! burst and what it still holds a second after; twice on one fresh executor, because the first burst also pays for everything the
 //! process touches for the first time (instance slots, fiber stacks, its own heap) and the
 //! second shows what a burst costs an executor that has seen one.
 
@@ -146,9 +146,16 @@ pub(crate) const BURST_COLUMNS: &[&str] = &[
     "p50 ms",
     "p99 ms",
     "server CPU s",
+    "RSS before MiB",
     "peak RSS MiB",
+    "RSS after MiB",
     "failed",
 ];
+
+/// How long after a burst's last answer its executor's memory is read again: by then the
+/// burst's instances, connections and tasks are gone, and what stays is what the executor
+/// keeps for the next burst (pooled memories, cached buffers).
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// The `burst` of its two rows per engine: a fresh executor's, then the same executor's.
 pub(crate) const BURSTS: [&str; 2] = ["first (fresh executor)", "second (same executor)"];
@@ -160,16 +167,22 @@ struct Burst {
     failed: usize,
     /// CPU the executor spent from the first request to the last answer.
     server_cpu: Duration,
+    /// The executor's `VmRSS` before the first request, KiB.
+    rss_before_kib: u64,
     /// The executor's largest `VmRSS` seen meanwhile, KiB: sampled about every 10 ms (the
     /// sampler is one task among the burst's), so a shorter peak can be missed.
     peak_rss_kib: u64,
+    /// The executor's `VmRSS` [`SETTLE`] after the last answer, KiB.
+    rss_after_kib: u64,
 }
 
 /// B concurrent activations, each on a new connection, against the executor `server`: wall
-/// time, latencies, and what the burst cost the executor in CPU and memory.
+/// time, latencies, and what the burst cost the executor in CPU and memory, during it and
+/// once it is over.
 async fn burst(server: &Server, run: &Request, count: usize) -> anyhow::Result<Burst> {
     let addr = server.addr;
     let pid = server.pid();
+    let rss_before_kib = server.rss_kib()?;
     let cpu_before = server.cpu_time()?;
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = tokio::spawn({
@@ -207,12 +220,15 @@ async fn burst(server: &Server, run: &Request, count: usize) -> anyhow::Result<B
     let server_cpu = server.cpu_time()?.saturating_sub(cpu_before);
     sampling.store(false, Ordering::Relaxed);
     let peak_rss_kib = sampler.await??;
+    tokio::time::sleep(SETTLE).await;
     Ok(Burst {
         wall,
         latency: Summary::of(latencies),
         failed,
         server_cpu,
+        rss_before_kib,
         peak_rss_kib,
+        rss_after_kib: server.rss_kib()?,
     })
 }
 
@@ -356,7 +372,9 @@ pub async fn run(setup: &Setup, args: &RampArgs) -> anyhow::Result<Report> {
                     num(measured.latency.p50),
                     num(measured.latency.p99),
                     num(measured.server_cpu.as_secs_f64()),
+                    num(measured.rss_before_kib as f64 / 1024.0),
                     num(measured.peak_rss_kib as f64 / 1024.0),
+                    num(measured.rss_after_kib as f64 / 1024.0),
                     json!(measured.failed),
                 ]);
             }
