@@ -1,7 +1,9 @@
 //! Instance slots: the bound on activations that hold an instance at once. An activation
 //! beyond it waits for a slot until its deadline instead of failing; the count of waiting
-//! activations is kept for operators.
+//! activations is kept for operators. A held slot also counts its instance in flight, so that
+//! the end of a burst returns the allocator's free memory (see `heap`).
 
+use super::heap::InstanceInFlight;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -19,6 +21,16 @@ pub struct InstanceSlots {
 #[derive(Debug)]
 pub struct InstanceSlot {
     _permit: OwnedSemaphorePermit,
+    _in_flight: InstanceInFlight,
+}
+
+impl InstanceSlot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            _permit: permit,
+            _in_flight: InstanceInFlight::start(),
+        }
+    }
 }
 
 impl InstanceSlots {
@@ -34,7 +46,7 @@ impl InstanceSlots {
     /// Takes a slot, waiting for one until `deadline`; `None` when the deadline came first.
     pub async fn acquire_until(&self, deadline: Instant) -> Option<InstanceSlot> {
         if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
-            return Some(InstanceSlot { _permit: permit });
+            return Some(InstanceSlot::new(permit));
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = DecrementOnDrop(&self.waiting);
@@ -42,9 +54,9 @@ impl InstanceSlots {
             tokio::time::timeout_at(deadline.into(), self.semaphore.clone().acquire_owned()).await;
         match acquired {
             // The semaphore is never closed.
-            Ok(permit) => Some(InstanceSlot {
-                _permit: permit.expect("instance slots are never closed"),
-            }),
+            Ok(permit) => Some(InstanceSlot::new(
+                permit.expect("instance slots are never closed"),
+            )),
             Err(_elapsed) => None,
         }
     }
