@@ -163,7 +163,7 @@ impl fmt::Debug for ModuleCode {
 }
 
 /// Why action code could not be decoded. Each message says what was wrong and what to send.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CodeError {
     /// The code field is empty.
     #[error("Missing main/no code to execute.")]

@@ -574,7 +574,7 @@ pub trait PreparedAction: Send + Sync + fmt::Debug {
 }
 
 /// Why an action could not be prepared. Every message says what to do about it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InitError {
     /// The code could not be decoded.
     #[error(transparent)]

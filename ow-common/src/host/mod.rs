@@ -290,7 +290,7 @@ struct HostInner<E: Engine> {
     disk: Option<DiskCache>,
     /// Portable modules compiled (not read back from the disk cache).
     compiles: AtomicU64,
-    modules: ModuleCache<LoadedModule<E::Module>>,
+    modules: ModuleCache<LoadedModule<E::Module>, InitError>,
     slots: InstanceSlots,
 }
 

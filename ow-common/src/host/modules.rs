@@ -3,13 +3,14 @@
 //! holds it; the others stay as long as the cache's [`CachePolicy`] lets them (a size in
 //! entries and bytes, a time to live, and which go first when the cache is full), so
 //! preparing the same code again (a new container after a destroy, an idle action woken up)
-//! costs no compile.
+//! costs no compile. Prepares of the same new code at once share one load: the first loads,
+//! the others wait for its module (or its error) rather than compile the same bytes again.
 
 pub use crate::cache::{CachePolicy, CacheStats, Eviction};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Instant;
 
 struct Entry<M> {
@@ -26,9 +27,79 @@ impl<M> Entry<M> {
     }
 }
 
-/// Compiled modules of type `M` by the BLAKE3 hash of their bytes.
-pub struct ModuleCache<M> {
+/// A load under way, which the prepares of the same code that come meanwhile wait for.
+struct Flight<M, E> {
+    landing: Mutex<Landing<M, E>>,
+    landed: Condvar,
+}
+
+enum Landing<M, E> {
+    /// The load runs.
+    Flying,
+    /// It ended so: the waiters take this.
+    Done(Result<Arc<M>, E>),
+    /// Its loader went away without an outcome (it panicked): a waiter loads it itself.
+    Abandoned,
+}
+
+impl<M, E: Clone> Flight<M, E> {
+    fn new() -> Self {
+        Self {
+            landing: Mutex::new(Landing::Flying),
+            landed: Condvar::new(),
+        }
+    }
+
+    fn land(&self, landing: Landing<M, E>) {
+        *self.landing.lock().unwrap_or_else(PoisonError::into_inner) = landing;
+        self.landed.notify_all();
+    }
+
+    /// The load's outcome, once it has one; `None` when it was abandoned.
+    fn wait(&self) -> Option<Result<Arc<M>, E>> {
+        let mut landing = self.landing.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*landing {
+                Landing::Flying => {}
+                Landing::Done(outcome) => return Some(outcome.clone()),
+                Landing::Abandoned => return None,
+            }
+            landing = self
+                .landed
+                .wait(landing)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The loads under way, by the hash of their code.
+type Flights<M, E> = Mutex<HashMap<[u8; 32], Arc<Flight<M, E>>>>;
+
+/// The loader's hold on its [`Flight`]: on every way out, the flight leaves the loads under
+/// way, and its waiters are given the outcome, or told it was abandoned.
+struct Loading<'a, M, E: Clone> {
+    flights: &'a Flights<M, E>,
+    hash: [u8; 32],
+    flight: Arc<Flight<M, E>>,
+    outcome: Option<Result<Arc<M>, E>>,
+}
+
+impl<M, E: Clone> Drop for Loading<'_, M, E> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        flights.remove(&self.hash);
+        drop(flights);
+        self.flight.land(match self.outcome.take() {
+            Some(outcome) => Landing::Done(outcome),
+            None => Landing::Abandoned,
+        });
+    }
+}
+
+/// Compiled modules of type `M` by the BLAKE3 hash of their bytes; `E` is why a load fails.
+pub struct ModuleCache<M, E> {
     entries: Mutex<HashMap<[u8; 32], Entry<M>>>,
+    flights: Flights<M, E>,
     policy: CachePolicy,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -36,7 +107,7 @@ pub struct ModuleCache<M> {
     evictions: AtomicU64,
 }
 
-impl<M> fmt::Debug for ModuleCache<M> {
+impl<M, E: Clone> fmt::Debug for ModuleCache<M, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ModuleCache")
             .field("policy", &self.policy)
@@ -45,11 +116,12 @@ impl<M> fmt::Debug for ModuleCache<M> {
     }
 }
 
-impl<M> ModuleCache<M> {
+impl<M, E: Clone> ModuleCache<M, E> {
     /// An empty cache keeping what `policy` allows.
     pub fn new(policy: CachePolicy) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
             policy,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -58,17 +130,64 @@ impl<M> ModuleCache<M> {
         }
     }
 
-    /// The module of `hash` (made of `bytes` bytes of code), from the cache or from `load`.
-    /// Two loads of new code may race: the first to finish is kept and returned to both.
-    pub fn get_or_load<E>(
+    /// The module of `hash` (made of `bytes` bytes of code), from the cache, from the load of
+    /// the same code under way (its module or its error), or from `load`.
+    pub fn get_or_load(
         &self,
         hash: &[u8; 32],
         bytes: u64,
         load: impl FnOnce() -> Result<M, E>,
     ) -> Result<Arc<M>, E> {
-        if let Some(module) = self.get(hash) {
-            return Ok(module);
+        let mut load = Some(load);
+        loop {
+            if let Some(module) = self.get(hash) {
+                return Ok(module);
+            }
+            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(flight) = flights.get(hash).cloned() {
+                drop(flights);
+                match flight.wait() {
+                    Some(Ok(module)) => {
+                        self.hits.fetch_add(1, Ordering::Relaxed);
+                        // Counted as used, as the cache's own copy when it is still there.
+                        return Ok(self.touch(hash, Instant::now()).unwrap_or(module));
+                    }
+                    Some(Err(error)) => return Err(error),
+                    // Its loader panicked: try again, loading it here if no one else does.
+                    None => continue,
+                }
+            }
+            // A load that ended between the look into the cache and this one left its module
+            // in the cache before it left the flights.
+            if let Some(module) = self.touch(hash, Instant::now()) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(module);
+            }
+            let flight = Arc::new(Flight::new());
+            flights.insert(*hash, flight.clone());
+            drop(flights);
+            let mut loading = Loading {
+                flights: &self.flights,
+                hash: *hash,
+                flight,
+                outcome: None,
+            };
+            let load = load
+                .take()
+                .expect("a cache loads the code at most once per call");
+            let outcome = self.load(hash, bytes, load);
+            loading.outcome = Some(outcome.clone());
+            return outcome;
         }
+    }
+
+    /// Loads the module of `hash` and keeps it.
+    fn load(
+        &self,
+        hash: &[u8; 32],
+        bytes: u64,
+        load: impl FnOnce() -> Result<M, E>,
+    ) -> Result<Arc<M>, E> {
         let now = Instant::now();
         self.misses.fetch_add(1, Ordering::Relaxed);
         let module = Arc::new(load()?);
@@ -161,6 +280,16 @@ impl<M> ModuleCache<M> {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry<M>>> {
         self.entries.lock().expect("module cache lock")
     }
+
+    /// How many prepares wait for the load of `hash` under way (`None`: no load is).
+    #[cfg(test)]
+    fn waiting_for(&self, hash: &[u8; 32]) -> Option<usize> {
+        let flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        // The flights' own reference and the loader's are not waiters.
+        flights
+            .get(hash)
+            .map(|flight| Arc::strong_count(flight) - 2)
+    }
 }
 
 #[cfg(test)]
@@ -168,17 +297,17 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn cache(policy: CachePolicy) -> ModuleCache<String> {
+    fn cache(policy: CachePolicy) -> ModuleCache<String, &'static str> {
         ModuleCache::new(policy)
     }
 
-    fn load(cache: &ModuleCache<String>, key: u8) -> Arc<String> {
+    fn load(cache: &ModuleCache<String, &'static str>, key: u8) -> Arc<String> {
         cache
-            .get_or_load::<()>(&[key; 32], 100, || Ok(format!("module {key}")))
+            .get_or_load(&[key; 32], 100, || Ok(format!("module {key}")))
             .unwrap()
     }
 
-    fn keys(cache: &ModuleCache<String>) -> Vec<u8> {
+    fn keys(cache: &ModuleCache<String, &'static str>) -> Vec<u8> {
         let mut keys: Vec<u8> = cache.lock().keys().map(|hash| hash[0]).collect();
         keys.sort_unstable();
         keys
@@ -267,6 +396,113 @@ mod tests {
         cache.forget_unused(&[2; 32]);
         assert_eq!(keys(&cache), [1], "a module in use stays");
         drop(held);
+    }
+
+    /// Starts a load of `key` on `scope` that ends with `outcome` once `release` says so, then
+    /// `followers` more prepares of the same code, and waits until they all wait for the
+    /// first; returns the threads, the first one's first.
+    fn flight<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        cache: &'scope ModuleCache<String, &'static str>,
+        loads: &'scope AtomicU64,
+        release: std::sync::mpsc::Receiver<()>,
+        outcome: fn() -> Result<String, &'static str>,
+        followers: usize,
+    ) -> Vec<std::thread::ScopedJoinHandle<'scope, Result<Arc<String>, &'static str>>> {
+        let hash = [7; 32];
+        let mut threads = vec![scope.spawn(move || {
+            cache.get_or_load(&hash, 100, || {
+                loads.fetch_add(1, Ordering::Relaxed);
+                release.recv().expect("the test releases the load");
+                outcome()
+            })
+        })];
+        while cache.waiting_for(&hash).is_none() {
+            std::thread::yield_now();
+        }
+        for _ in 0..followers {
+            threads.push(scope.spawn(move || {
+                cache.get_or_load(&hash, 100, || {
+                    loads.fetch_add(1, Ordering::Relaxed);
+                    Ok("loaded again".to_owned())
+                })
+            }));
+        }
+        while cache.waiting_for(&hash) != Some(followers) {
+            std::thread::yield_now();
+        }
+        threads
+    }
+
+    #[test]
+    fn prepares_of_the_same_new_code_at_once_share_one_load() {
+        let cache = cache(CachePolicy::default());
+        let loads = AtomicU64::new(0);
+        let (release, released) = std::sync::mpsc::channel();
+        let modules: Vec<Arc<String>> = std::thread::scope(|scope| {
+            let threads = flight(scope, &cache, &loads, released, || Ok("module 7".into()), 3);
+            release.send(()).expect("the loader listens");
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("no panic").expect("loaded"))
+                .collect()
+        });
+        assert_eq!(loads.load(Ordering::Relaxed), 1, "one load for all four");
+        assert!(
+            modules
+                .iter()
+                .all(|module| Arc::ptr_eq(module, &modules[0]))
+        );
+        assert_eq!(*modules[0], "module 7");
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.loads, stats.hits), (1, 1, 3));
+        assert_eq!(cache.waiting_for(&[7; 32]), None, "no load is under way");
+    }
+
+    #[test]
+    fn prepares_waiting_for_a_load_that_fails_get_its_error_without_loading() {
+        let cache = cache(CachePolicy::default());
+        let loads = AtomicU64::new(0);
+        let (release, released) = std::sync::mpsc::channel();
+        let outcomes: Vec<_> = std::thread::scope(|scope| {
+            let threads = flight(scope, &cache, &loads, released, || Err("too large"), 2);
+            release.send(()).expect("the loader listens");
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("no panic"))
+                .collect()
+        });
+        assert_eq!(
+            outcomes,
+            [Err("too large"), Err("too large"), Err("too large")]
+        );
+        assert_eq!(loads.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats().entries, 0, "a failed load is not cached");
+    }
+
+    #[test]
+    fn when_a_loader_panics_one_waiting_prepare_loads_the_code_itself() {
+        let cache = cache(CachePolicy::default());
+        let loads = AtomicU64::new(0);
+        let (release, released) = std::sync::mpsc::channel();
+        let (panicked, followers) = std::thread::scope(|scope| {
+            let mut threads = flight(scope, &cache, &loads, released, || panic!("a bug"), 2);
+            release.send(()).expect("the loader listens");
+            let followers: Vec<_> = threads
+                .split_off(1)
+                .into_iter()
+                .map(|thread| thread.join().expect("no panic").expect("loaded"))
+                .collect();
+            (threads.remove(0).join().is_err(), followers)
+        });
+        assert!(panicked);
+        assert_eq!(
+            loads.load(Ordering::Relaxed),
+            2,
+            "the panicked load and one more"
+        );
+        assert!(Arc::ptr_eq(&followers[0], &followers[1]));
+        assert_eq!(*followers[0], "loaded again");
     }
 
     #[test]

@@ -344,7 +344,37 @@ fn precaching_more_than_the_memory_cache_keeps_says_so() {
     );
 }
 
+/// Containers of the same new code initialised at once (as when an action gets its first burst
+/// of traffic) share one compile: the first compiles, the others wait for its module, and
+/// every one of them runs.
+fn containers_of_the_same_new_code_initialised_at_once_compile_it_once(engine: EngineKind) {
+    let executor = std::sync::Arc::new(Executor::executor_mode(engine, &[]));
+    let body = init_body(&zip(&artifacts::read(artifacts::ADD)));
+    let containers: Vec<_> = (0..4)
+        .map(|n| {
+            let (executor, body) = (executor.clone(), body.clone());
+            std::thread::spawn(move || {
+                let started = executor.post("/start", &json!({}));
+                let id = started.body["containerId"].as_str().unwrap().to_owned();
+                let init = executor.post(&format!("/{id}/init"), &body);
+                assert_eq!(init.status, 200, "{init:?}");
+                let value = json!({"value": {"param1": n, "param2": 1}});
+                executor.post(&format!("/{id}/run"), &value)
+            })
+        })
+        .collect();
+    for (n, container) in containers.into_iter().enumerate() {
+        let answer = container.join().expect("the container answers");
+        assert_eq!(
+            (answer.status, answer.body),
+            (200, json!({"result": n + 1}))
+        );
+    }
+    assert_eq!(compiles(&scrape(&executor), engine), 1.0);
+}
+
 per_engine!(
+    containers_of_the_same_new_code_initialised_at_once_compile_it_once,
     a_standalone_restart_invokes_a_known_action_without_compiling,
     the_first_invoke_after_create_is_a_cold_start_that_finds_its_module_compiled,
     a_corrupted_cache_file_is_compiled_again_not_loaded,
