@@ -5,8 +5,10 @@
 //! long, as it is deployed: one serves a whole series (an engine and a kind of code, every N),
 //! having initialised and run one container of its own before the first round, and each round's
 //! containers are destroyed after it. The code is a portable `.wasm` compiled for the first
-//! time (distinct bytes per container), the same `.wasm` already cached by hash (executor mode:
-//! the executor's own first container was of that code), or a trusted precompiled zip
+//! time (distinct bytes per container), a `.wasm` new to the executor but the same for every
+//! container of a round (executor mode: an action's first burst, whose containers share one
+//! compile), the same `.wasm` already cached by hash (executor mode: the executor's own first
+//! container was of that code), or a trusted precompiled zip
 //! (`ow-precompiler`, distinct per container; the executor runs with `--trust-precompiled`).
 //! Every request is on a new connection, as the invoker sends them.
 
@@ -28,6 +30,9 @@ use tokio::task::JoinSet;
 pub enum Code {
     /// Portable `.wasm`, compiled at `/init` (other bytes for every container).
     Wasm,
+    /// Portable `.wasm` new to the executor, the same for every container of a round: an
+    /// action's first burst (executor mode only).
+    WasmShared,
     /// Portable `.wasm` whose hash the executor has compiled already (executor mode only).
     WasmCached,
     /// A precompiled artifact for the engine, trusted.
@@ -39,6 +44,7 @@ impl Code {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Wasm => "wasm (first compile)",
+            Self::WasmShared => "wasm (first compile, shared by the round)",
             Self::WasmCached => "wasm (cached by hash)",
             Self::Precompiled => "precompiled (trusted)",
         }
@@ -102,7 +108,7 @@ pub struct ColdStartArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "wasm,wasm-cached,precompiled"
+        default_value = "wasm,wasm-shared,wasm-cached,precompiled"
     )]
     pub codes: Vec<Code>,
     /// At least this many cold starts per point (rounds of N are repeated) [quick: 8, full: 64].
@@ -146,7 +152,7 @@ async fn cold_start(
 }
 
 /// The code of a series' containers: every container gets its own archive, except that
-/// `WasmCached` ones all get the same.
+/// `WasmCached` ones all get the same, and `WasmShared` ones the same within a round.
 struct Codes<'a> {
     base: &'a [u8],
     /// Distinct precompiled archives, each given out once.
@@ -158,7 +164,7 @@ impl Codes<'_> {
     /// The next container's archive.
     fn next(&mut self, code: Code) -> anyhow::Result<Vec<u8>> {
         match code {
-            Code::Wasm => {
+            Code::Wasm | Code::WasmShared => {
                 self.next_tag += 1;
                 actions::zip(&actions::distinct(self.base, self.next_tag))
             }
@@ -173,6 +179,9 @@ impl Codes<'_> {
 
     /// Archives for one round: `n` containers' code.
     fn round(&mut self, code: Code, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+        if code == Code::WasmShared {
+            return Ok(vec![self.next(code)?; n]);
+        }
         (0..n).map(|_| self.next(code)).collect()
     }
 }
@@ -306,8 +315,8 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
     for engine in &setup.engines {
         for &mode in &args.modes {
             for &code in &args.codes {
-                if code == Code::WasmCached && mode == Mode::Runtime {
-                    continue; // a fresh process has nothing cached
+                if matches!(code, Code::WasmCached | Code::WasmShared) && mode == Mode::Runtime {
+                    continue; // a fresh process has nothing cached and shares no compile
                 }
                 plan.push((engine.clone(), mode, code));
             }
@@ -466,7 +475,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_container_of_a_series_gets_its_own_code_except_cached_ones() {
+    fn every_container_of_a_series_gets_its_own_code_except_shared_and_cached_ones() {
         let base = actions::read(actions::workload("add").unwrap().module);
         let precompiled = vec![b"first".to_vec(), b"second".to_vec()];
         let mut codes = Codes {
@@ -478,6 +487,10 @@ mod tests {
         assert_ne!(portable[0], portable[1]);
         assert_ne!(portable[1], portable[2]);
         assert_ne!(portable[0], codes.next(Code::Wasm).unwrap());
+        let shared = codes.round(Code::WasmShared, 2).unwrap();
+        assert_eq!(shared[0], shared[1], "one new module for the round");
+        assert_ne!(shared[0], codes.round(Code::WasmShared, 1).unwrap()[0]);
+        assert!(!portable.contains(&shared[0]));
         let cached = codes.round(Code::WasmCached, 2).unwrap();
         assert_eq!(cached[0], cached[1]);
         assert_eq!(cached[0], actions::zip(&base).unwrap());
