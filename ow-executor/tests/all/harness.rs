@@ -288,6 +288,19 @@ impl Executor {
         self.post("/run", &json!({ "value": params }))
     }
 
+    /// Executor mode: starts a container, initialises it with `init` (asserting it succeeded)
+    /// and answers its run with these parameters.
+    pub fn start_init_run(&self, init: &Value, params: Value) -> Answer {
+        let started = self.post("/start", &json!({}));
+        assert_eq!(started.status, 200, "{started:?}");
+        let id = started.body["containerId"]
+            .as_str()
+            .expect("a container id");
+        let initialised = self.post(&format!("/{id}/init"), init);
+        assert_eq!(initialised.status, 200, "{initialised:?}");
+        self.post(&format!("/{id}/run"), &json!({ "value": params }))
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would, and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -354,12 +354,7 @@ fn containers_of_the_same_new_code_initialised_at_once_compile_it_once(engine: E
         .map(|n| {
             let (executor, body) = (executor.clone(), body.clone());
             std::thread::spawn(move || {
-                let started = executor.post("/start", &json!({}));
-                let id = started.body["containerId"].as_str().unwrap().to_owned();
-                let init = executor.post(&format!("/{id}/init"), &body);
-                assert_eq!(init.status, 200, "{init:?}");
-                let value = json!({"value": {"param1": n, "param2": 1}});
-                executor.post(&format!("/{id}/run"), &value)
+                executor.start_init_run(&body, json!({"param1": n, "param2": 1}))
             })
         })
         .collect();

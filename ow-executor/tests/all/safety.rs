@@ -401,13 +401,8 @@ fn compiles_past_max_compiles_wait_their_turn_and_all_succeed(engine: EngineKind
             module.extend_from_slice(&[0x00, 0x03, 0x01, b'n', n]);
             let executor = executor.clone();
             std::thread::spawn(move || {
-                let started = executor.post("/start", &json!({}));
-                assert_eq!(started.status, 200, "{started:?}");
-                let id = started.body["containerId"].as_str().unwrap().to_owned();
-                let init = executor.post(&format!("/{id}/init"), &init_body(&zip(&module)));
-                assert_eq!(init.status, 200, "{init:?}");
-                let value = json!({"value": {"param1": n, "param2": 2}});
-                executor.post(&format!("/{id}/run"), &value)
+                let init = init_body(&zip(&module));
+                executor.start_init_run(&init, json!({"param1": n, "param2": 2}))
             })
         })
         .collect();
