@@ -288,17 +288,35 @@ impl Executor {
         self.post("/run", &json!({ "value": params }))
     }
 
-    /// Executor mode: starts a container, initialises it with `init` (asserting it succeeded)
-    /// and answers its run with these parameters.
-    pub fn start_init_run(&self, init: &Value, params: Value) -> Answer {
-        let started = self.post("/start", &json!({}));
-        assert_eq!(started.status, 200, "{started:?}");
-        let id = started.body["containerId"]
-            .as_str()
-            .expect("a container id");
-        let initialised = self.post(&format!("/{id}/init"), init);
-        assert_eq!(initialised.status, 200, "{initialised:?}");
-        self.post(&format!("/{id}/run"), &json!({ "value": params }))
+    /// Executor mode: one container per body of `inits`, each holding the `add` example,
+    /// started, initialised and run all at once, the `n`th with `n` and 1; asserts that every
+    /// one answers `n + 1`.
+    pub fn add_in_containers_at_once(self: &Arc<Self>, inits: Vec<Value>) {
+        let containers: Vec<_> = inits
+            .into_iter()
+            .enumerate()
+            .map(|(n, init)| {
+                let executor = self.clone();
+                std::thread::spawn(move || {
+                    let started = executor.post("/start", &json!({}));
+                    assert_eq!(started.status, 200, "{started:?}");
+                    let id = started.body["containerId"]
+                        .as_str()
+                        .expect("a container id");
+                    let initialised = executor.post(&format!("/{id}/init"), &init);
+                    assert_eq!(initialised.status, 200, "{initialised:?}");
+                    let params = json!({"value": {"param1": n, "param2": 1}});
+                    executor.post(&format!("/{id}/run"), &params)
+                })
+            })
+            .collect();
+        for (n, container) in containers.into_iter().enumerate() {
+            let answer = container.join().expect("the container answers");
+            assert_eq!(
+                (answer.status, answer.body),
+                (200, json!({"result": n + 1}))
+            );
+        }
     }
 
     /// Kills the process at once (SIGKILL), as a crash would, and waits for it.

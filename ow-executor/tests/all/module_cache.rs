@@ -350,21 +350,7 @@ fn precaching_more_than_the_memory_cache_keeps_says_so() {
 fn containers_of_the_same_new_code_initialised_at_once_compile_it_once(engine: EngineKind) {
     let executor = std::sync::Arc::new(Executor::executor_mode(engine, &[]));
     let body = init_body(&zip(&artifacts::read(artifacts::ADD)));
-    let containers: Vec<_> = (0..4)
-        .map(|n| {
-            let (executor, body) = (executor.clone(), body.clone());
-            std::thread::spawn(move || {
-                executor.start_init_run(&body, json!({"param1": n, "param2": 1}))
-            })
-        })
-        .collect();
-    for (n, container) in containers.into_iter().enumerate() {
-        let answer = container.join().expect("the container answers");
-        assert_eq!(
-            (answer.status, answer.body),
-            (200, json!({"result": n + 1}))
-        );
-    }
+    executor.add_in_containers_at_once(vec![body; 4]);
     assert_eq!(compiles(&scrape(&executor), engine), 1.0);
 }
 

@@ -394,25 +394,13 @@ fn compiles_past_max_compiles_wait_their_turn_and_all_succeed(engine: EngineKind
         &[("OW_LOG", "info,ow_common=debug")],
     ));
     let add = artifacts::read(artifacts::ADD);
-    let inits: Vec<_> = (0..3u8)
-        .map(|n| {
-            // A custom section at the end makes each module distinct, so each is compiled.
-            let mut module = add.clone();
-            module.extend_from_slice(&[0x00, 0x03, 0x01, b'n', n]);
-            let executor = executor.clone();
-            std::thread::spawn(move || {
-                let init = init_body(&zip(&module));
-                executor.start_init_run(&init, json!({"param1": n, "param2": 2}))
-            })
-        })
-        .collect();
-    for (n, init) in inits.into_iter().enumerate() {
-        let answer = init.join().expect("the container answers");
-        assert_eq!(
-            (answer.status, answer.body),
-            (200, json!({"result": n + 2}))
-        );
-    }
+    // A custom section at the end makes each module distinct, so each is compiled.
+    let distinct = (0..3u8).map(|n| {
+        let mut module = add.clone();
+        module.extend_from_slice(&[0x00, 0x03, 0x01, b'n', n]);
+        init_body(&zip(&module))
+    });
+    executor.add_in_containers_at_once(distinct.collect());
     if engine.artifact().is_some() {
         executor.wait_for_diagnostic(
             "a compile waits for its turn (at most 1 compiler process at once)",
