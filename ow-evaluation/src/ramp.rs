@@ -4,9 +4,10 @@
 //! reached, for `hash` alone, `sleep` alone and a half-and-half mix. Then a burst: B
 //! concurrent `sleep` activations at once, each on its own connection, and the wall time
 //! until the last one answers, with the executor's CPU, its peak resident memory over the
-//! burst and what it still holds a second after; twice on one fresh executor, because the first burst also pays for everything the
-//! process touches for the first time (instance slots, fiber stacks, its own heap) and the
-//! second shows what a burst costs an executor that has seen one.
+//! burst and what it still holds a second after; twice on one fresh executor, because the
+//! first burst also pays for everything the process touches for the first time (instance
+//! slots, fiber stacks, its own heap) and the second shows what a burst costs an executor
+//! that has seen one.
 
 use crate::actions::{self, Workload};
 use crate::executor::{self, Server};

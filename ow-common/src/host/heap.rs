@@ -10,7 +10,6 @@
 //! now compile in a compiler process (see `compiler_process`); reading and loading its artifact
 //! still frees buffers the size of the code, and WAMR still loads in this process.
 //!
-//!
 //! A burst of activations does the same: each holds its engine's per-instance data (WAMR's
 //! execution environment with its 256 KiB interpreter stack, WASI contexts, buffers) on the
 //! allocator's per-thread arenas, which keep it when the burst is over. Measured after 1,000
