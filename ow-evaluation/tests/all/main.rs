@@ -132,7 +132,16 @@ fn ramp_bursts_twice_on_one_executor_and_says_what_each_burst_cost_it() {
     // The columns read below.
     let header = &rows[0];
     assert_eq!(header[..3], ["engine", "burst", "activations"]);
-    assert_eq!(header[6..], ["server CPU s", "peak RSS MiB", "failed"]);
+    assert_eq!(
+        header[6..],
+        [
+            "server CPU s",
+            "RSS before MiB",
+            "peak RSS MiB",
+            "RSS after MiB",
+            "failed"
+        ]
+    );
     let bursts = &rows[1..];
     assert!(
         !bursts.is_empty() && bursts.len().is_multiple_of(2),
@@ -144,11 +153,16 @@ fn ramp_bursts_twice_on_one_executor_and_says_what_each_burst_cost_it() {
         assert_eq!(pair[1][1], "second (same executor)");
         for burst in pair {
             assert_eq!(burst[2], "20");
-            assert_eq!(burst[8], "0", "no activation failed: {burst:?}");
+            assert_eq!(burst[10], "0", "no activation failed: {burst:?}");
             let cpu: f64 = burst[6].parse().expect("server CPU is a number");
             assert!(cpu >= 0.0, "{burst:?}");
-            let peak: f64 = burst[7].parse().expect("peak RSS is a number");
-            assert!(peak > 1.0, "the executor holds more than 1 MiB: {burst:?}");
+            for (column, what) in [(7, "before"), (8, "at the peak"), (9, "after")] {
+                let rss: f64 = burst[column].parse().expect("RSS is a number");
+                assert!(
+                    rss > 1.0,
+                    "the executor holds more than 1 MiB {what}: {burst:?}"
+                );
+            }
         }
     }
 }
