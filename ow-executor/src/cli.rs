@@ -660,9 +660,7 @@ mod tests {
 
     #[test]
     fn the_compile_flags_limit_every_compiler_process() {
-        let parsed = Cli::try_parse_from([
-            "ow-executor",
-            "executor",
+        let compiler = executor_compiler(&[
             "--compile-timeout",
             "90s",
             "--compile-memory",
@@ -670,12 +668,6 @@ mod tests {
             "--max-compiles",
             "3",
         ]);
-        let Command::Serve(ServingMode::Executor(args)) = parsed.expect("it parses").command else {
-            panic!("executor parses as executor");
-        };
-        let CompilePlace::CompilerProcess(compiler) = args.engine.config(None).compile_in else {
-            panic!("the executor compiles in compiler processes");
-        };
         assert_eq!(
             compiler.limits,
             CompileLimits {
@@ -685,18 +677,8 @@ mod tests {
         );
         assert_eq!(compiler.turns.most(), 3);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let Command::Serve(ServingMode::Executor(args)) =
-            Cli::try_parse_from(["ow-executor", "executor"])
-                .expect("it parses")
-                .command
-        else {
-            panic!("executor parses as executor");
-        };
-        let CompilePlace::CompilerProcess(compiler) = args.engine.config(None).compile_in else {
-            panic!("the executor compiles in compiler processes");
-        };
         assert_eq!(
-            compiler.turns.most(),
+            executor_compiler(&[]).turns.most(),
             cores,
             "one compile per core unless told"
         );
@@ -705,6 +687,18 @@ mod tests {
                 Cli::try_parse_from(["ow-executor", "executor", "--max-compiles", refused]);
             assert!(parsed.is_err(), "--max-compiles {refused}");
         }
+    }
+
+    /// The compiler command of `ow-executor executor` with `flags`.
+    fn executor_compiler(flags: &[&str]) -> CompilerCommand {
+        let parsed = Cli::try_parse_from(["ow-executor", "executor"].iter().chain(flags));
+        let Command::Serve(ServingMode::Executor(args)) = parsed.expect("it parses").command else {
+            panic!("executor parses as executor");
+        };
+        let CompilePlace::CompilerProcess(compiler) = args.engine.config(None).compile_in else {
+            panic!("the executor compiles in compiler processes");
+        };
+        compiler
     }
 
     #[test]
