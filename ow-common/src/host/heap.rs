@@ -100,6 +100,8 @@ impl InFlight {
     /// Counts one end; whether it ended a burst: none is left in flight, and more than
     /// [`BURST`] were at once since the last burst ended.
     fn end(&self) -> bool {
+        // The load first: a steady load falls to zero often, and reading the peak leaves its
+        // cache line shared where a swap would write it every time.
         self.now.fetch_sub(1, Ordering::AcqRel) == 1
             && self.most.load(Ordering::Acquire) > BURST
             && self.most.swap(0, Ordering::AcqRel) > BURST
