@@ -49,13 +49,13 @@ pub fn package(target: Target, wasm: &[u8]) -> anyhow::Result<(Vec<u8>, &'static
         Target::None => return Ok((zip_module("action.wasm", wasm)?, "action.wasm")),
         #[cfg(feature = "wasmtime")]
         Target::Wasmtime => (
-            "action.cwasm",
+            "action.cwasm.lz4",
             ow_wasmtime::precompile(wasm)
                 .map_err(|e| e.context("Wasmtime cannot compile the module"))?,
         ),
         #[cfg(feature = "wasmer")]
         Target::Wasmer => (
-            "action.wasmu",
+            "action.wasmu.lz4",
             ow_wasmer::precompile(wasm)
                 .map_err(|e| e.context("Wasmer cannot compile the module"))?,
         ),
