@@ -484,7 +484,8 @@ fn stored_in_place<'zip, R: std::io::Read>(
     Some(Ok(stored))
 }
 
-/// A Zstandard entry (a precompiled artifact, see [`zip_artifact`]) unpacked in one call,
+/// A Zstandard entry (a precompiled artifact, as `ow-precompiler` packed them before
+/// [`zip_artifact`] wrote LZ4 frames) unpacked in one call,
 /// straight from the zip's bytes into a buffer of the entry's size, and checked against its
 /// CRC-32. The streaming reader would unpack into a window buffer and copy out of it: twice the
 /// fresh memory, whose page faults were a third of a precompiled `/init` in a new process.
@@ -664,10 +665,13 @@ fn unpack_lz4_blocks(
         } else {
             let capacity = i32::try_from(room.len()).expect("a block is at most 4 MiB");
             lz4::block::decompress_to_buffer(data, Some(capacity), room)
-                .map_err(|e| CodeError::Lz4(e.to_string()))?
+                .map_err(|e| CodeError::Lz4(format!("a block of it is not valid LZ4 ({e})")))?
         };
     }
     let end = at + if header.content_checksum { 4 } else { 0 };
+    if end > frame.len() {
+        return Err(cut_short());
+    }
     if written as u64 != size {
         return Err(CodeError::Lz4(format!(
             "its blocks unpack to {written} bytes, not the {size} its header records"
@@ -676,7 +680,7 @@ fn unpack_lz4_blocks(
     if end != frame.len() {
         return Err(CodeError::Lz4(format!(
             "{} bytes follow its end",
-            frame.len().saturating_sub(end)
+            frame.len() - end
         )));
     }
     Ok(module)
@@ -1099,8 +1103,8 @@ mod tests {
         assert_eq!(code.hash, *blake3::hash(&artifact).as_bytes());
     }
 
-    /// `bytes` as an LZ4 frame built by `configure`, in a zip entry stored as it is.
-    fn zip_of_lz4_frame(
+    /// `bytes` as an LZ4 frame built by `configure`.
+    fn lz4_frame(
         bytes: &[u8],
         configure: impl FnOnce(&mut lz4::EncoderBuilder) -> &mut lz4::EncoderBuilder,
     ) -> Vec<u8> {
@@ -1112,9 +1116,17 @@ mod tests {
         encoder.write_all(bytes).expect("compresses");
         let (frame, finished) = encoder.finish();
         finished.expect("finishes");
+        frame
+    }
+
+    /// `bytes` as an LZ4 frame built by `configure`, in a zip entry stored as it is.
+    fn zip_of_lz4_frame(
+        bytes: &[u8],
+        configure: impl FnOnce(&mut lz4::EncoderBuilder) -> &mut lz4::EncoderBuilder,
+    ) -> Vec<u8> {
         zip_entry(
             "action.cwasm.lz4",
-            &frame,
+            &lz4_frame(bytes, configure),
             zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored),
         )
@@ -1199,10 +1211,10 @@ mod tests {
                 size + 1
             )
         );
+        let short = refusal(&claiming_size(&frame, size - 1));
         assert!(
-            refusal(&claiming_size(&frame, size - 1)).starts_with("Decompression failed"),
-            "{}",
-            refusal(&claiming_size(&frame, size - 1))
+            short.starts_with("a block of it is not valid LZ4 ("),
+            "{short}"
         );
         assert_eq!(
             refusal(&claiming_size(&frame, MAX_MODULE_BYTES + 1)),
@@ -1213,6 +1225,17 @@ mod tests {
             "its blocks are cut short"
         );
         assert_eq!(refusal(&frame[..10]), "its header is cut short");
+        let checksummed = lz4_frame(&module, |builder| {
+            builder
+                .block_mode(lz4::BlockMode::Independent)
+                .content_size(size)
+                .checksum(lz4::ContentChecksum::ChecksumEnabled)
+        });
+        assert_eq!(unpack_lz4_frame(&checksummed), Ok(module.clone()));
+        assert_eq!(
+            refusal(&checksummed[..checksummed.len() - 2]),
+            "its blocks are cut short"
+        );
         let mut trailing = frame.clone();
         trailing.extend_from_slice(b"more");
         assert_eq!(refusal(&trailing), "4 bytes follow its end");
