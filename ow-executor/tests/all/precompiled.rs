@@ -2,7 +2,8 @@
 //! was made for, and refused without the flag. An engine with no artifacts of its own (WAMR)
 //! gets no artifact from the precompiler, and runs the portable zip. The compiler process
 //! (`ow-executor compile ENGINE`, which a serving executor starts for each compile) writes
-//! artifacts the same executor runs.
+//! artifacts the same executor runs. The precompiler packs artifacts as LZ4 frames; any engine
+//! unpacks such an entry, and refuses one that cannot be unpacked, saying why.
 
 use crate::harness::{Executor, init_body, zip};
 use clap::ValueEnum;
@@ -202,7 +203,53 @@ fn a_module_the_compiler_process_refuses_is_refused_with_its_reason(engine: Engi
     );
 }
 
+/// The LZ4 frame of the only entry of a zip `zip_artifact` wrote: a stored entry, whose data
+/// follows its local header (30 bytes, the name, the extra field) for its compressed size.
+fn frame_of(zip: &[u8]) -> &[u8] {
+    let field = |at: usize, len: usize| {
+        zip[at..at + len]
+            .iter()
+            .rev()
+            .fold(0, |value, &byte| value << 8 | usize::from(byte))
+    };
+    let start = 30 + field(26, 2) + field(28, 2);
+    &zip[start..start + field(18, 4)]
+}
+
+fn an_lz4_packed_module_runs_and_a_lying_frame_is_refused_saying_how(engine: EngineKind) {
+    let add = artifacts::read(artifacts::ADD);
+    let packed = ow_common::code::zip_artifact("action.wasm.lz4", &add).unwrap();
+    let executor = Executor::runtime(engine, &[]);
+    let answer = executor.post("/init", &init_body(&packed));
+    assert_eq!((answer.status, answer.body), (200, json!({"ok": true})));
+    assert_eq!(
+        executor.run(json!({"param1": 20, "param2": 22})).body,
+        json!({"result": 42})
+    );
+
+    // The frame claims one byte more than its blocks hold; the zip's CRC-32 matches it.
+    let mut lying = frame_of(&packed).to_vec();
+    assert_eq!(&lying[..4], b"\x04\x22\x4d\x18", "an LZ4 frame");
+    let claimed = add.len() as u64 + 1;
+    lying[6..14].copy_from_slice(&claimed.to_le_bytes());
+    let code = ow_common::code::zip_module("action.wasm.lz4", &lying).unwrap();
+    let executor = Executor::runtime(engine, &[]);
+    let answer = executor.post("/init", &init_body(&code));
+    assert_eq!(
+        (answer.status, answer.body),
+        (
+            502,
+            json!({"error": format!(
+                "The action code holds an LZ4 frame that cannot be unpacked: its blocks unpack \
+                 to {} bytes, not the {claimed} its header records.",
+                add.len()
+            )})
+        )
+    );
+}
+
 per_engine!(
+    an_lz4_packed_module_runs_and_a_lying_frame_is_refused_saying_how,
     the_compiler_process_writes_an_artifact_its_engine_runs,
     a_module_the_compiler_process_refuses_is_refused_with_its_reason,
     an_artifact_runs_on_its_engine_when_trusted,
