@@ -1087,9 +1087,7 @@ mod tests {
         );
         let zip = zip_artifact("action.cwasm.lz4", &module).expect("zips");
         assert_eq!(method_of(&zip), zip::CompressionMethod::Stored);
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a zip");
-        let entry = archive.by_index_raw(0).expect("an entry");
-        let data = &zip[entry.data_start().expect("known") as usize..];
+        let data = &zip[only_entry_data(&zip)];
         assert_eq!(ModuleFormat::sniff(data), ModuleFormat::Lz4Frame);
     }
 
@@ -1101,6 +1099,14 @@ mod tests {
         let code = decode_action_code(&encode_base64(&zip), "main").expect("decodes");
         assert_eq!(*code.bytes, artifact);
         assert_eq!(code.hash, *blake3::hash(&artifact).as_bytes());
+    }
+
+    /// Where the data of a zip's only entry lies in it, and how many bytes it takes there.
+    fn only_entry_data(zip: &[u8]) -> std::ops::Range<usize> {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+        let entry = archive.by_index_raw(0).expect("an entry");
+        let start = entry.data_start().expect("known") as usize;
+        start..start + entry.compressed_size() as usize
     }
 
     /// `bytes` as an LZ4 frame built by `configure`.
@@ -1192,12 +1198,7 @@ mod tests {
     fn lz4_frames_that_lie_or_are_cut_are_refused_saying_how() {
         let module = large_module(200_000);
         let zip = zip_artifact("action.cwasm.lz4", &module).expect("zips");
-        let frame = {
-            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a zip");
-            let entry = archive.by_index_raw(0).expect("an entry");
-            let start = entry.data_start().expect("known") as usize;
-            zip[start..start + entry.size() as usize].to_vec()
-        };
+        let frame = zip[only_entry_data(&zip)].to_vec();
         assert_eq!(unpack_lz4_frame(&frame), Ok(module.clone()));
         let size = module.len() as u64;
         let refusal = |frame: &[u8]| match unpack_lz4_frame(frame) {
@@ -1250,10 +1251,7 @@ mod tests {
     #[test]
     fn a_bare_lz4_frame_is_refused_for_the_zip_that_holds_it() {
         let zip = zip_artifact("action.cwasm.lz4", &core_module()).expect("zips");
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a zip");
-        let entry = archive.by_index_raw(0).expect("an entry");
-        let start = entry.data_start().expect("known") as usize;
-        let frame = &zip[start..start + entry.size() as usize];
+        let frame = &zip[only_entry_data(&zip)];
         let error = decode(frame, "main").expect_err("a bare frame");
         assert_eq!(
             error.to_string(),
@@ -1289,16 +1287,8 @@ mod tests {
     fn a_corrupt_artifact_is_a_zip_error_not_other_bytes() {
         let artifact = compressible_module();
         let mut zip = zip_artifact("action.cwasm.lz4", &artifact).expect("zips");
-        let (start, len) = {
-            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&zip)).expect("a zip");
-            let entry = archive.by_index_raw(0).expect("an entry");
-            (
-                entry.data_start().expect("known") as usize,
-                entry.compressed_size() as usize,
-            )
-        };
         // Every byte of the compressed data in turn: none may decode to something else.
-        for at in start..start + len {
+        for at in only_entry_data(&zip) {
             zip[at] ^= 0x55;
             match decode(&zip, "main") {
                 Err(CodeError::Zip(message)) => {
