@@ -472,9 +472,7 @@ fn stored_in_place<'zip, R: std::io::Read>(
     {
         return None;
     }
-    let start = usize::try_from(entry.data_start()?).ok()?;
-    let end = start.checked_add(usize::try_from(entry.size()).ok()?)?;
-    let stored = zip.get(start..end)?;
+    let stored = raw_entry_data(zip, entry)?;
     if crc32fast::hash(stored) != entry.crc32() {
         let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
         return Some(Err(CodeError::Zip(format!(
@@ -501,9 +499,7 @@ fn unpack_zstd_in_one_call<R: std::io::Read>(
     {
         return None;
     }
-    let start = usize::try_from(entry.data_start()?).ok()?;
-    let end = start.checked_add(usize::try_from(entry.compressed_size()).ok()?)?;
-    let frames = zip.get(start..end)?;
+    let frames = raw_entry_data(zip, entry)?;
     let name = || String::from_utf8_lossy(entry.name_raw()).into_owned();
     // The declared size bounds the output: a header that understates it fails here, one
     // that overstates it fails the CRC or the length check below.
@@ -523,6 +519,17 @@ fn unpack_zstd_in_one_call<R: std::io::Read>(
         ))));
     }
     Some(Ok(module))
+}
+
+/// An entry's data as the zip holds it (compressed or not), in place; `None` when where it
+/// lies is not plainly known.
+fn raw_entry_data<'zip, R: std::io::Read>(
+    zip: &'zip [u8],
+    entry: &zip::read::ZipFile<'_, R>,
+) -> Option<&'zip [u8]> {
+    let start = usize::try_from(entry.data_start()?).ok()?;
+    let end = start.checked_add(usize::try_from(entry.compressed_size()).ok()?)?;
+    zip.get(start..end)
 }
 
 /// `bytes` unpacked when they are an LZ4 frame; `None` when they are something else.
