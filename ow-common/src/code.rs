@@ -325,7 +325,8 @@ pub fn decode_code_bytes(bytes: Vec<u8>, main: &str) -> Result<ModuleCode, CodeE
 }
 
 /// Decodes base64, with or without padding, ignoring line breaks (`base64 -w 76` output):
-/// forgiving-base64 as browsers' `atob` reads it. Action code is the largest thing an `/init`
+/// forgiving-base64 as browsers' `atob` reads it (the unused low bits of a last character are
+/// ignored, as Node.js's `Buffer.from` ignores them). Action code is the largest thing an `/init`
 /// decodes (a precompiled artifact is 300 KiB and more), so it goes through the SIMD decoder,
 /// four times faster here than a scalar one; its error says nothing of where the text went
 /// wrong, so a failure is explained by [`base64_fault`].
@@ -1386,11 +1387,23 @@ mod tests {
             fault("AGFzbQ==="),
             "3 `=` after 6 characters do not pad them to a multiple of 4"
         );
+        // Padding closes a group of four; it cannot add one.
+        assert_eq!(
+            fault("AGFzbQEA=="),
+            "2 `=` after 8 characters do not pad them to a multiple of 4"
+        );
         assert!(
             CodeError::Base64(fault("AGFzbQ="))
                 .to_string()
                 .starts_with("The action code is not valid base64 (1 `=` after 6 characters"),
         );
+    }
+
+    #[test]
+    fn the_unused_low_bits_of_a_last_base64_character_are_ignored() {
+        // `B` holds one bit past the byte `AB` encodes; Node.js's runtime decodes it too.
+        assert_eq!(decode_base64("AB"), Ok(vec![0]));
+        assert_eq!(decode_base64("QUJD\nRA"), Ok(b"ABCD".to_vec()));
     }
 
     #[test]
