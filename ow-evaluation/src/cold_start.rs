@@ -20,6 +20,7 @@ use crate::report::{Report, Table, num};
 use crate::stats::Summary;
 use crate::{Profile, Setup, progress};
 use anyhow::Context;
+use indicatif::ProgressBar;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -338,10 +339,7 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
     for (engine, mode, code) in plan {
         let precompiled = if code == Code::Precompiled {
             if !precompiled_by_engine.iter().any(|(e, _)| *e == engine) {
-                bar.set_message(format!(
-                    "precompiling {containers_per_series} modules for {engine}"
-                ));
-                let packaged = precompile(&engine, &base, containers_per_series);
+                let packaged = precompile(&engine, &base, containers_per_series, &bar);
                 if let Err(error) = &packaged {
                     report
                         .notes
@@ -451,8 +449,14 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
     Ok(report)
 }
 
-/// `count` precompiled zips of distinct copies of `wasm` for `engine`.
-fn precompile(engine: &str, wasm: &[u8], count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+/// `count` precompiled zips of distinct copies of `wasm` for `engine`, each counted on `bar`'s
+/// message as it is made: hundreds of compiles of `echo` take a minute or more.
+fn precompile(
+    engine: &str,
+    wasm: &[u8],
+    count: usize,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     use clap::ValueEnum as _;
     anyhow::ensure!(
         engine != "wamr",
@@ -465,6 +469,10 @@ fn precompile(engine: &str, wasm: &[u8], count: usize) -> anyhow::Result<Vec<Vec
     })?;
     (0..count)
         .map(|i| {
+            bar.set_message(format!(
+                "precompiling module {} of {count} for {engine}",
+                i + 1
+            ));
             Ok(ow_precompiler::package(target, &actions::distinct(wasm, 1_000_000 + i as u64))?.0)
         })
         .collect()
