@@ -159,9 +159,20 @@ struct Codes<'a> {
     /// Distinct precompiled archives, each given out once.
     precompiled: std::slice::Iter<'a, Vec<u8>>,
     next_tag: u64,
+    /// The archive of `base` itself, zipped once: a round of 64 deflates of `echo` took 0.2 s.
+    cached: Option<Vec<u8>>,
 }
 
-impl Codes<'_> {
+impl<'a> Codes<'a> {
+    fn new(base: &'a [u8], precompiled: &'a [Vec<u8>]) -> Self {
+        Self {
+            base,
+            precompiled: precompiled.iter(),
+            next_tag: 0,
+            cached: None,
+        }
+    }
+
     /// The next container's archive.
     fn next(&mut self, code: Code) -> anyhow::Result<Vec<u8>> {
         match code {
@@ -169,7 +180,10 @@ impl Codes<'_> {
                 self.next_tag += 1;
                 actions::zip(&actions::distinct(self.base, self.next_tag))
             }
-            Code::WasmCached => actions::zip(self.base),
+            Code::WasmCached => match &self.cached {
+                Some(archive) => Ok(archive.clone()),
+                None => Ok(self.cached.insert(actions::zip(self.base)?).clone()),
+            },
             Code::Precompiled => self
                 .precompiled
                 .next()
@@ -362,11 +376,7 @@ pub async fn run(setup: &Setup, args: &ColdStartArgs) -> anyhow::Result<Report> 
         } else {
             Vec::new()
         };
-        let mut codes = Codes {
-            base: &base,
-            precompiled: precompiled.iter(),
-            next_tag: 0,
-        };
+        let mut codes = Codes::new(&base, &precompiled);
         let series_name = format!("{engine}, {}, {}", mode.name(), code.name());
         let executor = match mode {
             Mode::Runtime => None,
@@ -486,11 +496,7 @@ mod tests {
     fn every_container_of_a_series_gets_its_own_code_except_shared_and_cached_ones() {
         let base = actions::read(actions::workload("add").unwrap().module);
         let precompiled = vec![b"first".to_vec(), b"second".to_vec()];
-        let mut codes = Codes {
-            base: &base,
-            precompiled: precompiled.iter(),
-            next_tag: 0,
-        };
+        let mut codes = Codes::new(&base, &precompiled);
         let portable = codes.round(Code::Wasm, 3).unwrap();
         assert_ne!(portable[0], portable[1]);
         assert_ne!(portable[1], portable[2]);
