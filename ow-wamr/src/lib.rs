@@ -69,7 +69,7 @@ mod tests;
 pub use instance::WamrLinked;
 
 use ffi::ExternKind;
-use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
+use instance::{ActionSettings, INSTANCE_THREAD_LINGER, INSTANCE_THREAD_STACK_BYTES, Threads};
 use ow_common::code::ModuleFormat;
 use ow_common::host::abi::{ExportedFunction, GuestAbi};
 use ow_common::host::{Engine, Host, MAX_THREAD_BOUND_INSTANCES, ModuleInterface};
@@ -77,6 +77,7 @@ use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
 use pool::Pool;
 use startup::Startup;
 use std::sync::Arc;
+use std::time::Duration;
 use stdio::IdleStdio;
 
 /// The engine's name, as `--engine` and `ow-precompiler --engine` spell it.
@@ -144,11 +145,18 @@ impl Engine for WamrEngine {
         ffi::keep_idle(instances);
         Ok(Self {
             threads: Arc::new(Threads {
-                instances: Pool::new("ow-wamr-instance", instances, INSTANCE_THREAD_STACK_BYTES),
+                instances: Pool::new(
+                    "ow-wamr-instance",
+                    instances,
+                    INSTANCE_THREAD_STACK_BYTES,
+                    INSTANCE_THREAD_LINGER,
+                ),
+                // Stops are rare and not waited for by a client: their threads sleep at once.
                 stoppers: Pool::new(
                     "ow-wamr-stopper",
                     STOPPER_THREADS,
                     STOPPER_THREAD_STACK_BYTES,
+                    Duration::ZERO,
                 ),
             }),
             idle_stdio: Arc::default(),
