@@ -6,7 +6,6 @@ use crate::WamrModule;
 use crate::ffi::{
     self, CallFailure, Disarmed, Failure, Instance, InstanceConfig, Kill, RunningInstance,
 };
-use crate::pool::Pool;
 use crate::startup::Startup;
 use crate::stdio::{self, GuestStdio, IdleStdio};
 use ow_common::abi;
@@ -14,13 +13,13 @@ use ow_common::host::abi::{
     GuestAbi, GuestInstance, GuestMemory, Number, NumberType, call_abi, complete_now,
 };
 use ow_common::host::slots::InstanceSlot;
+use ow_common::host::thread_pool::ThreadPool;
 use ow_common::host::{Execution, GuestStop, InstanceEnd, LinkedModule, stop_at_deadline};
 use ow_common::runtime::{ActionConfig, InitError, RunError};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -33,18 +32,15 @@ pub(crate) const WASM_STACK_BYTES: u32 = 256 * 1024;
 /// interpreter keeps wasm frames on [`WASM_STACK_BYTES`]).
 pub(crate) const INSTANCE_THREAD_STACK_BYTES: usize = 512 * 1024;
 
-/// How long an instance thread looks for the next activation after its own before it sleeps
-/// (see [`Pool`]): longer than the round trip of a client that sends its next request as soon
-/// as it has the answer, on this crate's 2-core measurements about 50 µs.
-pub(crate) const INSTANCE_THREAD_LINGER: Duration = Duration::from_micros(100);
-
-/// The threads an engine runs WAMR on.
+/// The threads an engine runs WAMR on: WAMR cannot suspend a call, so an activation holds its
+/// instance thread from instantiation to teardown.
 #[derive(Debug)]
 pub(crate) struct Threads {
     /// Where instances live, one activation per thread at a time.
-    pub(crate) instances: Pool,
-    /// Where instances are stopped.
-    pub(crate) stoppers: Pool,
+    pub(crate) instances: ThreadPool,
+    /// Where instances are stopped at their deadline, off the async workers:
+    /// `wasm_runtime_terminate` may block for WAMR's 50 ms wake-up pause.
+    pub(crate) stoppers: ThreadPool,
 }
 
 impl Drop for Threads {

@@ -60,7 +60,6 @@
 mod ffi;
 mod http;
 mod instance;
-mod pool;
 mod startup;
 mod stdio;
 #[cfg(test)]
@@ -69,12 +68,12 @@ mod tests;
 pub use instance::WamrLinked;
 
 use ffi::ExternKind;
-use instance::{ActionSettings, INSTANCE_THREAD_LINGER, INSTANCE_THREAD_STACK_BYTES, Threads};
+use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
 use ow_common::code::ModuleFormat;
 use ow_common::host::abi::{ExportedFunction, GuestAbi};
+use ow_common::host::thread_pool::{INSTANCE_THREAD_LINGER, ThreadPool, ThreadPoolSettings};
 use ow_common::host::{Engine, Host, MAX_THREAD_BOUND_INSTANCES, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
-use pool::Pool;
 use startup::Startup;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,19 +144,21 @@ impl Engine for WamrEngine {
         ffi::keep_idle(instances);
         Ok(Self {
             threads: Arc::new(Threads {
-                instances: Pool::new(
-                    "ow-wamr-instance",
-                    instances,
-                    INSTANCE_THREAD_STACK_BYTES,
-                    INSTANCE_THREAD_LINGER,
-                ),
-                // Stops are rare and not waited for by a client: their threads sleep at once.
-                stoppers: Pool::new(
-                    "ow-wamr-stopper",
-                    STOPPER_THREADS,
-                    STOPPER_THREAD_STACK_BYTES,
-                    Duration::ZERO,
-                ),
+                instances: ThreadPool::new(ThreadPoolSettings {
+                    name: "ow-wamr-instance",
+                    max_threads: instances,
+                    stack_bytes: INSTANCE_THREAD_STACK_BYTES,
+                    linger: INSTANCE_THREAD_LINGER,
+                    on_start: ffi::enter_thread,
+                }),
+                // Stops are rare and no client waits for one: their threads sleep at once.
+                stoppers: ThreadPool::new(ThreadPoolSettings {
+                    name: "ow-wamr-stopper",
+                    max_threads: STOPPER_THREADS,
+                    stack_bytes: STOPPER_THREAD_STACK_BYTES,
+                    linger: Duration::ZERO,
+                    on_start: ffi::enter_thread,
+                }),
             }),
             idle_stdio: Arc::default(),
         })

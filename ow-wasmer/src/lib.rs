@@ -8,9 +8,10 @@
 //!   of its own, which lives exactly as long as the module: a Wasmer engine frees compiled code
 //!   only when it is dropped, so a shared one would keep every module ever loaded.
 //! * Every activation gets a fresh store, WASI environment and instance, made, run and dropped
-//!   on one blocking thread of the engine's own tokio runtime: stdout and stderr captured, stdin
-//!   the parameters for a WASI command, argv `["action"]`, the activation's environment and
-//!   nothing of the host's, and a root holding only the granted `dir`, at `/data`.
+//!   on one of the engine's instance threads, in its own tokio runtime: stdout and stderr
+//!   captured, stdin the parameters for a WASI command, argv `["action"]`, the activation's
+//!   environment and nothing of the host's, and a root holding only the granted `dir`, at
+//!   `/data`.
 //! * Per-activation WASI setup is cut to what a preview-1 action uses. Measured here, Wasmer's
 //!   usual path, `WasiEnvBuilder::instantiate`, cost 330-440 µs per activation (about 330 µs
 //!   even with one shared runtime), ten times Wasmtime's: it defines, in each new store, a host

@@ -11,7 +11,8 @@
 //! * the host side of every guest ABI ([`abi`]) and of `http`.`get` ([`http`]),
 //! * where a portable module is compiled: here, or in a compiler process ([`compiler_process`]),
 //! * returning a compile's freed memory to the system (`heap`),
-//! * linear memories reused across activations, for engines that map their own ([`memory_pool`]).
+//! * linear memories reused across activations, for engines that map their own ([`memory_pool`]),
+//! * threads for instances that cannot leave the thread they started on ([`thread_pool`]).
 
 pub mod abi;
 pub mod admission;
@@ -24,6 +25,7 @@ pub mod memory_pool;
 mod metrics;
 pub mod modules;
 pub mod slots;
+pub mod thread_pool;
 
 use crate::code::{ModuleCode, ModuleFormat};
 use crate::runtime::{
@@ -52,8 +54,8 @@ pub const STOP_GRACE: Duration = Duration::from_millis(50);
 /// The most instances an engine whose every instance holds an OS thread (and its stdio
 /// descriptors) runs at once, whatever `--max-instances` says: past it, threads and open
 /// files run out before activations do. Such an engine returns it from
-/// [`Engine::instance_limit`], so later activations wait for a slot. Tokio's default bound on
-/// blocking threads.
+/// [`Engine::instance_limit`], so later activations wait for a slot. (Tokio's default bound on
+/// blocking threads, where Wasmer's instances once ran.)
 pub const MAX_THREAD_BOUND_INSTANCES: u32 = 512;
 
 /// How many bytes of an engine's pooled linear memory stay resident when its instance is

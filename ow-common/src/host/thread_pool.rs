@@ -1,19 +1,26 @@
-//! Threads the crate owns and runs WAMR on: a pool that starts a thread when a job finds none
-//! idle, up to its maximum, and lets a thread go after it has been idle for a while.
-//!
-//! WAMR cannot suspend a call, so an activation holds its thread from instantiation to
-//! teardown, waits included; the engine's pool of instance threads therefore grows up to the
-//! engine's instance slots. A second, small pool stops instances at their deadline
-//! (`wasm_runtime_terminate` may block for WAMR's 50 ms wake-up pause), off the async workers.
+//! Threads for engines whose instances cannot leave the thread they started on (Wasmer's
+//! stores, WAMR's calls, which cannot be suspended): a pool that starts a thread when a job
+//! finds none idle, up to its maximum, and lets a thread go after it has been idle for a while.
+//! An activation holds its thread from instantiation to teardown, waits included, so an
+//! engine's pool of instance threads grows up to its instance slots.
 //!
 //! A pool may let one thread linger after its job: it keeps looking for the next job for a
 //! moment before it sleeps, giving up its core at each look to any thread that can run. On an
 //! idle machine the next activation then finds a thread awake, rather than one whose core has
 //! halted and must be woken; under load the looks cost little, since another thread runs
-//! between them. (Measured against sleeping at once, alternating runs: criterion's WAMR `noop`
-//! 110–125 µs → 55–65 µs, `stdio_add` 274–282 → 187–191 µs; keep-alive `add` over HTTP, 32
-//! connections, 9,791–12,107 → 11,614–12,841 requests/s. Spinning instead of giving up the
-//! core halved `noop` too, but cost a keep-alive `add` a sixth of its requests/s.)
+//! between them. Measured against sleeping at once (two alternating criterion runs, three
+//! alternating keep-alive `throughput` runs of 32 connections, a 2-core VM), with
+//! [`INSTANCE_THREAD_LINGER`]:
+//!
+//! | | Wasmer | WAMR |
+//! |---|---|---|
+//! | criterion `noop` | 42–85 → 37–38 µs | 85–121 → 52–55 µs |
+//! | criterion `add` | 150–166 → 137–157 µs | 101–141 → 96–104 µs |
+//! | keep-alive `add` | 7,211–8,949 → 8,944–10,294 requests/s | 10,230–12,937 → 10,965–13,085 |
+//!
+//! A linger of 100 µs caught a `noop`'s next job as well, but not an `add`'s, whose round trip
+//! is longer: it burnt its 100 µs and slept anyway, and criterion's `add` got slower. Spinning
+//! instead of giving up the core cost a keep-alive `add` a sixth of its requests/s.
 
 use std::collections::VecDeque;
 use std::io;
@@ -25,22 +32,40 @@ use std::time::{Duration, Instant};
 /// How long a thread waits for a job before it ends.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One unit of work.
-pub(crate) type Job = Box<dyn FnOnce() + Send>;
+/// How long an engine's instance thread looks for the next activation after its own before it
+/// sleeps: longer than the round trip of a client that sends its next request as soon as it
+/// has the answer (50–200 µs for criterion's `noop` to `stdio_add` on this project's 2-core
+/// machine).
+pub const INSTANCE_THREAD_LINGER: Duration = Duration::from_micros(400);
 
-/// A growing pool of named threads, each set up for WAMR.
+/// One unit of work.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+/// A growing pool of named threads.
 #[derive(Debug, Clone)]
-pub(crate) struct Pool {
+pub struct ThreadPool {
     shared: Arc<Shared>,
+}
+
+/// What a [`ThreadPool`] is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadPoolSettings {
+    /// The threads' name.
+    pub name: &'static str,
+    /// The most threads at once (at least one is allowed).
+    pub max_threads: usize,
+    /// Each thread's native stack.
+    pub stack_bytes: usize,
+    /// How long one thread lingers after its job (see the module's documentation); zero: every
+    /// thread sleeps at once.
+    pub linger: Duration,
+    /// What each thread runs first, to set itself up for the engine.
+    pub on_start: fn(),
 }
 
 #[derive(Debug)]
 struct Shared {
-    name: &'static str,
-    max_threads: usize,
-    stack_bytes: usize,
-    /// How long a thread lingers after its job (zero: it sleeps at once).
-    linger: Duration,
+    settings: ThreadPoolSettings,
     state: Mutex<State>,
     wake: Condvar,
     /// The queue's length, written under the lock, for the lingering thread to watch without it.
@@ -73,22 +98,15 @@ impl std::fmt::Debug for State {
     }
 }
 
-impl Pool {
-    /// A pool of at most `max_threads` threads (at least one) named `name`, each with a native
-    /// stack of `stack_bytes`, one of which may `linger` after its job (see the module's
-    /// documentation). No thread starts before the first job.
-    pub(crate) fn new(
-        name: &'static str,
-        max_threads: usize,
-        stack_bytes: usize,
-        linger: Duration,
-    ) -> Self {
+impl ThreadPool {
+    /// A pool as `settings` say. No thread starts before the first job.
+    pub fn new(settings: ThreadPoolSettings) -> Self {
         Self {
             shared: Arc::new(Shared {
-                name,
-                max_threads: max_threads.max(1),
-                stack_bytes,
-                linger,
+                settings: ThreadPoolSettings {
+                    max_threads: settings.max_threads.max(1),
+                    ..settings
+                },
                 state: Mutex::new(State::default()),
                 wake: Condvar::new(),
                 queued: AtomicUsize::new(0),
@@ -100,9 +118,9 @@ impl Pool {
     /// Runs `job` on an idle thread, on a new one while the pool is below its maximum, or, at
     /// the maximum, on the first thread to finish its job. Fails only when the OS refuses a
     /// new thread (the job is then dropped).
-    pub(crate) fn submit(&self, job: Job) -> io::Result<()> {
+    pub fn submit(&self, job: Job) -> io::Result<()> {
         let mut state = self.shared.state.lock().expect("pool lock");
-        if state.idle > state.queue.len() || state.threads >= self.shared.max_threads {
+        if state.idle > state.queue.len() || state.threads >= self.shared.settings.max_threads {
             state.queue.push_back(job);
             self.shared
                 .queued
@@ -119,8 +137,8 @@ impl Pool {
         drop(state);
         let shared = self.shared.clone();
         let started = std::thread::Builder::new()
-            .name(self.shared.name.to_owned())
-            .stack_size(self.shared.stack_bytes)
+            .name(self.shared.settings.name.to_owned())
+            .stack_size(self.shared.settings.stack_bytes)
             .spawn(move || work(&shared, job));
         match started {
             Ok(_) => Ok(()),
@@ -132,7 +150,7 @@ impl Pool {
     }
 
     /// Lets every thread end once the queue is empty, instead of idling out.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.shared.state.lock().expect("pool lock").closed = true;
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_all();
@@ -140,7 +158,7 @@ impl Pool {
 
     /// How many threads the pool has right now.
     #[cfg(test)]
-    pub(crate) fn threads(&self) -> usize {
+    fn threads(&self) -> usize {
         self.shared.state.lock().expect("pool lock").threads
     }
 
@@ -154,12 +172,15 @@ impl Pool {
 
 /// A thread's life: its first job, then whatever is queued, until it idles out.
 fn work(shared: &Shared, first: Job) {
-    crate::ffi::enter_thread();
+    (shared.settings.on_start)();
     let mut next = Some(first);
     while let Some(job) = next.take() {
         // A panicking job loses its own activation (its answer is dropped), not the thread.
         if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-            tracing::error!(pool = shared.name, "a job on a WAMR thread panicked");
+            tracing::error!(
+                pool = shared.settings.name,
+                "a job on a WAMR thread panicked"
+            );
         }
         let mut state = shared.state.lock().expect("pool lock");
         let mut lingered = false;
@@ -173,7 +194,7 @@ fn work(shared: &Shared, first: Job) {
                 state.threads -= 1;
                 return;
             }
-            if !lingered && !state.lingering && !shared.linger.is_zero() {
+            if !lingered && !state.lingering && !shared.settings.linger.is_zero() {
                 lingered = true;
                 state.idle += 1;
                 state.lingering = true;
@@ -202,7 +223,7 @@ fn work(shared: &Shared, first: Job) {
 /// Looks for a queued job until one is, the pool is closed or the pool's linger time is over,
 /// giving up the core at each look.
 fn linger(shared: &Shared) {
-    let until = Instant::now() + shared.linger;
+    let until = Instant::now() + shared.settings.linger;
     while shared.queued.load(Ordering::Acquire) == 0
         && !shared.closed.load(Ordering::Acquire)
         && Instant::now() < until
@@ -216,9 +237,19 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
+    fn test_pool(max_threads: usize, linger: Duration) -> ThreadPool {
+        ThreadPool::new(ThreadPoolSettings {
+            name: "ow-test-pool",
+            max_threads,
+            stack_bytes: 64 * 1024,
+            linger,
+            on_start: || {},
+        })
+    }
+
     #[test]
     fn a_pool_grows_to_its_maximum_and_queues_beyond_it() {
-        let pool = Pool::new("ow-wamr-test", 2, 64 * 1024, Duration::ZERO);
+        let pool = test_pool(2, Duration::ZERO);
         let (release, released) = mpsc::channel::<()>();
         let released = Arc::new(Mutex::new(released));
         let (done, finished) = mpsc::channel();
@@ -260,7 +291,7 @@ mod tests {
     #[test]
     fn jobs_queued_while_a_thread_lingers_reach_the_sleeping_threads_too() {
         // Lingering for far longer than the test takes: one thread lingers, one sleeps.
-        let pool = Pool::new("ow-wamr-test", 3, 64 * 1024, Duration::from_secs(120));
+        let pool = test_pool(3, Duration::from_secs(120));
         let (done, finished) = mpsc::channel();
         for n in 0..2 {
             let done = done.clone();
