@@ -179,7 +179,7 @@ fn work(shared: &Shared, first: Job) {
         if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
             tracing::error!(
                 pool = shared.settings.name,
-                "a job on a WAMR thread panicked"
+                "a job on a pool thread panicked"
             );
         }
         let mut state = shared.state.lock().expect("pool lock");
@@ -272,11 +272,7 @@ mod tests {
         assert_eq!(ran, [0, 1, 2]);
         assert_eq!(pool.threads(), 2, "idle threads stay for the next jobs");
         pool.close();
-        let bound = std::time::Instant::now() + Duration::from_secs(30);
-        while pool.threads() > 0 {
-            assert!(std::time::Instant::now() < bound, "closed threads end");
-            std::thread::yield_now();
-        }
+        wait_until("closed threads end", || pool.threads() == 0);
     }
 
     /// Waits until `done` holds, failing after 30 s.
@@ -293,10 +289,16 @@ mod tests {
         // Lingering for far longer than the test takes: one thread lingers, one sleeps.
         let pool = test_pool(3, Duration::from_secs(120));
         let (done, finished) = mpsc::channel();
+        // Two jobs that wait for each other: two threads.
+        let both_running = Arc::new(std::sync::Barrier::new(2));
         for n in 0..2 {
             let done = done.clone();
-            pool.submit(Box::new(move || done.send(n).unwrap()))
-                .unwrap();
+            let both_running = both_running.clone();
+            pool.submit(Box::new(move || {
+                both_running.wait();
+                done.send(n).unwrap();
+            }))
+            .unwrap();
         }
         for _ in 0..2 {
             finished.recv().unwrap();
