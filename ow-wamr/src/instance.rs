@@ -1,6 +1,7 @@
-//! One activation's instance: made, run and torn down on a worker thread of the crate's pool,
-//! with its stdio drained and its deadline kept by the activation's future; the host side of
-//! the guest ABI over WAMR's calls; and how WAMR's failures read as a [`GuestStop`].
+//! One activation's instance: made, run and torn down on one of the engine's instance threads
+//! (`ow-common`'s thread pool), with its stdio drained and its deadline kept by the
+//! activation's future; the host side of the guest ABI over WAMR's calls; and how WAMR's
+//! failures read as a [`GuestStop`].
 
 use crate::WamrModule;
 use crate::ffi::{

@@ -37,7 +37,8 @@
 //!   and five file descriptors (stdin, and a pipe each for stdout and stderr), so the engine
 //!   runs at most [`MAX_THREAD_BOUND_INSTANCES`] at once (fewer with a lower
 //!   `--max-instances`), and later activations wait for a slot until their deadline. The pool
-//!   grows on demand up to that and shrinks when idle.
+//!   of instance threads grows on demand up to that and shrinks when idle; one thread that
+//!   has just finished lingers briefly for the next activation.
 //! * stdout and stderr are drained separately, so lines the guest writes to the two streams
 //!   within the same moment may be recorded in either order (each stream's own order is kept).
 //! * A WASI sleep is stopped up to a second late: WAMR sleeps in one-second steps and checks
