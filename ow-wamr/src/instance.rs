@@ -22,7 +22,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
 
 /// The interpreter stack (wasm frames and operands) of an instance's calls. WAMR clears it for
 /// every activation, so it costs time and memory each time; 256 KiB leaves room for deep
@@ -153,15 +152,14 @@ impl LinkedModule for WamrLinked {
             runtime: Handle::current(),
             slot,
         };
-        let (answer, answered) = oneshot::channel();
-        let submitted = self.threads.instances.submit(Box::new(move || {
-            let _ = answer.send(job.run());
-        }));
-        if let Err(error) = submitted {
-            return refused(RunError::Internal(format!(
-                "cannot start a thread for a WAMR instance: {error}"
-            )));
-        }
+        let answered = match self.threads.instances.spawn(move || job.run()) {
+            Ok(answered) => answered,
+            Err(error) => {
+                return refused(RunError::Internal(format!(
+                    "cannot start a thread for a WAMR instance: {error}"
+                )));
+            }
+        };
         let ran = drains.drain_until(&capture, answered);
         match stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await {
             (Ok((end, stdio)), read_empty) => {

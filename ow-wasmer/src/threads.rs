@@ -12,7 +12,7 @@ use ow_common::host::thread_pool::{INSTANCE_THREAD_LINGER, ThreadPool, ThreadPoo
 use ow_common::runtime::RunError;
 use std::sync::Arc;
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The most instances that run at once, whatever the instance slots allow: each holds a
 /// thread (and reserves 8 GiB of address space).
@@ -88,15 +88,15 @@ impl InstanceThreads {
         permit: OwnedSemaphorePermit,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, RunError> {
-        let (answer, answered) = oneshot::channel();
         let runtime = self.handle().clone();
-        self.threads
-            .submit(Box::new(move || {
+        let answered = self
+            .threads
+            .spawn(move || {
                 let _context = runtime.enter();
                 let ended = job();
                 drop(permit);
-                let _ = answer.send(ended);
-            }))
+                ended
+            })
             .map_err(|e| {
                 RunError::Internal(format!("cannot start a thread for a Wasmer instance: {e}"))
             })?;

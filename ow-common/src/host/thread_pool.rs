@@ -28,6 +28,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// How long a thread waits for a job before it ends.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,6 +148,19 @@ impl ThreadPool {
                 Err(error)
             }
         }
+    }
+
+    /// Runs `job` as [`submit`](Self::submit) does, and gives the receiver of its result: it
+    /// closes without a value if the job panicked.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<oneshot::Receiver<T>> {
+        let (answer, answered) = oneshot::channel();
+        self.submit(Box::new(move || {
+            let _ = answer.send(job());
+        }))?;
+        Ok(answered)
     }
 
     /// Lets every thread end once the queue is empty, instead of idling out.
