@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::runtime::Handle;
 
-/// The interpreter stack (wasm frames and operands) of an instance's calls. WAMR clears it for
-/// every activation, so it costs time and memory each time; 256 KiB leaves room for deep
-/// recursion, and a guest that needs more traps with "wasm operand stack overflow".
+/// The interpreter stack (wasm frames and operands) of an instance's calls, allocated for every
+/// activation (our WAMR does not clear it: see `vendor/wamrx-sys/VENDORED.md`, so a call
+/// touches only the part it reaches); 256 KiB leaves room for deep recursion, and a guest that
+/// needs more traps with "wasm operand stack overflow".
 pub(crate) const WASM_STACK_BYTES: u32 = 256 * 1024;
 
 /// The native stack of an instance thread: WAMR's own frames and the host functions' (the

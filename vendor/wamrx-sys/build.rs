@@ -74,6 +74,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     // Rebuild if the pinned submodule commit changes.
     println!("cargo:rerun-if-changed=wasm-micro-runtime/CMakeLists.txt");
+    // Vendored addition: the C sources this copy changes (see VENDORED.md).
+    println!("cargo:rerun-if-changed=wasm-micro-runtime/core/iwasm/common/wasm_exec_env.c");
     for var in [
         "WAMR_BUILD_PLATFORM",
         "WAMR_BUILD_TARGET",

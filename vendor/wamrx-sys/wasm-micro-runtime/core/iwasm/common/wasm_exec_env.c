@@ -38,7 +38,11 @@ wasm_exec_env_create_internal(struct WASMModuleInstanceCommon *module_inst,
         || !(exec_env = wasm_runtime_malloc((uint32)total_size)))
         return NULL;
 
-    memset(exec_env, 0, (uint32)total_size);
+    /* ow-wasm: clear the environment only, not its wasm stack after it. The interpreter
+       writes every frame and operand slot before it reads it (a stack is reused from call to
+       call, so it cannot rely on zeroes), and clearing the whole 256 KiB touched every page of
+       it for each instance, most of which a call never reaches. */
+    memset(exec_env, 0, offsetof(WASMExecEnv, wasm_stack_u.bottom));
 
 #if WASM_ENABLE_AOT != 0
     if (!(exec_env->argv_buf = wasm_runtime_malloc(sizeof(uint32) * 64))) {
