@@ -14,13 +14,14 @@
 //!   unmapped;
 //! * past that, the memory's pages are given back to the kernel (`MADV_DONTNEED`), as the
 //!   engine would, which also bounds what an idle reservation keeps;
-//! * pages the kernel does not report as resident are given back too when the system has swap
-//!   space: a page swapped out holds data though it is not resident. Without swap space, no
-//!   page is swapped out (turning swap off brings every page back in), so a page not resident
-//!   was never touched or was given back already, and reads zero. Giving it back anyway would
-//!   cost a system call per run of such pages, each with a TLB shootdown. Whether there is
-//!   swap space is asked before and after the pages' residency, so that swap turned on or off
-//!   in between counts as swap;
+//! * pages swapped out are given back too: they hold data though they are not resident. A
+//!   page neither resident nor swapped out was never touched or was given back already, and
+//!   reads zero; giving it back anyway would cost a system call per run of such pages, each
+//!   with a TLB shootdown. The kernel's page-table scan (`PAGEMAP_SCAN`, Linux 6.7) names
+//!   both kinds of page in one call. Without it, `mincore` names the resident pages only, so
+//!   every page it does not name is given back when the system has swap space (asked before
+//!   and after `mincore`, so that swap turned on or off in between counts as swap): without
+//!   swap space no page is swapped out, as turning swap off brings every page back in;
 //! * only the [`WARM_RESERVATIONS`] given back last keep pages: when one more comes back, the
 //!   one that many places below it gives its pages back. A burst of activations therefore
 //!   leaves no more memory resident than a steady load of that many does, and a steady load
@@ -231,6 +232,41 @@ impl Reservation {
         if self.accessible == 0 {
             return Ok(());
         }
+        let runs = match page_scan::runs_holding_data(self.at(0), self.accessible)? {
+            Some(runs) => runs,
+            None => self.runs_holding_data_by_mincore()?,
+        };
+        self.zero_runs(&runs)
+    }
+
+    /// Zeroes the runs of accessible pages that hold data, all of them.
+    fn zero_runs(&mut self, runs: &[Run]) -> io::Result<()> {
+        let resident: usize = runs
+            .iter()
+            .filter(|run| run.resident)
+            .map(|run| run.len)
+            .sum();
+        if resident > MEMORY_KEEP_RESIDENT {
+            return self.give_all_pages_back();
+        }
+        let page = rustix::param::page_size();
+        for run in runs {
+            let (offset, len) = (run.offset, run.len.min(self.accessible - run.offset));
+            if run.resident {
+                for page_offset in (offset..offset + len).step_by(page) {
+                    self.zero_resident_page(page_offset, page.min(offset + len - page_offset));
+                }
+            } else {
+                self.give_pages_back(offset, len)?;
+            }
+        }
+        self.holds_pages = resident > 0;
+        Ok(())
+    }
+
+    /// The accessible pages that may hold data, as `mincore` tells them: the resident ones, and
+    /// when the system has swap space every other one too (see the module's documentation).
+    fn runs_holding_data_by_mincore(&self) -> io::Result<Vec<Run>> {
         let page = rustix::param::page_size();
         let pages = self.accessible.div_ceil(page);
         // Made for each call, not kept: an idle reservation would otherwise hold a byte per
@@ -244,33 +280,25 @@ impl Reservation {
         if found != 0 {
             return Err(io::Error::last_os_error());
         }
-        let resident = residency.iter().filter(|&&page| page & 1 == 1).count();
-        if resident * page > MEMORY_KEEP_RESIDENT {
-            return self.give_all_pages_back();
-        }
         let swap_space = swap_before || has_swap_space();
+        let mut runs = Vec::new();
         let mut start = 0;
         while start < pages {
-            let in_memory = residency[start] & 1 == 1;
+            let resident = residency[start] & 1 == 1;
             let end = residency[start..]
                 .iter()
-                .position(|&page| (page & 1 == 1) != in_memory)
+                .position(|&page| (page & 1 == 1) != resident)
                 .map_or(pages, |run| start + run);
-            let (offset, len) = (
-                start * page,
-                (end * page).min(self.accessible) - start * page,
-            );
-            if in_memory {
-                for page_offset in (offset..offset + len).step_by(page) {
-                    self.zero_resident_page(page_offset, page.min(offset + len - page_offset));
-                }
-            } else if swap_space {
-                self.give_pages_back(offset, len)?;
+            if resident || swap_space {
+                runs.push(Run {
+                    offset: start * page,
+                    len: (end - start) * page,
+                    resident,
+                });
             }
             start = end;
         }
-        self.holds_pages = resident > 0;
-        Ok(())
+        Ok(runs)
     }
 
     /// Writes zeroes over one accessible page that is in memory, unless it reads zero already:
@@ -309,6 +337,129 @@ impl Reservation {
 /// Whether the system has swap space now.
 fn has_swap_space() -> bool {
     rustix::system::sysinfo().totalswap > 0
+}
+
+/// Accessible pages that may hold data, from a reservation's start: resident (zeroed in
+/// place), or not (swapped out, or may be: given back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    offset: usize,
+    len: usize,
+    resident: bool,
+}
+
+/// The kernel's page-table scan (`ioctl(PAGEMAP_SCAN)` on `/proc/self/pagemap`, Linux 6.7):
+/// the runs of pages that are resident or swapped out, in one call over the whole memory,
+/// where `mincore` writes a byte for every page and knows nothing of swap. Neither `libc` nor
+/// `rustix` binds it yet, hence the kernel's structures here (`linux/fs.h`).
+mod page_scan {
+    use super::Run;
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+    use std::sync::OnceLock;
+
+    /// `PAGE_IS_PRESENT`: the page is in memory.
+    const PAGE_IS_PRESENT: u64 = 1 << 3;
+    /// `PAGE_IS_SWAPPED`: the page is swapped out.
+    const PAGE_IS_SWAPPED: u64 = 1 << 4;
+    /// How many runs one call reports at most; a memory with more is scanned again from where
+    /// the call stopped.
+    const RUNS_PER_CALL: usize = 64;
+
+    /// `struct page_region`.
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy, Default)]
+    struct PageRegion {
+        start: u64,
+        end: u64,
+        categories: u64,
+    }
+
+    /// `struct pm_scan_arg`.
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    struct PmScanArg {
+        size: u64,
+        flags: u64,
+        start: u64,
+        end: u64,
+        walk_end: u64,
+        vec: u64,
+        vec_len: u64,
+        max_pages: u64,
+        category_inverted: u64,
+        category_mask: u64,
+        category_anyof_mask: u64,
+        return_mask: u64,
+    }
+
+    /// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)`.
+    const PAGEMAP_SCAN: libc::c_ulong = (3 << 30)
+        | ((std::mem::size_of::<PmScanArg>() as libc::c_ulong) << 16)
+        | ((b'f' as libc::c_ulong) << 8)
+        | 16;
+
+    /// The process's page map, opened once; none where this kernel cannot scan it (before
+    /// Linux 6.7, or `/proc` not mounted), found out by the first scan.
+    static PAGEMAP: OnceLock<Option<File>> = OnceLock::new();
+
+    /// The runs of `len` bytes from `start` that hold data, with offsets from `start`; `None`
+    /// where the kernel has no such scan.
+    pub(super) fn runs_holding_data(
+        start: *mut std::ffi::c_void,
+        len: usize,
+    ) -> io::Result<Option<Vec<Run>>> {
+        let pagemap = PAGEMAP.get_or_init(|| {
+            let file = File::open("/proc/self/pagemap").ok()?;
+            // An empty scan says whether the kernel knows the request.
+            let mut probe = PmScanArg {
+                size: std::mem::size_of::<PmScanArg>() as u64,
+                ..PmScanArg::default()
+            };
+            // SAFETY: an empty range, no output vector; `probe` is the argument the request
+            // takes, alive for the call.
+            let known = unsafe { libc::ioctl(file.as_raw_fd(), PAGEMAP_SCAN, &mut probe) } >= 0;
+            known.then_some(file)
+        });
+        let Some(pagemap) = pagemap else {
+            return Ok(None);
+        };
+        let base = start as u64;
+        let end = base + len as u64;
+        let mut regions = [PageRegion::default(); RUNS_PER_CALL];
+        let mut runs = Vec::new();
+        let mut from = base;
+        while from < end {
+            let mut arg = PmScanArg {
+                size: std::mem::size_of::<PmScanArg>() as u64,
+                start: from,
+                end,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: RUNS_PER_CALL as u64,
+                category_anyof_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+                ..PmScanArg::default()
+            };
+            // SAFETY: the range is the caller's mapping; the kernel writes at most `vec_len`
+            // regions into `regions`, which outlives the call, and reads only the page tables.
+            let found = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
+            let found = usize::try_from(found).map_err(|_| io::Error::last_os_error())?;
+            for region in &regions[..found] {
+                runs.push(Run {
+                    offset: (region.start - base) as usize,
+                    len: (region.end - region.start) as usize,
+                    resident: region.categories & PAGE_IS_PRESENT != 0,
+                });
+            }
+            // Where the walk stopped: the end, or where the regions ran out.
+            if arg.walk_end <= from {
+                return Err(io::Error::other("the page-table scan made no progress"));
+            }
+            from = arg.walk_end;
+        }
+        Ok(Some(runs))
+    }
 }
 
 impl Drop for Reservation {
@@ -437,6 +588,43 @@ mod tests {
             resident[2..].iter().all(|&pages| pages > 0),
             "the last {WARM_RESERVATIONS} kept their pages: {resident:?}"
         );
+    }
+
+    #[test]
+    fn the_page_scan_finds_the_resident_pages_mincore_finds() {
+        let page = rustix::param::page_size();
+        let pool = MemoryPool::new(RESERVATION, 4);
+        let mut reservation = taken(&pool, 2 * WASM_PAGE);
+        for touched in [0, 5, 6, 20] {
+            write_at(&mut reservation, touched * page, 1);
+        }
+        let scanned =
+            page_scan::runs_holding_data(reservation.at(0), reservation.accessible()).unwrap();
+        let by_mincore = reservation.runs_holding_data_by_mincore().unwrap();
+        let resident = |runs: &[Run]| -> Vec<(usize, usize)> {
+            runs.iter()
+                .filter(|run| run.resident)
+                .map(|run| (run.offset, run.len))
+                .collect()
+        };
+        let expected = vec![(0, page), (5 * page, 2 * page), (20 * page, page)];
+        assert_eq!(resident(&by_mincore), expected);
+        // Before Linux 6.7 the kernel has no such scan, and `mincore` alone serves.
+        if let Some(scanned) = scanned {
+            assert_eq!(resident(&scanned), expected);
+        }
+    }
+
+    #[test]
+    fn a_reservation_is_zeroed_by_what_mincore_finds_where_pages_cannot_be_scanned() {
+        let pool = MemoryPool::new(RESERVATION, 4);
+        let mut reservation = taken(&pool, 2 * WASM_PAGE);
+        write_at(&mut reservation, 0, 7);
+        write_at(&mut reservation, 70_000, 9);
+        let runs = reservation.runs_holding_data_by_mincore().unwrap();
+        reservation.zero_runs(&runs).unwrap();
+        assert_eq!(byte_at(&reservation, 0), 0);
+        assert_eq!(byte_at(&reservation, 70_000), 0);
     }
 
     #[test]
