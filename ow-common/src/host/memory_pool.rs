@@ -394,7 +394,8 @@ mod page_scan {
         return_mask: u64,
     }
 
-    /// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)`.
+    /// `PAGEMAP_SCAN`: `_IOWR('f', 16, struct pm_scan_arg)` (cast at each call to the C
+    /// library's type of request: glibc's is unsigned, musl's signed).
     const PAGEMAP_SCAN: libc::c_ulong = (3 << 30)
         | ((std::mem::size_of::<PmScanArg>() as libc::c_ulong) << 16)
         | ((b'f' as libc::c_ulong) << 8)
@@ -419,7 +420,8 @@ mod page_scan {
             };
             // SAFETY: an empty range, no output vector; `probe` is the argument the request
             // takes, alive for the call.
-            let known = unsafe { libc::ioctl(file.as_raw_fd(), PAGEMAP_SCAN, &mut probe) } >= 0;
+            let known =
+                unsafe { libc::ioctl(file.as_raw_fd(), PAGEMAP_SCAN as _, &mut probe) } >= 0;
             known.then_some(file)
         });
         let Some(pagemap) = pagemap else {
@@ -443,7 +445,7 @@ mod page_scan {
             };
             // SAFETY: the range is the caller's mapping; the kernel writes at most `vec_len`
             // regions into `regions`, which outlives the call, and reads only the page tables.
-            let found = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) };
+            let found = unsafe { libc::ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
             let found = usize::try_from(found).map_err(|_| io::Error::last_os_error())?;
             for region in &regions[..found] {
                 runs.push(Run {
