@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
+/// How many activations of one action may run at once, as OpenWhisk bounds its `concurrency`
+/// limit.
+pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<u64> = 1..=500;
+
 /// An action's limits, with OpenWhisk's defaults and ranges; as JSON, OpenWhisk's
 /// `{"timeout", "memory", "logs", "concurrency"}` with every field present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +51,7 @@ impl ActionLimits {
                 "timeout" => (&mut self.timeout, 100..=300_000),
                 "memory" => (&mut self.memory, 128..=512),
                 "logs" => (&mut self.logs, 0..=10),
-                "concurrency" => (&mut self.concurrency, 1..=500),
+                "concurrency" => (&mut self.concurrency, CONCURRENCY_RANGE),
                 _ => continue,
             };
             match value.as_u64() {

@@ -20,6 +20,7 @@ use crate::stats::{Summary, ecdf};
 use crate::throughput::measure;
 use crate::{Profile, Setup, parse_duration, progress};
 use anyhow::Context;
+use ow_common::limits::CONCURRENCY_RANGE;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ pub struct RealisticArgs {
     #[arg(long, default_value = "5s")]
     pub idle_timeout: String,
     /// Each action's concurrency limit (1 to 500) [default: as many as the clients].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=500))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(CONCURRENCY_RANGE))]
     pub concurrency: Option<u64>,
     /// Quick or full.
     #[arg(long, value_enum, default_value_t)]
@@ -160,8 +161,10 @@ async fn create(
 /// Runs `realistic`.
 pub async fn run(setup: &Setup, args: &RealisticArgs) -> anyhow::Result<Report> {
     let clients = args.clients.unwrap_or(args.profile.pick(16, 32));
-    // Clients beyond 500 wait for the limit, as they would for OpenWhisk's.
-    let concurrency = args.concurrency.unwrap_or(clients.min(500) as u64);
+    // Clients beyond the highest limit wait for it, as they would for OpenWhisk's.
+    let concurrency = args
+        .concurrency
+        .unwrap_or((clients as u64).min(*CONCURRENCY_RANGE.end()));
     let duration = args.duration.unwrap_or(
         args.profile
             .pick(Duration::from_secs(15), Duration::from_secs(120)),
