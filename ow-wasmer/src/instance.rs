@@ -25,27 +25,35 @@ use wasmer::{
 };
 use wasmer_wasix::runtime::Runtime;
 use wasmer_wasix::virtual_fs::{FileSystem, MountFileSystem};
-use wasmer_wasix::{
-    WasiEnv, WasiError, WasiFunctionEnv, WasiVersion, generate_import_object_from_env,
-};
+use wasmer_wasix::{WasiEnv, WasiError, WasiFunctionEnv, generate_import_object_snapshot1_of};
 
 /// What an action's configuration means for each of its instances, decided once at link.
 pub(crate) struct ActionSetup {
     /// The memory limit.
     pub(crate) memory_bytes: u64,
-    /// Whether the module imports WASI (a module that does not gets no WASI environment).
-    pub(crate) wasi: bool,
+    /// The WASI functions the module imports, the only ones its instances are given (making
+    /// each costs as much as using it). A module importing none gets no WASI environment.
+    pub(crate) wasi_imports: Vec<String>,
     /// Whether `http`.`get` is linked: the module imports it and the action is granted it.
     pub(crate) http: bool,
     /// The granted directory, mounted at [`abi::PREOPEN_GUEST_PATH`].
     pub(crate) data_dir: Option<Arc<dyn FileSystem + Send + Sync>>,
 }
 
+impl ActionSetup {
+    /// The WASI functions an instance is given, over `env`: those its module imports.
+    pub(crate) fn wasi_functions(&self, store: &mut Store, env: &WasiFunctionEnv) -> Imports {
+        generate_import_object_snapshot1_of(store, &env.env, &|name| {
+            self.wasi_imports.iter().any(|import| import == name)
+        })
+    }
+}
+
 impl fmt::Debug for ActionSetup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ActionSetup")
             .field("memory_bytes", &self.memory_bytes)
-            .field("wasi", &self.wasi)
+            .field("wasi_imports", &self.wasi_imports)
             .field("http", &self.http)
             .field("data_dir", &self.data_dir.is_some())
             .finish()
@@ -172,14 +180,14 @@ impl InstanceJob {
         let execution = &self.execution;
         let mut imports = Imports::new();
         let mut wasi = None;
-        if self.action.wasi {
+        if !self.action.wasi_imports.is_empty() {
             let env = self.wasi_env(stdin).map_err(|e| {
                 GuestError::Refused(RunError::Internal(format!(
                     "cannot set up WASI for the action: {e}"
                 )))
             })?;
             let env = WasiFunctionEnv::new(store, env);
-            imports = generate_import_object_from_env(store, &env.env, WasiVersion::Snapshot1);
+            imports = self.action.wasi_functions(store, &env);
             wasi = Some(env);
         }
         let http = self

@@ -123,10 +123,20 @@ impl WasmerModule {
         Self { module, engine }
     }
 
-    fn imports(&self, module: &str, name: Option<&str>) -> bool {
-        self.module.imports().any(|import| {
-            import.module() == module && name.is_none_or(|name| import.name() == name)
-        })
+    fn imports(&self, module: &str, name: &str) -> bool {
+        self.module
+            .imports()
+            .any(|import| import.module() == module && import.name() == name)
+    }
+
+    /// The names of the functions the module imports from `module`.
+    fn imported_functions(&self, module: &str) -> Vec<String> {
+        self.module
+            .imports()
+            .functions()
+            .filter(|import| import.module() == module)
+            .map(|import| import.name().to_owned())
+            .collect()
     }
 }
 
@@ -235,9 +245,8 @@ impl Engine for WasmerEngine {
         };
         let action = ActionSetup {
             memory_bytes: config.limits.memory_bytes,
-            wasi: module.imports(WASI_P1_MODULE, None),
-            http: capabilities.net_access
-                && module.imports(abi::HTTP_MODULE, Some(abi::HTTP_GET_IMPORT)),
+            wasi_imports: module.imported_functions(WASI_P1_MODULE),
+            http: capabilities.net_access && module.imports(abi::HTTP_MODULE, abi::HTTP_GET_IMPORT),
             data_dir,
         };
         Ok(WasmerLinked {

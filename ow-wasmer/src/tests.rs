@@ -3,6 +3,8 @@
 
 use crate::{Wasmer, WasmerEngine, artifact, http, precompile, stop::Watch};
 use ow_common::code::{ModuleCode, ModuleFormat};
+use ow_common::host::Engine;
+use ow_common::host::abi::GuestAbi;
 use ow_common::host::admission::{WASI_P1_FUNCTIONS, WASI_P1_MODULE};
 use ow_common::runtime::{ActionConfig, Activation, EngineConfig, InitError, WasmRuntime};
 use ow_common::testing::{ow_wasm_action_artifacts as artifacts, runtime};
@@ -11,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmer::{Imports, Store};
-use wasmer_wasix::{WasiEnv, WasiFunctionEnv, WasiVersion, generate_import_object_from_env};
+use wasmer_wasix::{WasiEnv, WasiFunctionEnv, generate_import_object_snapshot1_of};
 
 ow_common::conformance_suite! {
     engine: |config| Arc::new(Wasmer::start(config).expect("the engine builds")),
@@ -31,7 +33,8 @@ ow_common::conformance_suite! {
 }
 
 impl WasmerEngine {
-    /// Every `(module, name)` pair an instance is given, with or without `http`.`get`.
+    /// Every `(module, name)` pair an instance of a module importing all of WASI is given, with
+    /// or without `http`.`get`.
     fn provided_imports(&self, net_access: bool) -> HashSet<(String, String)> {
         let _context = self.shared.threads.handle().enter();
         let mut store = Store::new(crate::compiler::module_engine());
@@ -42,7 +45,7 @@ impl WasmerEngine {
             .expect("a WASI environment builds");
         let env = WasiFunctionEnv::new(&mut store, env);
         let mut imports: Imports =
-            generate_import_object_from_env(&mut store, &env.env, WasiVersion::Snapshot1);
+            generate_import_object_snapshot1_of(&mut store, &env.env, &|_| true);
         if net_access {
             http::define(
                 &mut store,
@@ -71,6 +74,48 @@ fn every_admitted_import_is_provided_and_http_get_only_where_granted() {
     let http_get = ("http".to_owned(), "get".to_owned());
     assert!(!provided.contains(&http_get));
     assert!(wasmer.engine().provided_imports(true).contains(&http_get));
+}
+
+#[test]
+fn an_instance_is_given_the_wasi_functions_its_module_imports_and_no_others() {
+    let wasmer = Wasmer::start(&EngineConfig::default()).expect("the engine builds");
+    let engine = wasmer.engine();
+    let module = Arc::new(
+        engine
+            .compile(&artifacts::read(artifacts::ADD))
+            .expect("add compiles"),
+    );
+    let imported: HashSet<(String, String)> = engine
+        .interface(&module)
+        .imports
+        .into_iter()
+        .filter(|(module, _)| module == WASI_P1_MODULE)
+        .collect();
+    assert!(imported.contains(&(WASI_P1_MODULE.to_owned(), "fd_write".to_owned())));
+    assert!(imported.len() < WASI_P1_FUNCTIONS.len());
+    let linked = engine
+        .link(
+            &module,
+            &GuestAbi::Sdk { reactor: false },
+            &ActionConfig::default(),
+        )
+        .expect("add links");
+
+    let _context = engine.shared.threads.handle().enter();
+    let mut store = Store::new(crate::compiler::module_engine());
+    let env = WasiEnv::builder("action")
+        .runtime(engine.shared.wasi_runtime.clone())
+        .fs(engine.shared.empty_fs.clone())
+        .build()
+        .expect("a WASI environment builds");
+    let env = WasiFunctionEnv::new(&mut store, env);
+    let given: HashSet<(String, String)> = linked
+        .action
+        .wasi_functions(&mut store, &env)
+        .iter()
+        .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
+        .collect();
+    assert_eq!(given, imported);
 }
 
 async fn run_once(engine: &dyn WasmRuntime, code: Vec<u8>) -> Result<serde_json::Value, String> {
