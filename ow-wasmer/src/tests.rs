@@ -33,17 +33,22 @@ ow_common::conformance_suite! {
 }
 
 impl WasmerEngine {
-    /// Every `(module, name)` pair an instance of a module importing all of WASI is given, with
-    /// or without `http`.`get`.
-    fn provided_imports(&self, net_access: bool) -> HashSet<(String, String)> {
-        let _context = self.shared.threads.handle().enter();
-        let mut store = Store::new(crate::compiler::module_engine());
+    /// A WASI environment in `store` with nothing in it. Call inside the engine's runtime.
+    fn empty_wasi_env(&self, store: &mut Store) -> WasiFunctionEnv {
         let env = WasiEnv::builder("action")
             .runtime(self.shared.wasi_runtime.clone())
             .fs(self.shared.empty_fs.clone())
             .build()
             .expect("a WASI environment builds");
-        let env = WasiFunctionEnv::new(&mut store, env);
+        WasiFunctionEnv::new(store, env)
+    }
+
+    /// Every `(module, name)` pair an instance of a module importing all of WASI is given, with
+    /// or without `http`.`get`.
+    fn provided_imports(&self, net_access: bool) -> HashSet<(String, String)> {
+        let _context = self.shared.threads.handle().enter();
+        let mut store = Store::new(crate::compiler::module_engine());
+        let env = self.empty_wasi_env(&mut store);
         let mut imports: Imports =
             generate_import_object_snapshot1_of(&mut store, &env.env, &|_| true);
         if net_access {
@@ -103,12 +108,7 @@ fn an_instance_is_given_the_wasi_functions_its_module_imports_and_no_others() {
 
     let _context = engine.shared.threads.handle().enter();
     let mut store = Store::new(crate::compiler::module_engine());
-    let env = WasiEnv::builder("action")
-        .runtime(engine.shared.wasi_runtime.clone())
-        .fs(engine.shared.empty_fs.clone())
-        .build()
-        .expect("a WASI environment builds");
-    let env = WasiFunctionEnv::new(&mut store, env);
+    let env = engine.empty_wasi_env(&mut store);
     let given: HashSet<(String, String)> = linked
         .action
         .wasi_functions(&mut store, &env)
