@@ -31,8 +31,9 @@ use wasmer_wasix::{WasiEnv, WasiError, WasiFunctionEnv, generate_import_object_s
 pub(crate) struct ActionSetup {
     /// The memory limit.
     pub(crate) memory_bytes: u64,
-    /// The WASI functions the module imports, the only ones its instances are given (making
-    /// each costs as much as using it). A module importing none gets no WASI environment.
+    /// The WASI functions the module imports: its instances are given these and no others,
+    /// because every function made costs time at every instantiation, called or not. A module
+    /// importing none gets no WASI environment.
     pub(crate) wasi_imports: Vec<String>,
     /// Whether `http`.`get` is linked: the module imports it and the action is granted it.
     pub(crate) http: bool,
