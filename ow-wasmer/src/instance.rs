@@ -240,7 +240,7 @@ impl InstanceJob {
                 &execution.capture,
                 LogStream::Stderr,
             )));
-        let builder = match &self.action.data_dir {
+        let mut builder = match &self.action.data_dir {
             Some(dir) => {
                 let root = MountFileSystem::new();
                 root.mount(abi::PREOPEN_GUEST_PATH, dir.clone())
@@ -252,6 +252,7 @@ impl InstanceJob {
             }
             None => builder.fs(self.empty_fs.clone()),
         };
+        builder.set_module_hash(self.module.wasi_hash);
         builder.build().map_err(|e| e.to_string())
     }
 }

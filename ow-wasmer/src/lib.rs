@@ -73,6 +73,7 @@ use std::sync::Arc;
 use stop::Stopper;
 use threads::InstanceThreads;
 use wasmer::{ExternType, Module};
+use wasmer_types::ModuleHash;
 use wasmer_wasix::PluggableRuntime;
 use wasmer_wasix::runtime::Runtime;
 use wasmer_wasix::runtime::task_manager::tokio::TokioTaskManager;
@@ -116,11 +117,20 @@ impl std::fmt::Debug for WasmerEngine {
 pub struct WasmerModule {
     module: Module,
     engine: wasmer::Engine,
+    /// What its instances' WASI environments name the module by. wasmer-wasix keys its journal
+    /// and module cache by this hash, neither of which ow-wasm uses, and draws a random one
+    /// (a `getrandom` call) for every environment built without one; one drawn per module
+    /// serves as well.
+    wasi_hash: ModuleHash,
 }
 
 impl WasmerModule {
     pub(crate) fn new(module: Module, engine: wasmer::Engine) -> Self {
-        Self { module, engine }
+        Self {
+            module,
+            engine,
+            wasi_hash: ModuleHash::random(),
+        }
     }
 
     fn imports(&self, module: &str, name: &str) -> bool {
