@@ -164,7 +164,8 @@ impl LinkedModule for WamrLinked {
         let ran = drains.drain_until(&capture, answered);
         match stop_at_deadline(deadline, ran, || self.threads.stop(&kill)).await {
             (Ok((end, stdio)), read_empty) => {
-                self.idle_stdio.give_back(drains, stdio, read_empty);
+                self.idle_stdio
+                    .give_back(drains, stdio, read_empty, self.module.sets_fd_flags());
                 end
             }
             (Err(_), _) => refused(RunError::Internal(

@@ -72,6 +72,7 @@ use ffi::ExternKind;
 use instance::{ActionSettings, INSTANCE_THREAD_STACK_BYTES, Threads};
 use ow_common::code::ModuleFormat;
 use ow_common::host::abi::{ExportedFunction, GuestAbi};
+use ow_common::host::admission::WASI_P1_MODULE;
 use ow_common::host::thread_pool::{INSTANCE_THREAD_LINGER, ThreadPool, ThreadPoolSettings};
 use ow_common::host::{Engine, Host, MAX_THREAD_BOUND_INSTANCES, ModuleInterface};
 use ow_common::runtime::{ActionConfig, EngineConfig, InitError};
@@ -118,6 +119,16 @@ pub struct WamrModule {
     /// What each activation runs before the ABI's entry point, where WAMR would have run it
     /// while instantiating.
     startup: Startup,
+}
+
+impl WamrModule {
+    /// Whether its instances can change the file status flags of their stdio: only WASI's
+    /// `fd_fdstat_set_flags` does, and a module that does not import it cannot call it.
+    fn sets_fd_flags(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|import| import.module == WASI_P1_MODULE && import.name == stdio::SET_FLAGS_IMPORT)
+    }
 }
 
 impl std::fmt::Debug for WamrModule {

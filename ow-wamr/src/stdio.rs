@@ -21,9 +21,10 @@
 //! the reactor, was about half of a WAMR activation's work on the async workers. A guest can
 //! change one thing of its stdio that outlives it, the file status flags
 //! (`fd_fdstat_set_flags`: append, non-blocking), so those are cleared before the descriptors
-//! are lent again. Pipes that are not kept close their reading ends before the writing ends:
-//! the other way round, each close of a writing end would wake the reactor with an end of
-//! file, and the reactor the activation's task, for nothing.
+//! are lent again, when the guest's module imports that function. Pipes that are not kept
+//! close their reading ends before the writing ends: the other way round, each close of a
+//! writing end would wake the reactor with an end of file, and the reactor the activation's
+//! task, for nothing.
 //!
 //! Should the activation be abandoned while the guest still writes, the read ends close with
 //! the future, and the guest's writes fail (`EPIPE`: Rust programs, the executor included,
@@ -37,6 +38,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, PoisonError};
 use tokio::net::unix::pipe;
 use tokio::runtime::{Handle, Id};
+
+/// The one WASI function that changes an open file's status flags (append, non-blocking).
+pub(crate) const SET_FLAGS_IMPORT: &str = "fd_fdstat_set_flags";
 
 /// How much one drain step reads at most (on the async worker's stack, not per activation).
 const DRAIN_CHUNK_BYTES: usize = 16 * 1024;
@@ -112,10 +116,18 @@ impl IdleStdio {
     }
 
     /// Keeps an activation's stdio for the next when `drain_until` has read the output pipes
-    /// empty (`read_empty`): the guest's file status flags on the guest's ends cleared, a stdin
-    /// holding parameters closed. Descriptors not read empty, whose flags cannot be cleared,
-    /// or that there is no room for, are closed, reading ends first.
-    pub(crate) fn give_back(&self, mut drains: OutputDrains, guest: GuestStdio, read_empty: bool) {
+    /// empty (`read_empty`): the file status flags on the guest's ends cleared if the guest
+    /// could set them (`may_set_flags`: its module imports [`SET_FLAGS_IMPORT`]; three system
+    /// calls saved per activation of any other), a stdin holding parameters closed.
+    /// Descriptors not read empty, whose flags cannot be cleared, or that there is no room
+    /// for, are closed, reading ends first.
+    pub(crate) fn give_back(
+        &self,
+        mut drains: OutputDrains,
+        guest: GuestStdio,
+        read_empty: bool,
+        may_set_flags: bool,
+    ) {
         if !read_empty {
             drop(drains);
             drop(guest);
@@ -126,12 +138,14 @@ impl IdleStdio {
             stdout,
             stderr,
         } = guest;
-        let clear = |end: &OwnedFd| rustix::fs::fcntl_setfl(end, rustix::fs::OFlags::empty());
+        let clear = |end: &OwnedFd| {
+            !may_set_flags || rustix::fs::fcntl_setfl(end, rustix::fs::OFlags::empty()).is_ok()
+        };
         match stdin {
-            Stdin::Empty(stdin) => drains.spare_stdin = clear(&stdin).is_ok().then_some(stdin),
+            Stdin::Empty(stdin) => drains.spare_stdin = clear(&stdin).then_some(stdin),
             Stdin::Params(stdin) => drop(stdin),
         }
-        let cleared = clear(&stdout).is_ok() && clear(&stderr).is_ok();
+        let cleared = clear(&stdout) && clear(&stderr);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if cleared && idle.len() < IDLE_STDIO {
             idle.push(IdleSet {

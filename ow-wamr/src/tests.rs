@@ -497,6 +497,18 @@ fn stdio_lent_again_does_not_keep_the_last_guests_flags() {
 }
 
 #[test]
+fn only_a_module_importing_fd_fdstat_set_flags_can_set_its_stdio_flags() {
+    let engine = engine();
+    let wamr: &WamrEngine = engine.engine();
+    let sets_fd_flags = |wat: &str| {
+        let wasm = wat::parse_str(wat).expect("the test module is valid WAT");
+        wamr.compile(&wasm).expect("it loads").sets_fd_flags()
+    };
+    assert!(sets_fd_flags(SETS_OUTPUT_FLAGS));
+    assert!(!sets_fd_flags(READS_OUTPUT_FLAGS));
+}
+
+#[test]
 fn a_flood_of_output_is_drained_and_dropped_past_the_log_limit() {
     // 512 writes of 64 KiB (32 MiB) of `x` lines, then the result line.
     let flood = r#"(module
