@@ -77,6 +77,26 @@ fn err(error: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("cannot draw the chart: {error}")
 }
 
+/// The plotting area's height in pixels, about: the image less its margins, caption and x labels.
+const PLOT_HEIGHT: f64 = 520.0;
+
+/// The legend's height in pixels for `series` entries, its border and its offset included.
+fn legend_height(series: usize) -> f64 {
+    19.0 * series as f64 + 30.0
+}
+
+/// Raises the top of a y axis running from `lo` to `hi` so that the data stays below the
+/// legend, which the chart draws in its upper left corner: the band the legend of `series`
+/// entries takes (at most half the height) is left empty above the highest point.
+fn with_legend_room(lo: f64, hi: f64, log: bool, series: usize) -> f64 {
+    let room = (legend_height(series) / PLOT_HEIGHT).min(0.5);
+    if log {
+        lo * (hi / lo).powf(1.0 / (1.0 - room))
+    } else {
+        lo + (hi - lo) / (1.0 - room)
+    }
+}
+
 /// Bounds of the points, padded; positive for log axes.
 fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     let (mut lo, mut hi) = values
@@ -105,6 +125,7 @@ impl Chart for Lines {
         let log_y = matches!(self.scale, Scale::LogY | Scale::LogBoth);
         let (x0, x1) = bounds(points().map(|p| p.0), log_x);
         let (y0, y1) = bounds(points().map(|p| p.1), log_y);
+        let y1 = with_legend_room(y0, y1, log_y, self.series.len());
         let mut builder = ChartBuilder::on(&root);
         builder
             .caption(&self.title, ("sans-serif", 26))
@@ -201,6 +222,7 @@ impl Chart for Bars {
                 .flat_map(|(_, values)| values.iter().flatten().copied()),
             true,
         );
+        let top = with_legend_room(bottom, top, true, self.series.len());
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, ("sans-serif", 26))
             .margin(20)
@@ -257,6 +279,24 @@ mod tests {
         let (lo, hi) = bounds([0.0, 1.0, 100.0].into_iter(), true);
         assert!(lo > 0.0 && lo < 1.0 && hi > 100.0);
         assert_eq!(bounds(std::iter::empty(), false), (0.0, 1.05));
+    }
+
+    #[test]
+    fn the_data_stays_below_the_legend() {
+        let below_legend = |position: f64, series: usize| {
+            position <= 1.0 - legend_height(series) / PLOT_HEIGHT + 1e-9
+        };
+        // Where the highest point sits on the axis, 0 at the bottom and 1 at the top.
+        let top = with_legend_room(0.0, 100.0, false, 6);
+        assert!(below_legend(100.0 / top, 6));
+        let top = with_legend_room(10.0, 100_000.0, true, 6);
+        assert!(below_legend(
+            (100_000f64 / 10.0).ln() / (top / 10.0).ln(),
+            6
+        ));
+        // However many lines, the data keeps at least half the height.
+        let top = with_legend_room(0.0, 100.0, false, 100);
+        assert!((100.0 / top - 0.5).abs() < 1e-9);
     }
 
     #[test]
